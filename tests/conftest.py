@@ -1,0 +1,104 @@
+"""Shared fixtures: real small datasets written to disk, a real HTTP server, the mnistlab CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistlab.idx import write_idx
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-test-10k"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's cache, and none reaches a public mirror."""
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path_factory.mktemp("cache")))
+    for name in ("MNIST", "KMNIST", "FASHION_MNIST"):
+        monkeypatch.setenv(f"MNISTLAB_MIRRORS_{name}", "http://127.0.0.1:9/")
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m mnistlab`` as a user would; returns the completed process."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "mnistlab", *args], capture_output=True,
+                          text=True, env=full_env, timeout=timeout)
+
+
+def make_images(n: int, size: int = 28, n_classes: int = 10, seed: int = 0):
+    """Images whose class is readable from a bright stripe, so models can learn them."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    rng.shuffle(y)
+    x = rng.integers(0, 60, size=(n, size, size), dtype=np.uint8)
+    rows = (y * size) // n_classes
+    for i, r in enumerate(rows):
+        x[i, r:r + max(1, size // n_classes)] = 250
+    return x, y.astype(np.uint8)
+
+
+def write_idx_folder(folder: Path, n_train: int = 200, n_test: int = 50, gz: bool = True):
+    folder.mkdir(parents=True, exist_ok=True)
+    x_tr, y_tr = make_images(n_train, seed=1)
+    x_te, y_te = make_images(n_test, seed=2)
+    ext = ".gz" if gz else ""
+    write_idx(folder / f"train-images-idx3-ubyte{ext}", x_tr)
+    write_idx(folder / f"train-labels-idx1-ubyte{ext}", y_tr)
+    write_idx(folder / f"t10k-images-idx3-ubyte{ext}", x_te)
+    write_idx(folder / f"t10k-labels-idx1-ubyte{ext}", y_te)
+    return folder
+
+
+@pytest.fixture
+def idx_folder(tmp_path):
+    return write_idx_folder(tmp_path / "idx")
+
+
+class FileServer:
+    """Serves ``files`` (path -> bytes) on 127.0.0.1; ``truncate`` paths send half their body."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.truncate: set[str] = set()
+        self.hits: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                server.hits.append(self.path)
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if self.path in server.truncate else body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def http_server():
+    with FileServer() as server:
+        yield server

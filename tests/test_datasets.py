@@ -1,0 +1,173 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SHARED_MNIST, make_images, run_cli, write_idx_folder
+from mnistlab.datasets import FASHION_DEBIAN_DIR, load_dataset
+from mnistlab.errors import DatasetError
+from mnistlab.idx import write_idx
+from mnistlab.sections.explore import pixel_statistics, summarize
+
+
+def test_mnist_5k_is_real_balanced_and_split_80_20():
+    data = load_dataset("mnist-5k")
+    assert data.x_train.shape == (4000, 28, 28) and data.x_test.shape == (1000, 28, 28)
+    assert data.x_train.dtype == np.uint8 and data.y_train.dtype == np.int64
+    assert np.bincount(data.y_train).tolist() == [400] * 10
+    assert np.bincount(data.y_test).tolist() == [100] * 10
+    assert load_dataset("mnist-5k").fingerprint == data.fingerprint  # fixed seed
+
+
+def test_digits_are_rescaled_to_0_255():
+    data = load_dataset("digits")
+    assert data.image_shape == (8, 8) and data.x_train.max() == 255
+    assert len(data.y_train) + len(data.y_test) == 1797
+
+
+def test_idx_folder_plain_or_gzipped(tmp_path):
+    a = load_dataset(f"idx:{write_idx_folder(tmp_path / 'gz')}")
+    b = load_dataset(f"idx:{write_idx_folder(tmp_path / 'raw', gz=False)}")
+    assert a.fingerprint == b.fingerprint
+    assert a.x_train.shape == (200, 28, 28) and a.n_classes == 10
+
+
+def test_npz_as_keras_saves_it(tmp_path):
+    x_tr, y_tr = make_images(60, size=12)
+    x_te, y_te = make_images(20, size=12, seed=3)
+    np.savez(tmp_path / "d.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    data = load_dataset(f"npz:{tmp_path / 'd.npz'}")
+    assert data.image_shape == (12, 12) and np.array_equal(data.x_test, x_te)
+
+
+def test_labels_are_made_contiguous_and_keep_their_names(tmp_path):
+    x, _ = make_images(30, size=6)
+    y = np.array([1, 5, 26] * 10)
+    np.savez(tmp_path / "letters.npz", x_train=x, y_train=y, x_test=x[:6], y_test=y[:6])
+    data = load_dataset(f"npz:{tmp_path / 'letters.npz'}")
+    assert data.class_names == ["1", "5", "26"] and set(data.y_train) == {0, 1, 2}
+
+
+def _write_image_folder(root: Path, size=(10, 12)):
+    for split, n in (("train", 4), ("test", 2)):
+        for cls in ("cat", "dog"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = np.full(size, 40 * i + (100 if cls == "dog" else 0), np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def test_image_folder_any_size(tmp_path):
+    data = load_dataset(f"folder:{_write_image_folder(tmp_path / 'pets')}")
+    assert data.class_names == ["cat", "dog"]
+    assert data.x_train.shape == (8, 10, 12) and data.x_test.shape == (4, 10, 12)
+
+
+@pytest.mark.skipif(not (FASHION_DEBIAN_DIR / "train-images-idx3-ubyte.gz").exists(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_from_the_debian_package():
+    result = run_cli("data", "info", "fashion-mnist")
+    assert result.returncode == 0, result.stderr
+    assert "(60000, 28, 28)" in result.stdout and "Ankle boot" in result.stdout
+    assert "90.02" in result.stdout  # train pixel std on the 0-255 scale
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="../shared/data/mnist-test-10k absent")
+def test_official_mnist_test_set_std_is_79_17(tmp_path):
+    images = SHARED_MNIST / "t10k-images-idx3-ubyte.gz"
+    from mnistlab.idx import read_idx
+
+    assert round(pixel_statistics(read_idx(images))[1], 2) == 79.17
+    # The same numbers through the CLI: the official test files serve as both splits.
+    folder = tmp_path / "mnist-test"
+    folder.mkdir()
+    for split in ("train", "t10k"):
+        for kind in ("images-idx3", "labels-idx1"):
+            shutil.copy(SHARED_MNIST / f"t10k-{kind}-ubyte.gz", folder / f"{split}-{kind}-ubyte.gz")
+    result = run_cli("data", "info", f"idx:{folder}")
+    assert result.returncode == 0, result.stderr
+    assert "79.17" in result.stdout and "(10000, 28, 28)" in result.stdout
+    assert "1,135" in result.stdout  # digit 1 is the largest class of the test set
+    s = summarize(load_dataset(f"idx:{folder}"))
+    assert s.test_counts[1] == 1135 and round(s.test_imbalance, 3) == round(1135 / 892, 3)
+
+
+def test_data_list_names_every_dataset():
+    result = run_cli("data", "list")
+    assert result.returncode == 0
+    for name in ("mnist", "fashion-mnist", "kmnist", "mnist-5k", "digits"):
+        assert name in result.stdout
+
+
+# --------------------------------------------------------------- bad input: one line, exit 2
+
+def _bad(tmp_path: Path, case: str) -> tuple[str, str]:
+    """Build a broken dataset; return its --dataset argument and the expected message."""
+    folder = write_idx_folder(tmp_path / case)
+    if case == "missing-file":
+        (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+        return f"idx:{folder}", "missing t10k-labels-idx1-ubyte"
+    if case == "bad-magic":
+        (folder / "train-images-idx3-ubyte.gz").write_bytes(b"\x01\x02\x03\x04" * 10)
+        return f"idx:{folder}", "train-images-idx3-ubyte.gz: not an IDX file"
+    if case == "truncated":
+        path = folder / "train-images-idx3-ubyte"
+        write_idx(path, make_images(10)[0])
+        path.write_bytes(path.read_bytes()[:-5])
+        (folder / "train-images-idx3-ubyte.gz").unlink()
+        return f"idx:{folder}", "train-images-idx3-ubyte: header declares shape (10, 28, 28)"
+    if case == "count-mismatch":
+        write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(199, np.uint8))
+        return f"idx:{folder}", "train-labels-idx1-ubyte.gz: 199 labels for 200 images"
+    if case == "label-unseen":
+        write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.full(50, 42, np.uint8))
+        return f"idx:{folder}", "y_test holds label 42, which no training image has"
+    if case == "npz-missing-array":
+        np.savez(tmp_path / "d.npz", x_train=np.zeros((2, 4, 4), np.uint8))
+        return f"npz:{tmp_path / 'd.npz'}", "missing array(s) y_train, x_test, y_test"
+    if case == "npz-one-hot":
+        x = np.zeros((4, 4, 4), np.uint8)
+        np.savez(tmp_path / "d.npz", x_train=x, y_train=np.eye(4), x_test=x, y_test=np.eye(4))
+        return f"npz:{tmp_path / 'd.npz'}", "not one-hot rows"
+    if case == "npz-float-pixels":
+        x = np.full((4, 4, 4), 0.5)
+        y = np.arange(4)
+        np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+        return f"npz:{tmp_path / 'd.npz'}", "x_train must hold pixel values 0..255"
+    if case == "not-npz":
+        (tmp_path / "d.npz").write_text("hello")
+        return f"npz:{tmp_path / 'd.npz'}", "not a readable .npz file"
+    if case == "unreadable-image":
+        root = _write_image_folder(tmp_path / "pets")
+        (root / "train" / "cat" / "0.png").write_bytes(b"not a png")
+        return f"folder:{root}", "0.png: unreadable image"
+    if case == "image-sizes-differ":
+        root = _write_image_folder(tmp_path / "pets")
+        Image.fromarray(np.zeros((5, 5), np.uint8)).save(root / "train" / "dog" / "9.png")
+        return f"folder:{root}", "9.png: image is 5x5 but earlier images are 12x10"
+    if case == "unknown-name":
+        return "mnits", "--dataset mnits: unknown dataset"
+    if case == "unknown-format":
+        return "csv:/tmp/x", "unknown format 'csv'"
+    raise AssertionError(case)
+
+
+BAD_CASES = ["missing-file", "bad-magic", "truncated", "count-mismatch", "label-unseen",
+             "npz-missing-array", "npz-one-hot", "npz-float-pixels", "not-npz",
+             "unreadable-image", "image-sizes-differ", "unknown-name", "unknown-format"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_is_one_line_naming_the_problem(tmp_path, case):
+    dataset, message = _bad(tmp_path, case)
+    with pytest.raises(DatasetError, match=None) as info:
+        load_dataset(dataset)
+    assert message in str(info.value)
+    result = run_cli("data", "info", dataset)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,104 @@
+"""The study runner end to end: caching, partial recomputation, report rebuild, kill -9 resume."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from conftest import make_images, run_cli
+from mnistlab import build_config, build_report, load_dataset, run_study
+from mnistlab.store import RunStore
+
+
+def _finished(folder):
+    with sqlite3.connect(folder / "study.sqlite") as db:
+        return dict(db.execute("SELECT name, finished FROM steps WHERE status='done'"))
+
+
+def test_rerun_recomputes_nothing_and_a_changed_parameter_only_its_steps(tmp_path):
+    data = load_dataset("digits")
+    out = tmp_path / "run"
+    first = run_study(data, build_config("quick"), out, profile="quick")
+    assert first.records and not any(r.cached for r in first.records)
+    again = run_study(data, build_config("quick"), out, profile="quick")
+    assert all(r.cached for r in again.records)
+    changed = build_config("quick", {"explore": {"n_samples": 4}})
+    partial = run_study(data, changed, out, profile="quick")
+    assert [r.name for r in partial.computed] == ["gallery"]
+    report = build_report(out)
+    assert report.is_file() and (out / "figures" / "explore-samples.png").is_file()
+
+
+def test_report_rebuilds_from_stored_results_without_recomputing(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("study", "--dataset", "digits", "--profile", "quick", "--out", str(out),
+                     "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "Report:" in result.stdout
+    before = _finished(out)
+    (out / "report.html").unlink()
+    result = run_cli("report", str(out))
+    assert result.returncode == 0, result.stderr
+    html = (out / "report.html").read_text()
+    assert "Quick profile" in html and "1.3 Are the training and test sets balanced?" in html
+    assert _finished(out) == before
+
+
+def test_default_dataset_falls_back_to_mnist_5k_in_one_line(tmp_path):
+    result = run_cli("study", "--profile", "quick", "--quiet", "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "using the bundled mnist-5k" in lines[0]
+    assert "mnist-5k" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_default_out_folder_is_named_after_dataset_and_profile(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mnistlab", "study", "--dataset", "digits",
+                             "--profile", "quick", "-q"], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "mnistlab-runs" / "digits-quick" / "report.html").is_file()
+
+
+def test_kill_9_mid_study_then_rerun_finishes_without_recomputing(tmp_path):
+    # A dataset big enough that the 1-NN step takes a second or two, so the kill lands mid-study.
+    x_tr, y_tr = make_images(20000, seed=5)
+    x_te, y_te = make_images(4000, seed=6)
+    np.savez(tmp_path / "big.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "mnistlab", "study", "--dataset", f"npz:{tmp_path / 'big.npz'}",
+            "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    done = {}
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "study.sqlite").exists():
+            try:
+                done = _finished(out)
+            except sqlite3.OperationalError:
+                done = {}
+            if done:
+                break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the study ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = _finished(out)
+    assert done and "holdout" not in done
+    assert not (out / "report.html").exists()
+    result = subprocess.run(args, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    after = _finished(out)
+    assert {k: after[k] for k in done} == done  # finished steps kept, not recomputed
+    assert "holdout" in after and (out / "report.html").is_file()
+    store = RunStore(out, create=False)
+    study = store.last_study()
+    for key in study["step_keys"]:
+        store.load_result(key)  # every stored file is complete
+    store.close()
+    leftovers = [p for p in (out / "arrays").iterdir() if not p.name.endswith(".npz")]
+    assert leftovers == []
