@@ -56,6 +56,25 @@ def write_idx_folder(folder: Path, n_train: int = 200, n_test: int = 50, gz: boo
     return folder
 
 
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    """The README's quick study on mnist-5k, run once through the CLI; its run folder."""
+    out = tmp_path_factory.mktemp("quick") / "run"
+    env = {"MNISTLAB_DATA": str(tmp_path_factory.mktemp("cache-quick"))}
+    result = run_cli("study", "--dataset", "mnist-5k", "--profile", "quick", "--out", str(out),
+                     "--quiet", env=env)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture
+def fast_config(tmp_path):
+    """A TOML file that turns off the slowest steps, for tests about the runner itself."""
+    path = tmp_path / "fast.toml"
+    path.write_text("[unsupervised]\nembedding = false\nkmeans_k = [2, 10]\nbic_k = [5, 10]\n")
+    return path
+
+
 @pytest.fixture
 def idx_folder(tmp_path):
     return write_idx_folder(tmp_path / "idx")

@@ -5,7 +5,6 @@ import shutil
 
 import pytest
 
-from conftest import run_cli
 from mnistlab.sections import SECTIONS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -13,16 +12,8 @@ if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip("chromium is not installed (setup.sh installs it as root)", allow_module_level=True)
 
 
-@pytest.fixture(scope="module")
-def quick_report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "run"
-    result = run_cli("study", "--dataset", "mnist-5k", "--profile", "quick", "--out", str(out),
-                     "--quiet")
-    assert result.returncode == 0, result.stderr
-    return out / "report.html"
-
-
-def test_report_opens_offline_with_every_section_and_image(quick_report):
+def test_report_opens_offline_with_every_section_and_image(quick_run):
+    quick_report = quick_run / "report.html"
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

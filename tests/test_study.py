@@ -1,6 +1,7 @@
 """The study runner end to end: caching, partial recomputation, report rebuild, kill -9 resume."""
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -19,26 +20,32 @@ def _finished(folder):
         return dict(db.execute("SELECT name, finished FROM steps WHERE status='done'"))
 
 
+FAST = {"unsupervised": {"embedding": False, "kmeans_k": [2, 10], "bic_k": [5, 10]}}
+
+
 def test_rerun_recomputes_nothing_and_a_changed_parameter_only_its_steps(tmp_path):
     data = load_dataset("digits")
     out = tmp_path / "run"
-    first = run_study(data, build_config("quick"), out, profile="quick")
+    first = run_study(data, build_config("quick", FAST), out, profile="quick")
     assert first.records and not any(r.cached for r in first.records)
-    again = run_study(data, build_config("quick"), out, profile="quick")
+    again = run_study(data, build_config("quick", FAST), out, profile="quick")
     assert all(r.cached for r in again.records)
-    changed = build_config("quick", {"explore": {"n_samples": 4}})
+    changed = build_config("quick", {**FAST, "explore": {"n_samples": 4}})
     partial = run_study(data, changed, out, profile="quick")
     assert [r.name for r in partial.computed] == ["gallery"]
+    # The PCA target feeds every clustering step: they are recomputed, the explore steps not.
+    changed = build_config("quick", {"unsupervised": {**FAST["unsupervised"],
+                                                      "variance_target": 0.8}})
+    partial = run_study(data, changed, out, profile="quick")
+    assert {r.section for r in partial.computed} == {"unsupervised"}
+    assert {r.name for r in partial.computed} >= {"pca", "kmeans_sweep", "gmm", "birch"}
     report = build_report(out)
     assert report.is_file() and (out / "figures" / "explore-samples.png").is_file()
 
 
-def test_report_rebuilds_from_stored_results_without_recomputing(tmp_path):
+def test_report_rebuilds_from_stored_results_without_recomputing(quick_run, tmp_path):
     out = tmp_path / "run"
-    result = run_cli("study", "--dataset", "digits", "--profile", "quick", "--out", str(out),
-                     "--quiet")
-    assert result.returncode == 0, result.stderr
-    assert "Report:" in result.stdout
+    shutil.copytree(quick_run, out)
     before = _finished(out)
     (out / "report.html").unlink()
     result = run_cli("report", str(out))
@@ -48,30 +55,31 @@ def test_report_rebuilds_from_stored_results_without_recomputing(tmp_path):
     assert _finished(out) == before
 
 
-def test_default_dataset_falls_back_to_mnist_5k_in_one_line(tmp_path):
-    result = run_cli("study", "--profile", "quick", "--quiet", "--out", str(tmp_path / "r"))
+def test_default_dataset_falls_back_to_mnist_5k_in_one_line(tmp_path, fast_config):
+    result = run_cli("study", "--profile", "quick", "--quiet", "--out", str(tmp_path / "r"),
+                     "--config", str(fast_config))
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "using the bundled mnist-5k" in lines[0]
     assert "mnist-5k" in (tmp_path / "r" / "report.html").read_text()
 
 
-def test_default_out_folder_is_named_after_dataset_and_profile(tmp_path):
+def test_default_out_folder_is_named_after_dataset_and_profile(tmp_path, fast_config):
     result = subprocess.run([sys.executable, "-m", "mnistlab", "study", "--dataset", "digits",
-                             "--profile", "quick", "-q"], cwd=tmp_path, capture_output=True,
-                            text=True, env={**os.environ})
+                             "--profile", "quick", "-q", "--config", str(fast_config)],
+                            cwd=tmp_path, capture_output=True, text=True, env={**os.environ})
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "mnistlab-runs" / "digits-quick" / "report.html").is_file()
 
 
 def test_kill_9_mid_study_then_rerun_finishes_without_recomputing(tmp_path):
-    # A dataset big enough that the 1-NN step takes a second or two, so the kill lands mid-study.
-    x_tr, y_tr = make_images(20000, seed=5)
-    x_te, y_te = make_images(4000, seed=6)
+    # The quick study of 6,000 images takes many seconds, so the kill lands mid-study.
+    x_tr, y_tr = make_images(5000, seed=5)
+    x_te, y_te = make_images(1000, seed=6)
     np.savez(tmp_path / "big.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
     out = tmp_path / "run"
     args = [sys.executable, "-m", "mnistlab", "study", "--dataset", f"npz:{tmp_path / 'big.npz'}",
-            "--out", str(out), "--quiet"]
+            "--out", str(out), "--quiet", "--profile", "quick"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     done = {}
@@ -88,13 +96,13 @@ def test_kill_9_mid_study_then_rerun_finishes_without_recomputing(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = _finished(out)
-    assert done and "holdout" not in done
+    assert done and "embedding" not in done
     assert not (out / "report.html").exists()
     result = subprocess.run(args, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     after = _finished(out)
     assert {k: after[k] for k in done} == done  # finished steps kept, not recomputed
-    assert "holdout" in after and (out / "report.html").is_file()
+    assert "embedding" in after and (out / "report.html").is_file()
     store = RunStore(out, create=False)
     study = store.last_study()
     for key in study["step_keys"]:

@@ -13,6 +13,7 @@ import tomli_w
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import sections
 from .errors import ConfigError
 from .sections import SECTIONS
 
@@ -26,7 +27,9 @@ class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = Field(0, ge=0, description="seed of every random choice in the study")
-    explore: SECTIONS[0].Params = Field(default_factory=SECTIONS[0].Params)
+    explore: sections.explore.Params = Field(default_factory=sections.explore.Params)
+    unsupervised: sections.unsupervised.Params = Field(
+        default_factory=sections.unsupervised.Params)
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

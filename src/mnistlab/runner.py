@@ -1,24 +1,20 @@
 """The study runner: plans every section's steps, runs those not done yet, stores the results.
 
-Each step is timed and its peak resident memory sampled (a background thread reads RSS every
-10 ms: ``ru_maxrss`` only ever grows, so it cannot attribute a peak to one step).
+Each step is timed and its peak resident memory sampled (:class:`~mnistlab.measure.Measured`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from .config import StudyConfig, config_toml
 from .datasets import Dataset
+from .measure import Measured
 from .sections import SECTIONS
 from .step import Step
 from .store import RunStore, to_json
@@ -53,30 +49,6 @@ def step_key(fingerprint: str, section: str, step: Step, needed_keys: list[str])
     payload = to_json({"v": CODE_VERSION, "data": fingerprint, "section": section,
                        "step": step.name, "params": step.params, "needs": needed_keys})
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
-
-
-class PeakMemory:
-    """Peak RSS of this process (MiB) while the ``with`` block runs."""
-
-    def __init__(self, interval_s: float = 0.01):
-        self.interval_s = interval_s
-        self.process = psutil.Process()
-        self.start_mb = self.peak_mb = self.process.memory_info().rss / 2**20
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.peak_mb = max(self.peak_mb, self.process.memory_info().rss / 2**20)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, self.process.memory_info().rss / 2**20)
 
 
 class _NullProgress:
@@ -143,10 +115,8 @@ def _run_step(store: RunStore, section: str, step: Step, key: str,
     inputs = {name: store.load_result(section_keys[name]) for name in step.needs}
     store.mark_running(key, section, step.name, step.params)
     log.info("computing %s.%s", section, step.name)
-    started = time.perf_counter()
-    with PeakMemory() as memory:
+    with Measured() as cost:
         result = step.run(inputs)
-    wall = time.perf_counter() - started
-    store.save_step(key, result, wall_s=wall, peak_rss_mb=memory.peak_mb,
-                    rss_delta_mb=memory.peak_mb - memory.start_mb)
-    return StepRecord(section, step.name, key, False, wall)
+    store.save_step(key, result, wall_s=cost.wall_s, peak_rss_mb=cost.peak_mb,
+                    rss_delta_mb=cost.delta_mb)
+    return StepRecord(section, step.name, key, False, cost.wall_s)

@@ -10,10 +10,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..sections import SECTIONS
 from ..store import RunStore
-from . import explore
+from . import explore, unsupervised
 from .blocks import FigureSink
 
-RENDERERS = {"explore": explore.render}
+RENDERERS = {"explore": explore.render, "unsupervised": unsupervised.render}
 
 
 def _section_results(store: RunStore, keys: list[str]) -> dict[str, dict]:
@@ -37,6 +37,8 @@ def build_report(folder: str | Path) -> Path:
         seed = re.search(r"^seed = (\d+)", study["config"], re.M)
         study["seed"] = int(seed.group(1)) if seed else 0
         results = _section_results(store, study["step_keys"])
+        if "summary" in results.get("explore", {}):
+            study["class_names"] = results["explore"]["summary"].class_names
         cost = store.step_rows(study["step_keys"])
     finally:
         store.close()

@@ -5,6 +5,6 @@ quick profile, and ``plan(data, params, seed) -> list[Step]``. Its steps are pur
 the data and parameters that return result dataclasses; drawing happens in :mod:`mnistlab.render`.
 """
 
-from . import explore
+from . import explore, unsupervised
 
-SECTIONS = [explore]
+SECTIONS = [explore, unsupervised]

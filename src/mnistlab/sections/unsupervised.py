@@ -1,0 +1,451 @@
+"""Part 2 of the seed: PCA, then k-means, EM (Gaussian mixtures) and Birch, plus clustering in a
+learned (UMAP) embedding.
+
+One PCA fit serves everything: the full spectrum comes from the covariance matrix's
+eigendecomposition (784 x 784, under a second) and each reduction slices its components.
+Clustering runs on the data reduced to the smallest n reaching ``variance_target`` of the
+variance; pixels are scaled to 0..1 float32 first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..datasets import Dataset, stratified_subset
+from ..measure import Measured
+from ..step import Step
+from .clustering_metrics import matched_contingency, partition_scores, silhouette_estimate
+
+NAME = "unsupervised"
+TITLE = "2. Unsupervised learning: PCA and clustering"
+
+CovarianceType = Literal["spherical", "tied", "diag", "full"]
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_train: int = Field(0, ge=0, description="training images used (0 = all)")
+    gallery_components: list[int] = Field(
+        [], description="n_components of the reconstruction gallery; empty = 1..10, 20, 50, "
+                        "100, 200, 500 and all pixels (values above the pixel count are rejected)")
+    variance_marks: list[float] = Field([0.8, 0.9, 0.95, 0.99],
+                                        description="explained-variance levels marked on the curve")
+    variance_target: float = Field(0.90, gt=0, le=1, description="explained variance the "
+                                   "reduced space keeps: it sets n_components for clustering")
+    kmeans_k: list[int] = Field([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 50, 100, 150],
+                                description="K of the k-means sweep")
+    kmeans_n_init: int = Field(1, ge=1, description="k-means restarts per fit")
+    n_clusters: int = Field(0, ge=0, description="K of the detailed evaluations; 0 = the "
+                            "number of classes")
+    inits: list[Literal["k-means++", "random", "fixed"]] = Field(
+        ["k-means++", "random", "fixed"],
+        description="k-means initialisations compared; fixed = one real training image per class")
+    silhouette_sample: int = Field(10_000, ge=100, description="silhouette is exact up to this "
+                                   "many points, else estimated on stratified samples this size")
+    silhouette_repeats: int = Field(3, ge=1, description="samples the silhouette estimate "
+                                    "averages (their spread is the sampling error)")
+    gmm_space: Literal["pca", "raw"] = Field("pca", description="pca: the reduced space; raw: "
+                                             "the seed's 784 raw pixels (much slower)")
+    gmm_covariance_types: list[CovarianceType] = Field(["spherical", "tied", "diag", "full"],
+                                                       description="GaussianMixture covariances")
+    gmm_max_iter: int = Field(100, ge=1, description="EM iterations at most")
+    bic_k: list[int] = Field(list(range(5, 21)), description="K of the BIC curve")
+    bic_sample: int = Field(5_000, ge=100, description="points the BIC curve is fitted on "
+                            "(a seeded stratified sample; 16 full-covariance fits on all the "
+                            "data would dominate the section's time)")
+    birch_threshold: float = Field(0.5, gt=0, description="Birch subcluster radius, as a "
+                                   "fraction of the data's RMS distance to its mean")
+    embedding: bool = Field(True, description="cluster in a UMAP embedding too")
+    embedding_dim: int = Field(10, ge=2, description="UMAP output dimensions")
+    embedding_neighbors: int = Field(15, ge=2, description="UMAP n_neighbors")
+    embedding_input_dim: int = Field(50, ge=2, description="PCA components fed to UMAP")
+    embedding_cluster: Literal["gmm", "kmeans"] = Field("gmm", description="clustering in the "
+                                                        "embedding")
+    plot_points: int = Field(6_000, ge=100, description="points drawn in scatter plots")
+
+    @field_validator("kmeans_k", "bic_k")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if not values or min(values) < 1:
+            raise ValueError("give at least one value, every value >= 1")
+        return sorted(set(values))
+
+    @field_validator("gallery_components")
+    @classmethod
+    def _positive_or_empty(cls, values: list[int]) -> list[int]:
+        if values and min(values) < 1:
+            raise ValueError("every value must be >= 1")
+        return sorted(set(values))
+
+    @field_validator("inits")
+    @classmethod
+    def _some_init(cls, values: list[str]) -> list[str]:
+        if not values:
+            raise ValueError("give at least one initialisation")
+        return list(dict.fromkeys(values))
+
+    def gallery_for(self, n_features: int) -> list[int]:
+        """The gallery's n values for images of ``n_features`` pixels."""
+        from ..errors import ConfigError
+
+        if not self.gallery_components:
+            auto = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 50, 100, 200, 500]
+            return [n for n in auto if n < n_features] + [n_features]
+        too_big = [n for n in self.gallery_components if n > n_features]
+        if too_big:
+            raise ConfigError(f"unsupervised.gallery_components: {too_big[0]} is larger than "
+                              f"the {n_features} pixels of an image")
+        return list(self.gallery_components)
+
+
+QUICK = {"max_train": 3000, "kmeans_k": [1, 2, 5, 10, 20, 50], "bic_k": [5, 8, 10, 12, 15],
+         "silhouette_repeats": 2, "bic_sample": 3000, "plot_points": 3000}
+
+
+# ------------------------------------------------------------------ results
+
+@dataclass
+class PcaResult:
+    n_train: int
+    n_features: int
+    explained_variance_ratio: np.ndarray  # all components, descending
+    mean: np.ndarray  # (n_features,) float32, pixels on 0..1
+    components: np.ndarray  # (n_features, n_features) float32, rows = components
+    marks: dict[str, int]  # "0.9" -> smallest n reaching it
+    n_chosen: int
+    variance_target: float
+    gallery_index: int
+    gallery_image: np.ndarray  # (H, W) uint8
+    gallery_components: list[int]
+    gallery_reconstructions: np.ndarray  # (len(gallery_components), H, W) float32
+    gallery_mse: list[float]  # of that image, per n
+    dataset_mse: list[float]  # average over the training set, per n (from the eigenvalues)
+    fit_s: float
+
+
+@dataclass
+class KMeansSweep:
+    n_components: int
+    rows: list[dict]  # K, inertia, n_iter, fit_s and partition scores
+
+
+@dataclass
+class KMeansInits:
+    n_clusters: int
+    n_components: int
+    n_init: int
+    rows: list[dict]  # init, scores, silhouette, n_iter, fit_s, peak_mb
+    contingency: np.ndarray  # (n_inits, n_classes, K) columns in matched order
+    column_clusters: np.ndarray  # (n_inits, K)
+    fixed_indices: np.ndarray  # training images used as the fixed init
+
+
+@dataclass
+class KMeans2D:
+    scores: dict
+    contingency: np.ndarray
+    points: np.ndarray  # (plot_points, 2)
+    point_clusters: np.ndarray
+    point_classes: np.ndarray
+    centers: np.ndarray  # (K, 2)
+    explained_variance: float
+
+
+@dataclass
+class GmmResult:
+    space: str
+    n_dims: int
+    n_clusters: int
+    rows: list[dict]  # covariance type, scores, bic, aic, converged, n_iter, fit_s, peak_mb
+    point_clusters: np.ndarray  # (n_types, plot_points)
+    points: np.ndarray  # (plot_points, 2): first two PCA components
+
+
+@dataclass
+class BicCurve:
+    covariance_type: str
+    n_samples: int
+    ks: list[int]
+    bic: list[float]
+    aic: list[float]
+    best_k: int
+
+
+@dataclass
+class BirchResult:
+    threshold: float
+    n_subclusters: int
+    row: dict
+
+
+@dataclass
+class EmbeddingResult:
+    method: str
+    input_dim: int
+    dim: int
+    cluster: str
+    row: dict
+    embed_s: float
+    points: np.ndarray  # (plot_points, 2): first two embedding dimensions
+    point_clusters: np.ndarray
+    point_classes: np.ndarray
+    contingency: np.ndarray
+
+
+# ------------------------------------------------------------------ computations
+
+def training_pixels(data: Dataset, max_train: int, seed: int):
+    """Flattened training pixels scaled to 0..1 float32, and labels (a stratified subset)."""
+    x, y = stratified_subset(data.x_train, data.y_train, max_train or None, seed)
+    return x.reshape(len(x), -1).astype(np.float32) / 255.0, y
+
+
+def fit_pca(data: Dataset, p: Params, seed: int) -> PcaResult:
+    from sklearn.decomposition import PCA
+
+    x, _ = training_pixels(data, p.max_train, seed)
+    n_features = x.shape[1]
+    gallery_ns = p.gallery_for(n_features)
+    started = time.perf_counter()
+    # covariance_eigh: one 784x784 eigendecomposition gives every component (n_samples >> 784).
+    pca = PCA(svd_solver="covariance_eigh").fit(x)
+    fit_s = time.perf_counter() - started
+    ratio = pca.explained_variance_ratio_.astype(np.float64)
+    cumulative = np.cumsum(ratio)
+
+    def smallest_n(level: float) -> int:
+        return int(min(np.searchsorted(cumulative, level - 1e-12) + 1, len(cumulative)))
+
+    components = pca.components_.astype(np.float32)
+    mean = pca.mean_.astype(np.float32)
+    index = int(np.random.default_rng(seed).integers(len(x)))
+    image = x[index]
+    centred = image - mean
+    recon, mse = [], []
+    for n in gallery_ns:
+        v = components[:n]
+        r = mean + (centred @ v.T) @ v
+        recon.append(r.reshape(data.image_shape))
+        mse.append(float(np.mean((r - image) ** 2)))
+    # Average squared error per pixel of an n-component reconstruction = the variance left out.
+    total_var = float(np.sum(pca.explained_variance_)) * (len(x) - 1) / len(x)
+    dataset_mse = [max(float((1 - cumulative[n - 1]) * total_var / n_features), 0.0)
+                   for n in gallery_ns]
+    x_full, _ = stratified_subset(data.x_train, data.y_train, p.max_train or None, seed)
+    return PcaResult(
+        n_train=len(x), n_features=n_features, explained_variance_ratio=ratio, mean=mean,
+        components=components, marks={f"{m:g}": smallest_n(m) for m in p.variance_marks},
+        n_chosen=smallest_n(p.variance_target), variance_target=p.variance_target,
+        gallery_index=index, gallery_image=x_full[index],
+        gallery_components=gallery_ns,
+        gallery_reconstructions=np.stack(recon).astype(np.float32), gallery_mse=mse,
+        dataset_mse=dataset_mse, fit_s=fit_s)
+
+
+def project(x: np.ndarray, pca: PcaResult, n: int) -> np.ndarray:
+    """Coordinates of ``x`` on the first ``n`` principal components (float32)."""
+    return np.ascontiguousarray((x - pca.mean) @ pca.components[:n].T)
+
+
+def _plot_subset(n: int, size: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed + 1).choice(n, size=min(size, n), replace=False))
+
+
+def kmeans_sweep(data: Dataset, p: Params, seed: int, pca: PcaResult) -> KMeansSweep:
+    from sklearn.cluster import KMeans
+
+    x, y = training_pixels(data, p.max_train, seed)
+    z = project(x, pca, pca.n_chosen)
+    rows = []
+    for k in p.kmeans_k:
+        if k > len(z):
+            break
+        with Measured() as cost:
+            model = KMeans(n_clusters=k, n_init=p.kmeans_n_init, random_state=seed).fit(z)
+        rows.append({"k": k, "inertia": float(model.inertia_), "n_iter": int(model.n_iter_),
+                     "fit_s": cost.wall_s, "peak_mb": cost.peak_mb,
+                     **partition_scores(y, model.labels_)})
+    return KMeansSweep(pca.n_chosen, rows)
+
+
+def fixed_init_indices(y: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """One random training image per class (cycling through classes if K > classes)."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    chosen = []
+    for i in range(n_clusters):
+        members = np.flatnonzero(y == classes[i % len(classes)])
+        chosen.append(rng.choice(np.setdiff1d(members, chosen)))
+    return np.asarray(chosen)
+
+
+def kmeans_inits(data: Dataset, p: Params, seed: int, pca: PcaResult) -> KMeansInits:
+    from sklearn.cluster import KMeans
+
+    x, y = training_pixels(data, p.max_train, seed)
+    z = project(x, pca, pca.n_chosen)
+    fixed = fixed_init_indices(y, p.n_clusters, seed)
+    rows, tables, columns = [], [], []
+    for init in p.inits:
+        start = z[fixed] if init == "fixed" else init
+        n_init = 1 if init == "fixed" else p.kmeans_n_init
+        with Measured() as cost:
+            model = KMeans(n_clusters=p.n_clusters, init=start, n_init=n_init,
+                           random_state=seed).fit(z)
+        table, cols, _ = matched_contingency(y, model.labels_, data.n_classes)
+        tables.append(_pad_columns(table, p.n_clusters))
+        columns.append(np.pad(cols, (0, p.n_clusters - len(cols)), constant_values=-1))
+        rows.append({"init": init, "n_init": n_init, "n_iter": int(model.n_iter_),
+                     "inertia": float(model.inertia_), "fit_s": cost.wall_s,
+                     "peak_mb": cost.peak_mb, **partition_scores(y, model.labels_),
+                     **silhouette_estimate(z, model.labels_, p.silhouette_sample,
+                                           p.silhouette_repeats, seed)})
+    return KMeansInits(p.n_clusters, pca.n_chosen, p.kmeans_n_init, rows, np.stack(tables),
+                       np.stack(columns), fixed)
+
+
+def _pad_columns(table: np.ndarray, k: int) -> np.ndarray:
+    return np.pad(table, ((0, 0), (0, max(0, k - table.shape[1]))))
+
+
+def kmeans_2d(data: Dataset, p: Params, seed: int, pca: PcaResult) -> KMeans2D:
+    from sklearn.cluster import KMeans
+
+    x, y = training_pixels(data, p.max_train, seed)
+    z = project(x, pca, 2)
+    model = KMeans(n_clusters=p.n_clusters, n_init=p.kmeans_n_init, random_state=seed).fit(z)
+    table, _, _ = matched_contingency(y, model.labels_, data.n_classes)
+    scores = {**partition_scores(y, model.labels_),
+              **silhouette_estimate(z, model.labels_, p.silhouette_sample,
+                                    p.silhouette_repeats, seed)}
+    keep = _plot_subset(len(z), p.plot_points, seed)
+    return KMeans2D(scores, _pad_columns(table, p.n_clusters), z[keep], model.labels_[keep],
+                    y[keep], model.cluster_centers_.astype(np.float32),
+                    float(pca.explained_variance_ratio[:2].sum()))
+
+
+def _gmm_space(data: Dataset, p: Params, seed: int, pca: PcaResult):
+    x, y = training_pixels(data, p.max_train, seed)
+    z = x if p.gmm_space == "raw" else project(x, pca, pca.n_chosen)
+    return z, y, project(x, pca, 2)
+
+
+def gaussian_mixtures(data: Dataset, p: Params, seed: int, pca: PcaResult) -> GmmResult:
+    from sklearn.mixture import GaussianMixture
+
+    z, y, z2 = _gmm_space(data, p, seed, pca)
+    keep = _plot_subset(len(z), p.plot_points, seed)
+    rows, point_clusters = [], []
+    for cov in p.gmm_covariance_types:
+        with Measured() as cost:
+            model = GaussianMixture(n_components=p.n_clusters, covariance_type=cov,
+                                    max_iter=p.gmm_max_iter, random_state=seed).fit(z)
+        labels = model.predict(z)
+        rows.append({"covariance": cov, "bic": float(model.bic(z)), "aic": float(model.aic(z)),
+                     "converged": bool(model.converged_), "n_iter": int(model.n_iter_),
+                     "fit_s": cost.wall_s, "peak_mb": cost.peak_mb,
+                     "n_parameters": int(model._n_parameters()),
+                     **partition_scores(y, labels)})
+        point_clusters.append(labels[keep])
+    return GmmResult(p.gmm_space, z.shape[1], p.n_clusters, rows, np.stack(point_clusters), z2[keep])
+
+
+def bic_curve(data: Dataset, p: Params, seed: int, pca: PcaResult, gmm: GmmResult) -> BicCurve:
+    from sklearn.mixture import GaussianMixture
+
+    best = min(gmm.rows, key=lambda r: r["bic"])["covariance"]
+    z, y, _ = _gmm_space(data, p, seed, pca)
+    z, _ = stratified_subset(z, y, p.bic_sample, seed)
+    bic, aic, ks = [], [], [k for k in p.bic_k if k <= len(z)]
+    for k in ks:
+        model = GaussianMixture(n_components=k, covariance_type=best, max_iter=p.gmm_max_iter,
+                                random_state=seed).fit(z)
+        bic.append(float(model.bic(z)))
+        aic.append(float(model.aic(z)))
+    return BicCurve(best, len(z), ks, bic, aic, ks[int(np.argmin(bic))])
+
+
+def birch(data: Dataset, p: Params, seed: int, pca: PcaResult) -> BirchResult:
+    from sklearn.cluster import Birch
+
+    x, y = training_pixels(data, p.max_train, seed)
+    z = project(x, pca, pca.n_chosen)
+    rms = float(np.sqrt(np.mean(np.sum(z**2, axis=1))))  # PCA coordinates are centred
+    threshold = p.birch_threshold * rms
+    with Measured() as cost:
+        model = Birch(n_clusters=p.n_clusters, threshold=threshold).fit(z)
+    labels = model.labels_
+    row = {"fit_s": cost.wall_s, "peak_mb": cost.peak_mb, **partition_scores(y, labels),
+           **silhouette_estimate(z, labels, p.silhouette_sample, p.silhouette_repeats, seed)}
+    return BirchResult(threshold, len(model.subcluster_centers_), row)
+
+
+def embedding_clusters(data: Dataset, p: Params, seed: int, pca: PcaResult) -> EmbeddingResult:
+    import umap  # imported here: numba compiles on import (about 10 s)
+    from sklearn.cluster import KMeans
+    from sklearn.mixture import GaussianMixture
+
+    x, y = training_pixels(data, p.max_train, seed)
+    z = project(x, pca, min(p.embedding_input_dim, pca.n_features))
+    with Measured() as embed_cost:
+        reducer = umap.UMAP(n_components=p.embedding_dim, n_neighbors=p.embedding_neighbors,
+                            min_dist=0.0, random_state=seed)
+        e = reducer.fit_transform(z).astype(np.float32)
+    with Measured() as cost:
+        if p.embedding_cluster == "gmm":
+            labels = GaussianMixture(p.n_clusters, covariance_type="full",
+                                     random_state=seed).fit_predict(e)
+        else:
+            labels = KMeans(p.n_clusters, n_init=p.kmeans_n_init,
+                            random_state=seed).fit_predict(e)
+    table, _, _ = matched_contingency(y, labels, data.n_classes)
+    row = {"fit_s": embed_cost.wall_s + cost.wall_s,
+           "peak_mb": max(embed_cost.peak_mb, cost.peak_mb), **partition_scores(y, labels),
+           **silhouette_estimate(e, labels, p.silhouette_sample, p.silhouette_repeats, seed)}
+    keep = _plot_subset(len(e), p.plot_points, seed)
+    return EmbeddingResult("UMAP", z.shape[1], p.embedding_dim, p.embedding_cluster, row,
+                           embed_cost.wall_s, e[keep, :2], labels[keep], y[keep],
+                           _pad_columns(table, p.n_clusters))
+
+
+def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
+    params = params.model_copy(update={"n_clusters": params.n_clusters or data.n_classes})
+    base = {**params.model_dump(), "seed": seed}
+
+    def keys(*names: str) -> dict:
+        return {n: base[n] for n in ("max_train", "seed", *names)}
+
+    pca_keys = keys("gallery_components", "variance_marks", "variance_target")
+    steps = [
+        Step("pca", pca_keys, lambda _: fit_pca(data, params, seed)),
+        Step("kmeans_sweep", keys("kmeans_k", "kmeans_n_init"),
+             lambda r: kmeans_sweep(data, params, seed, r["pca"]), needs=("pca",)),
+        Step("kmeans_inits", keys("inits", "n_clusters", "kmeans_n_init", "silhouette_sample",
+                                  "silhouette_repeats"),
+             lambda r: kmeans_inits(data, params, seed, r["pca"]), needs=("pca",)),
+        Step("kmeans_2d", keys("n_clusters", "kmeans_n_init", "silhouette_sample",
+                               "silhouette_repeats", "plot_points"),
+             lambda r: kmeans_2d(data, params, seed, r["pca"]), needs=("pca",)),
+        Step("gmm", keys("gmm_space", "gmm_covariance_types", "gmm_max_iter", "n_clusters",
+                         "plot_points"),
+             lambda r: gaussian_mixtures(data, params, seed, r["pca"]), needs=("pca",)),
+        Step("bic", keys("gmm_space", "gmm_max_iter", "bic_k", "bic_sample"),
+             lambda r: bic_curve(data, params, seed, r["pca"], r["gmm"]), needs=("pca", "gmm")),
+        Step("birch", keys("birch_threshold", "n_clusters", "silhouette_sample",
+                           "silhouette_repeats"),
+             lambda r: birch(data, params, seed, r["pca"]), needs=("pca",)),
+    ]
+    if params.embedding:
+        steps.append(Step("embedding", keys("embedding_dim", "embedding_neighbors",
+                                            "embedding_input_dim", "embedding_cluster",
+                                            "n_clusters", "kmeans_n_init", "silhouette_sample",
+                                            "silhouette_repeats", "plot_points"),
+                          lambda r: embedding_clusters(data, params, seed, r["pca"]),
+                          needs=("pca",)))
+    return steps

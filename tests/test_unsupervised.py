@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+from sklearn import metrics
+
+from mnistlab import build_config, load_dataset
+from mnistlab.errors import ConfigError
+from mnistlab.sections import unsupervised as u
+from mnistlab.sections.clustering_metrics import (
+    cluster_accuracy,
+    matched_contingency,
+    partition_scores,
+    silhouette_estimate,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def pca(digits):
+    return u.fit_pca(digits, u.Params(), seed=0)
+
+
+def test_hungarian_accuracy_on_a_hand_made_contingency():
+    # classes 0,1,2; cluster 7 holds class 0 (3 of 4), cluster 5 class 1, cluster 9 class 2.
+    y_true = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    y_pred = np.array([7, 7, 7, 5, 5, 5, 5, 9, 9, 7])
+    table, columns, accuracy = matched_contingency(y_true, y_pred, 3)
+    assert accuracy == pytest.approx(8 / 10)
+    assert columns.tolist() == [7, 5, 9]
+    assert table.tolist() == [[3, 1, 0], [0, 3, 0], [1, 0, 2]]
+    # A permutation of the labels is a perfect partition.
+    assert cluster_accuracy(y_true, (y_true + 1) % 3) == 1.0
+
+
+def test_scores_equal_scikit_learns_on_real_labels(digits, pca):
+    from sklearn.cluster import KMeans
+
+    x, y = u.training_pixels(digits, 0, 0)
+    labels = KMeans(10, n_init=1, random_state=0).fit_predict(u.project(x, pca, pca.n_chosen))
+    scores = partition_scores(y, labels)
+    assert scores["homogeneity"] == pytest.approx(metrics.homogeneity_score(y, labels))
+    assert scores["completeness"] == pytest.approx(metrics.completeness_score(y, labels))
+    assert scores["v_measure"] == pytest.approx(metrics.v_measure_score(y, labels))
+    assert scores["ari"] == pytest.approx(metrics.adjusted_rand_score(y, labels))
+    assert scores["ami"] == pytest.approx(metrics.adjusted_mutual_info_score(y, labels))
+    assert scores["rand"] == pytest.approx(metrics.rand_score(y, labels))
+    assert 0.5 < scores["accuracy"] < 1.0
+
+
+def test_silhouette_is_exact_on_small_data_and_sampled_with_an_error_bar(digits, pca):
+    x, y = u.training_pixels(digits, 0, 0)
+    z = u.project(x, pca, 10)
+    exact = silhouette_estimate(z, y, sample=5000, repeats=3, seed=0)
+    assert exact["silhouette_exact"] and exact["silhouette"] == pytest.approx(
+        metrics.silhouette_score(z, y))
+    sampled = silhouette_estimate(z, y, sample=600, repeats=4, seed=0)
+    assert not sampled["silhouette_exact"] and sampled["silhouette_n"] == 600
+    assert sampled["silhouette_sd"] > 0
+    assert abs(sampled["silhouette"] - exact["silhouette"]) < 4 * sampled["silhouette_sd"] + 0.02
+
+
+def test_reconstruction_error_decreases_with_n_and_vanishes_at_all_pixels(pca):
+    assert pca.gallery_components[-1] == 64  # 8x8 digits: the gallery stops at the pixel count
+    assert all(a >= b - 1e-9 for a, b in zip(pca.dataset_mse, pca.dataset_mse[1:]))
+    assert pca.gallery_mse[0] > pca.gallery_mse[-1]
+    assert pca.gallery_mse[-1] == pytest.approx(0, abs=1e-6)
+
+
+def test_n_components_is_the_smallest_reaching_the_target(pca):
+    cumulative = np.cumsum(pca.explained_variance_ratio)
+    n = pca.n_chosen
+    assert cumulative[n - 1] >= 0.9 > cumulative[n - 2]
+    assert pca.marks["0.9"] == n and pca.marks["0.8"] < n < pca.marks["0.99"]
+
+
+def test_bic_curve_uses_the_lowest_bic_type_and_every_k(digits, pca):
+    params = u.Params(gmm_covariance_types=["spherical", "diag"], bic_k=[4, 6, 8],
+                      n_clusters=10)
+    gmm = u.gaussian_mixtures(digits, params, 0, pca)
+    assert [r["covariance"] for r in gmm.rows] == ["spherical", "diag"]
+    curve = u.bic_curve(digits, params, 0, pca, gmm)
+    assert curve.covariance_type == min(gmm.rows, key=lambda r: r["bic"])["covariance"]
+    assert curve.ks == [4, 6, 8] and curve.best_k in curve.ks
+
+
+def test_fixed_init_uses_one_real_image_per_class(digits):
+    y = digits.y_train
+    chosen = u.fixed_init_indices(y, 10, seed=0)
+    assert sorted(y[chosen].tolist()) == list(range(10))
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"kmeans_k": [0, 5]}, "unsupervised.kmeans_k: Value error, give at least one value, every "
+                           "value >= 1"),
+    ({"inits": ["k-means++", "furthest"]}, "unsupervised.inits.1: Input should be 'k-means++', "
+                                           "'random' or 'fixed'"),
+    ({"gmm_covariance_types": ["round"]}, "unsupervised.gmm_covariance_types.0"),
+    ({"n_clusters": -1}, "unsupervised.n_clusters: Input should be greater than or equal to 0"),
+])
+def test_bad_parameters_are_rejected_by_name(override, message):
+    with pytest.raises(ConfigError) as info:
+        build_config("full", {"unsupervised": override})
+    assert message in str(info.value)
+
+
+def test_gallery_larger_than_the_pixel_count_is_rejected(digits):
+    with pytest.raises(ConfigError, match="gallery_components: 784 is larger than the 64 pixels"):
+        u.fit_pca(digits, u.Params(gallery_components=[10, 784]), seed=0)
