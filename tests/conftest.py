@@ -56,6 +56,33 @@ def write_idx_folder(folder: Path, n_train: int = 200, n_test: int = 50, gz: boo
     return folder
 
 
+FAST_TOML = """
+[unsupervised]
+embedding = false
+kmeans_k = [2, 10]
+bic_k = [5, 10]
+
+[classic]
+models = ["gaussian-nb", "logistic"]
+learning_curve_sizes = [100]
+tree_depths = [1, 2, 5]
+svc_pca_components = [10]
+kernels = ["rbf"]
+tree_pca_components = [2, 10]
+
+[deep]
+overfit_models = []
+[deep.models.mlp-1]
+epochs = 1
+[deep.models.mlp-2]
+enabled = false
+[deep.models.cnn-seed]
+enabled = false
+[deep.models.cnn-fast]
+enabled = false
+"""
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
     """The README's quick study on mnist-5k, run once through the CLI; its run folder."""
@@ -71,7 +98,7 @@ def quick_run(tmp_path_factory):
 def fast_config(tmp_path):
     """A TOML file that turns off the slowest steps, for tests about the runner itself."""
     path = tmp_path / "fast.toml"
-    path.write_text("[unsupervised]\nembedding = false\nkmeans_k = [2, 10]\nbic_k = [5, 10]\n")
+    path.write_text(FAST_TOML)
     return path
 
 

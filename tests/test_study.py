@@ -9,8 +9,9 @@ import sys
 import time
 
 import numpy as np
+import tomllib
 
-from conftest import make_images, run_cli
+from conftest import FAST_TOML, make_images, run_cli
 from mnistlab import build_config, build_report, load_dataset, run_study
 from mnistlab.store import RunStore
 
@@ -20,7 +21,7 @@ def _finished(folder):
         return dict(db.execute("SELECT name, finished FROM steps WHERE status='done'"))
 
 
-FAST = {"unsupervised": {"embedding": False, "kmeans_k": [2, 10], "bic_k": [5, 10]}}
+FAST = tomllib.loads(FAST_TOML)
 
 
 def test_rerun_recomputes_nothing_and_a_changed_parameter_only_its_steps(tmp_path):
@@ -34,8 +35,8 @@ def test_rerun_recomputes_nothing_and_a_changed_parameter_only_its_steps(tmp_pat
     partial = run_study(data, changed, out, profile="quick")
     assert [r.name for r in partial.computed] == ["gallery"]
     # The PCA target feeds every clustering step: they are recomputed, the explore steps not.
-    changed = build_config("quick", {"unsupervised": {**FAST["unsupervised"],
-                                                      "variance_target": 0.8}})
+    changed = build_config("quick", {**FAST, "unsupervised": {**FAST["unsupervised"],
+                                                              "variance_target": 0.8}})
     partial = run_study(data, changed, out, profile="quick")
     assert {r.section for r in partial.computed} == {"unsupervised"}
     assert {r.name for r in partial.computed} >= {"pca", "kmeans_sweep", "gmm", "birch"}
@@ -72,14 +73,14 @@ def test_default_out_folder_is_named_after_dataset_and_profile(tmp_path, fast_co
     assert (tmp_path / "mnistlab-runs" / "digits-quick" / "report.html").is_file()
 
 
-def test_kill_9_mid_study_then_rerun_finishes_without_recomputing(tmp_path):
+def test_kill_9_mid_study_then_rerun_finishes_without_recomputing(tmp_path, fast_config):
     # The quick study of 6,000 images takes many seconds, so the kill lands mid-study.
     x_tr, y_tr = make_images(5000, seed=5)
     x_te, y_te = make_images(1000, seed=6)
     np.savez(tmp_path / "big.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
     out = tmp_path / "run"
     args = [sys.executable, "-m", "mnistlab", "study", "--dataset", f"npz:{tmp_path / 'big.npz'}",
-            "--out", str(out), "--quiet", "--profile", "quick"]
+            "--out", str(out), "--quiet", "--profile", "quick", "--config", str(fast_config)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     done = {}
@@ -96,13 +97,13 @@ def test_kill_9_mid_study_then_rerun_finishes_without_recomputing(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = _finished(out)
-    assert done and "embedding" not in done
+    assert done and "train:mlp-1" not in done
     assert not (out / "report.html").exists()
     result = subprocess.run(args, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     after = _finished(out)
     assert {k: after[k] for k in done} == done  # finished steps kept, not recomputed
-    assert "embedding" in after and (out / "report.html").is_file()
+    assert "train:mlp-1" in after and (out / "report.html").is_file()
     store = RunStore(out, create=False)
     study = store.last_study()
     for key in study["step_keys"]:

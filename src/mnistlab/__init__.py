@@ -10,14 +10,21 @@ Examples
 
 __version__ = "0.1.0"
 
-from .config import StudyConfig, build_config, config_toml, load_config  # noqa: E402
-from .datasets import CATALOG, Dataset, load_dataset  # noqa: E402
-from .errors import ConfigError, DatasetError, DownloadError, MnistlabError, StoreError  # noqa: E402
-from .render import build_report  # noqa: E402
-from .runner import run_study  # noqa: E402
+# Public names are imported on first use (PEP 562): a training subprocess that only needs
+# mnistlab.deep does not pay for scikit-learn, matplotlib and Jinja2 at start-up.
+_EXPORTS = {
+    "StudyConfig": "config", "build_config": "config", "config_toml": "config",
+    "load_config": "config", "CATALOG": "datasets", "Dataset": "datasets",
+    "load_dataset": "datasets", "ConfigError": "errors", "DatasetError": "errors",
+    "DownloadError": "errors", "MnistlabError": "errors", "StoreError": "errors",
+    "build_report": "render", "run_study": "runner",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "CATALOG", "ConfigError", "Dataset", "DatasetError", "DownloadError", "MnistlabError",
-    "StoreError", "StudyConfig", "build_config", "build_report", "config_toml", "load_config",
-    "load_dataset", "run_study",
-]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")

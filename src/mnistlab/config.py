@@ -30,6 +30,8 @@ class StudyConfig(BaseModel):
     explore: sections.explore.Params = Field(default_factory=sections.explore.Params)
     unsupervised: sections.unsupervised.Params = Field(
         default_factory=sections.unsupervised.Params)
+    classic: sections.classic.Params = Field(default_factory=sections.classic.Params)
+    deep: sections.deep.Params = Field(default_factory=sections.deep.Params)
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
@@ -46,7 +48,10 @@ def _describe(error: dict) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"unknown key {where}"
-    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+    value = error.get("input")
+    if isinstance(value, (dict, list)):  # a whole section: the message already says what
+        return f"{where}: {error['msg']}"
+    return f"{where}: {error['msg']} (got {value!r})"
 
 
 def build_config(profile: str = "full", overrides: dict | None = None,
@@ -81,15 +86,35 @@ def load_config(path: str | Path | None, profile: str = "full",
     return build_config(profile, overrides, seed, origin=str(path) if path else "config")
 
 
-def _toml_lines(model: BaseModel) -> list[str]:
-    lines = []
+def _toml_value(value) -> str:
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
+def _toml_assignment(name: str, value) -> str:
+    if isinstance(value, list) and not any(isinstance(v, (list, dict)) for v in value):
+        return f"{name} = [{', '.join(_toml_value(v) for v in value)}]"  # one line, not one per item
+    return tomli_w.dumps({name: value}).rstrip()
+
+
+def _toml_lines(model: BaseModel, section: str | None = None) -> list[str]:
+    """Commented ``key = value`` lines, then the dict-valued fields as sub-tables."""
+    lines, tables = [], {}
+    values = model.model_dump(mode="json")
     for name, info in type(model).model_fields.items():
-        value = getattr(model, name)
-        if isinstance(value, BaseModel):
+        value = values[name]
+        if isinstance(getattr(model, name), BaseModel):
+            continue
+        if isinstance(value, dict):
+            tables[name] = value
             continue
         if info.description:
             lines.append(f"# {info.description}")
-        lines.append(tomli_w.dumps({name: value}).rstrip())
+        lines.append(_toml_assignment(name, value))
+    for name, value in tables.items():
+        description = type(model).model_fields[name].description
+        lines += ["", f"# {description}"] if description else [""]
+        lines.append(tomli_w.dumps({section: {name: value}} if section else {name: value})
+                     .rstrip())
     return lines
 
 
@@ -98,5 +123,6 @@ def config_toml(config: StudyConfig) -> str:
     lines = _toml_lines(config)
     for section in SECTIONS:
         params = getattr(config, section.NAME)
-        lines += ["", f"[{section.NAME}]  # {section.TITLE}", *_toml_lines(params)]
+        lines += ["", f"[{section.NAME}]  # {section.TITLE}",
+                  *_toml_lines(params, section.NAME)]
     return "\n".join(lines) + "\n"

@@ -116,7 +116,7 @@ def _run_step(store: RunStore, section: str, step: Step, key: str,
     store.mark_running(key, section, step.name, step.params)
     log.info("computing %s.%s", section, step.name)
     with Measured() as cost:
-        result = step.run(inputs)
+        result = step.run(inputs, store.folder) if step.files else step.run(inputs)
     store.save_step(key, result, wall_s=cost.wall_s, peak_rss_mb=cost.peak_mb,
                     rss_delta_mb=cost.delta_mb)
     return StepRecord(section, step.name, key, False, cost.wall_s)

@@ -10,10 +10,11 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..sections import SECTIONS
 from ..store import RunStore
-from . import explore, unsupervised
+from . import classic, deep, explore, unsupervised
 from .blocks import FigureSink
 
-RENDERERS = {"explore": explore.render, "unsupervised": unsupervised.render}
+RENDERERS = {"explore": explore.render, "unsupervised": unsupervised.render,
+             "classic": classic.render, "deep": deep.render}
 
 
 def _section_results(store: RunStore, keys: list[str]) -> dict[str, dict]:

@@ -5,6 +5,6 @@ quick profile, and ``plan(data, params, seed) -> list[Step]``. Its steps are pur
 the data and parameters that return result dataclasses; drawing happens in :mod:`mnistlab.render`.
 """
 
-from . import explore, unsupervised
+from . import classic, deep, explore, unsupervised
 
-SECTIONS = [explore, unsupervised]
+SECTIONS = [explore, unsupervised, classic, deep]

@@ -10,6 +10,7 @@ variance; pixels are scaled to 0..1 float32 first.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -393,7 +394,9 @@ def embedding_clusters(data: Dataset, p: Params, seed: int, pca: PcaResult) -> E
 
     x, y = training_pixels(data, p.max_train, seed)
     z = project(x, pca, min(p.embedding_input_dim, pca.n_features))
-    with Measured() as embed_cost:
+    with Measured() as embed_cost, warnings.catch_warnings():
+        # umap warns that a fixed random_state means one thread: we want that (reproducible).
+        warnings.filterwarnings("ignore", message="n_jobs value")
         reducer = umap.UMAP(n_components=p.embedding_dim, n_neighbors=p.embedding_neighbors,
                             min_dist=0.0, random_state=seed)
         e = reducer.fit_transform(z).astype(np.float32)

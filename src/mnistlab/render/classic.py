@@ -1,0 +1,330 @@
+"""Report part 3 from the classic section's stored results."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..sections.classic import (
+    BestModel,
+    CSweep,
+    LearningCurve,
+    ModelResult,
+    SvcKernels,
+    SvcPca,
+    TreeDepth,
+    TreePca,
+)
+from .blocks import Block, FigureSink, esc, heading, new_figure, table, text
+from .figures import confusion_figure, error_gallery
+
+NAMES = {"gaussian-nb": "Gaussian naive Bayes", "bernoulli-nb": "Bernoulli naive Bayes",
+         "logistic": "logistic regression", "linear-svm": "linear SVM",
+         "svc-linear": "SVC (linear kernel)", "svc-poly": "SVC (poly kernel)",
+         "svc-rbf": "SVC (RBF kernel)", "svc-sigmoid": "SVC (sigmoid kernel)",
+         "decision-tree": "decision tree", "random-forest": "random forest",
+         "knn": "k-nearest neighbours", "hist-gb": "histogram gradient boosting"}
+
+
+def _f(v: float, d: int = 3) -> str:
+    return f"{v:.{d}f}"
+
+
+def _leaderboard(models: list[ModelResult]) -> Block:
+    rows = []
+    for m in sorted(models, key=lambda m: -m.row["val_acc"]):
+        r = m.row
+        rows.append([NAMES.get(m.name, m.name), r["representation"], _f(r["train_acc"]),
+                     _f(r["val_acc"]), _f(r["test_acc"]), _f(r["train_acc"] - r["test_acc"]),
+                     _f(r["fit_s"], 2), _f(r["predict_s_per_10k"], 2), _f(r["size_mb"], 2),
+                     _f(r["peak_mb"], 0)])
+    n_fit = models[0].row["n_fit"]
+    n_score = models[0].row["train_score_n"]
+    return table(["model", "input", "train acc", "validation acc", "test acc", "gap (train - test)",
+                  "fit (s)", "predict (s / 10k images)", "size (MB, pickled)", "peak RSS (MiB)"],
+                 rows, f"Every model fitted on {n_fit:,} training images, sorted by validation "
+                       f"accuracy (train accuracy measured on {n_score:,} of them)")
+
+
+def _curve_figure(curve: LearningCurve):
+    fig = new_figure(7, 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, name in enumerate(("gaussian-nb", "logistic", "linear-svm")):
+        rows = sorted((r for r in curve.rows if r["model"] == name), key=lambda r: r["size"])
+        if not rows:
+            continue
+        color = f"C{i}"
+        sizes = [r["size"] for r in rows]
+        ax.plot(sizes, [r["test_acc"] for r in rows], "o-", color=color,
+                label=f"{NAMES[name]} (test)")
+        ax.plot(sizes, [r["train_acc"] for r in rows], ":", color=color, alpha=0.7,
+                label=f"{NAMES[name]} (train)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _depth_figure(tree: TreeDepth):
+    fig = new_figure(7, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(tree.depths, tree.train_acc, "o-", ms=3, label="train", color="tab:red")
+    ax.plot(tree.depths, tree.val_acc, "s-", ms=3, label="validation", color="tab:green")
+    ax.plot(tree.depths, tree.test_acc, "^-", ms=3, label="test", color="tab:blue")
+    ax.axvline(tree.best_depth, color="k", lw=0.8, ls="--", label="chosen on validation")
+    ax.set_xlabel("max_depth")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _accuracy_vs_components(rows: list[dict], show_fit_time: bool):
+    """Train and test accuracy against the number of PCA components (fit time as bars)."""
+    fig = new_figure(7, 3.5)
+    ax = fig.add_subplot(1, 1, 1)
+    ns = [r["n_components"] for r in rows]
+    ax.plot(ns, [r["train_acc"] for r in rows], "o-", label="train", color="tab:red")
+    ax.plot(ns, [r["test_acc"] for r in rows], "s-", label="test", color="tab:blue")
+    ax.set_xlabel("PCA components")
+    ax.set_ylabel("accuracy")
+    ax.set_xscale("log")
+    if show_fit_time:
+        ax2 = ax.twinx()
+        ax2.bar(ns, [r["fit_s"] for r in rows], width=np.array(ns) * 0.15, alpha=0.25,
+                color="grey")
+        ax2.set_ylabel("fit time (s), bars")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def _c_figure(c: CSweep, names: list[str]):
+    n = len(c.rows)
+    fig = new_figure(3.6 * n, 3.8)
+    pts = c.points
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    pad = 0.05 * (hi - lo)
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 200)
+    for i, r in enumerate(c.rows):
+        ax = fig.add_subplot(1, n, i + 1)
+        ax.scatter(pts[:, 0], pts[:, 1], c=np.where(c.labels == 1, "tab:orange", "tab:blue"),
+                   s=6, alpha=0.6)
+        sv = pts[np.asarray(r["support"], dtype=int)]
+        ax.scatter(sv[:, 0], sv[:, 1], s=40, facecolors="none", edgecolors="k", lw=0.6)
+        w0, w1 = r["coef"]
+        b = r["intercept"]
+        if abs(w1) > 1e-12:
+            for offset, style in ((0, "-"), (1, "--"), (-1, "--")):
+                ax.plot(xs, (offset - b - w0 * xs) / w1, "k" + style, lw=1)
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        ax.set_title(f"C = {r['C']:g}: {r['n_support']} support vectors\n"
+                     f"margin width {2 / max(np.hypot(w0, w1), 1e-12):.3g}, "
+                     f"test acc {r['test_acc']:.4f}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
+    models = [v for k, v in results.items() if k.startswith("model:")]
+    best: BestModel = results["best"]
+    curve: LearningCurve = results["learning_curve"]
+    tree: TreeDepth = results["tree_depth"]
+    svc_pca: SvcPca = results["svc_pca"]
+    kernels: SvcKernels = results["svc_kernels"]
+    c: CSweep = results["c_sweep"]
+    tree_pca: TreePca = results["tree_pca"]
+    names = study.get("class_names") or [str(i) for i in range(best.confusion.shape[0])]
+    by_name = {m.name: m.row for m in models}
+    blocks: list[Block] = [text(
+        "Protocol: a stratified validation split is held out of the training set; every model "
+        "is fitted on the rest, every choice (a tree depth, the best model) is made on the "
+        "validation split, and the test set is only scored. Pixels are scaled to 0..1 as "
+        "float32; SVC, k-NN and gradient boosting read PCA components fitted on the training "
+        "part only.")]
+
+    # 3.1 ---------------------------------------------------------------------------
+    blocks += [heading("3.1 Generative vs discriminative: naive Bayes against logistic "
+                       "regression and SVM"),
+               sink.block("classic-learning-curve", _curve_figure(curve),
+                          "Accuracy against the training-set size (solid: test, dotted: train)"),
+               text(_generative_answer(curve, by_name))]
+
+    # 3.2-3.3 -----------------------------------------------------------------------
+    blocks += [heading("3.2-3.3 Every model: train and test accuracy"), _leaderboard(models),
+               text(_train_test_answer(models))]
+
+    # decision tree depth -------------------------------------------------------------
+    i_best = tree.depths.index(tree.best_depth)
+    blocks += [heading("Decision tree: max_depth"),
+               sink.block("classic-tree-depth", _depth_figure(tree),
+                          "Decision-tree accuracy against max_depth"),
+               text(f"One tree was grown on {tree.n_fit:,} images to depth "
+                    f"{tree.leaf_depth_max} ({tree.fit_s:.1f} s) and evaluated cut at every "
+                    "depth: a tree limited to depth d is that tree's top d levels (up to "
+                    "tie-breaking), so one fit replaces "
+                    f"{len(tree.depths)}. Training accuracy climbs to "
+                    f"{tree.train_acc[-1]:.3f} at depth {tree.depths[-1]}: deep enough, the tree "
+                    "memorises the training set. Validation accuracy peaks at depth "
+                    f"<b>{tree.best_depth}</b> ({tree.val_acc[i_best]:.3f}) and then stays flat "
+                    "or declines a little while the train accuracy keeps rising: that widening "
+                    f"gap ({tree.train_acc[i_best] - tree.test_acc[i_best]:.3f} train-test at "
+                    f"the chosen depth, {tree.train_acc[-1] - tree.test_acc[-1]:.3f} at depth "
+                    f"{tree.depths[-1]}) is overfitting. The depth is chosen on the validation "
+                    f"split; its test accuracy is {tree.test_acc[i_best]:.3f}. The seed chose "
+                    "10 \"because there are 10 digits\": depth counts successive yes/no "
+                    "questions on pixels, it has no relation to the number of classes (a "
+                    "depth-4 tree already has 16 leaves).")]
+
+    # SVC ------------------------------------------------------------------------------
+    best_svc = max(svc_pca.rows, key=lambda r: r["test_acc"])
+    blocks += [heading("SVC (RBF kernel) on PCA-reduced data"),
+               sink.block("classic-svc-pca", _accuracy_vs_components(svc_pca.rows, True),
+                          f"RBF SVC trained on {svc_pca.n_train:,} images (stratified sample) "
+                          "for each number of PCA components"),
+               table(["PCA components", "train acc", "test acc", "support vectors", "fit (s)"],
+                     [[r["n_components"], _f(r["train_acc"]), _f(r["test_acc"]),
+                       r["n_support"], _f(r["fit_s"], 2)] for r in svc_pca.rows]),
+               text(f"Test accuracy peaks at {best_svc['n_components']} components "
+                    f"({best_svc['test_acc']:.3f}); the fit time grows with the dimension (each "
+                    "kernel evaluation is a distance in that space). The seed's conclusion "
+                    "(\"the higher the number of components, the more overfitting\") reads the "
+                    "train-test gap, which here goes from "
+                    f"{svc_pca.rows[0]['train_acc'] - svc_pca.rows[0]['test_acc']:.3f} to "
+                    f"{svc_pca.rows[-1]['train_acc'] - svc_pca.rows[-1]['test_acc']:.3f}: extra "
+                    "components add mostly low-variance detail that the RBF kernel can fit, and "
+                    "that detail helps the training set more than new images.")]
+    blocks += [heading("SVC kernels"),
+               table(["kernel", "C", "train acc", "test acc", "support vectors", "fit (s)",
+                      "predict (s / 10k)"],
+                     [[r["kernel"], f"{r['C']:g}", _f(r["train_acc"]), _f(r["test_acc"]),
+                       r["n_support"], _f(r["fit_s"], 2), _f(r["predict_s_per_10k"], 2)]
+                      for r in kernels.rows],
+                     f"On {kernels.n_train:,} training images (stratified sample), "
+                     f"{kernels.n_components} PCA components"),
+               text(_kernel_answer(kernels))]
+    blocks += [heading(f"Regularisation C: classes {esc(names[c.classes[0]])} vs "
+                       f"{esc(names[c.classes[1]])} on 2 PCA components"),
+               sink.block("classic-c-sweep", _c_figure(c, names),
+                          f"Linear SVM on {len(c.labels):,} training images projected on their "
+                          "first two principal components: decision boundary (solid), margins "
+                          "(dashed), support vectors circled"),
+               text(_c_answer(c))]
+
+    # 3.4 -------------------------------------------------------------------------------
+    top = max(tree_pca.rows, key=lambda r: r["test_acc"])
+    blocks += [heading("3.4 Does PCA influence the classification?"),
+               sink.block("classic-tree-pca", _accuracy_vs_components(tree_pca.rows, False),
+                          f"Decision tree (max_depth {tree_pca.max_depth}, chosen above) on the "
+                          "first n principal components"),
+               text(f"Yes, in both directions. With 1-2 components the tree sees too little "
+                    f"(test accuracy {tree_pca.rows[0]['test_acc']:.3f} at "
+                    f"{tree_pca.rows[0]['n_components']}); accuracy rises quickly and peaks at "
+                    f"{top['n_components']} components ({top['test_acc']:.3f}), "
+                    + ("above" if top["test_acc"] > tree.test_acc[i_best] else "against")
+                    + f" {tree.test_acc[i_best]:.3f} on the raw pixels: the principal axes "
+                    "summarise many correlated pixels in one feature, which suits axis-aligned "
+                    "splits, and the discarded components are mostly noise. For SVC the table "
+                    "above shows the same rise and plateau, and the fit time falling with the "
+                    "dimension.")]
+
+    # best model -----------------------------------------------------------------------
+    row = by_name[best.name]
+    blocks += [heading(f"Best classic model: {NAMES.get(best.name, best.name)}"),
+               text(f"Chosen by {best.chosen_by} ({row['val_acc']:.4f}); its test accuracy is "
+                    f"<b>{row['test_acc']:.4f}</b>."),
+               sink.block("classic-confusion", confusion_figure(
+                   best.confusion, names, f"{NAMES.get(best.name, best.name)}, test set"),
+                   "Confusion matrix, each row normalised by its class count"),
+               text(_confusion_answer(best, names))]
+    if len(best.error_images):
+        blocks.append(sink.block("classic-errors", error_gallery(
+            best.error_images, best.error_true, best.error_pred, best.error_confidence, names),
+            f"The {len(best.error_images)} test images it got wrong most confidently"))
+    return blocks
+
+
+def _generative_answer(curve: LearningCurve, models: dict) -> str:
+    def at(name, pick):
+        rows = sorted((r for r in curve.rows if r["model"] == name), key=lambda r: r["size"])
+        return pick(rows) if rows else None
+
+    small = {n: at(n, lambda rs: rs[0]) for n in ("gaussian-nb", "logistic", "linear-svm")}
+    large = {n: at(n, lambda rs: rs[-1]) for n in ("gaussian-nb", "logistic", "linear-svm")}
+    parts = []
+    for label, pts in (("smallest", small), ("largest", large)):
+        vals = ", ".join(f"{NAMES[n]} {r['test_acc']:.3f}" for n, r in pts.items() if r)
+        size = next((r["size"] for r in pts.values() if r), 0)
+        parts.append(f"with the {label} training set ({size:,} images): {vals}")
+    return ("Naive Bayes is <b>generative</b>: it models how each class produces images, "
+            "p(x | y) (here each pixel an independent Gaussian given the class) and the class "
+            "prior p(y), and classifies with Bayes' rule. Logistic regression and the SVM are "
+            "<b>discriminative</b>: they model p(y | x) or the decision boundary directly "
+            "and never describe the images. The generative model makes a strong, wrong "
+            "assumption (pixels are far from independent given the class) but has few "
+            "parameters to estimate, so it learns from few examples and then stops improving; "
+            "the discriminative models need more data and keep improving (Ng & Jordan, 2002). "
+            "Measured " + "; ".join(parts) + ".")
+
+
+def _train_test_answer(models: list[ModelResult]) -> str:
+    gaps = sorted(models, key=lambda m: m.row["train_acc"] - m.row["test_acc"])
+    big, small = gaps[-1], gaps[0]
+    return ("The training accuracy alone cannot tell a model that learned from one that "
+            "memorised; the test accuracy alone cannot tell whether a poor model is too "
+            "simple or too complex. Together they do: a low training accuracy is underfitting "
+            "(the model cannot even fit the data it sees), a training accuracy far above the "
+            f"test accuracy is overfitting. Measured: {NAMES.get(big.name, big.name)} has the "
+            f"largest gap ({big.row['train_acc']:.3f} train vs {big.row['test_acc']:.3f} test), "
+            f"{NAMES.get(small.name, small.name)} the smallest ({small.row['train_acc']:.3f} vs "
+            f"{small.row['test_acc']:.3f}). The validation column is what choices are based on; "
+            "it tracks the test column, which is why the test set can stay untouched until the "
+            "end.")
+
+
+def _kernel_answer(k: SvcKernels) -> str:
+    rows = {r["kernel"]: r for r in k.rows}
+    best = max(k.rows, key=lambda r: r["test_acc"])
+    fastest = min(k.rows, key=lambda r: r["fit_s"])
+    text_ = (f"Best kernel: {best['kernel']} ({best['test_acc']:.3f} test); fastest to fit: "
+             f"{fastest['kernel']} ({fastest['fit_s']:.2f} s). ")
+    if "sigmoid" in rows:
+        text_ += (f"The sigmoid kernel scores {rows['sigmoid']['test_acc']:.3f}. The seed's "
+                  "reason (\"the sigmoid kernel is adapted to binary classification\") is not "
+                  "it: every SVC here is binary, one-vs-one, whatever the kernel. tanh(a x.y + "
+                  "r) is not a positive semi-definite kernel for most a, r, so the optimisation "
+                  "is no longer the convex SVM problem, and its scale must be tuned to the "
+                  "data. ")
+    text_ += ("The number of support vectors is the cost of prediction: each test image is "
+              "compared with every one of them.")
+    return text_
+
+
+def _c_answer(c: CSweep) -> str:
+    first, last = c.rows[0], c.rows[-1]
+    return (f"C weighs the margin violations against the margin width. Measured: C = "
+            f"{first['C']:g} keeps a wide margin ({first['n_support']} support vectors, test "
+            f"accuracy {first['test_acc']:.4f}); C = {last['C']:g} narrows it to "
+            f"{last['n_support']} support vectors (test accuracy {last['test_acc']:.4f}). "
+            "Small C: more bias (training points inside the margin or misclassified are "
+            "tolerated), less variance (the boundary depends on many points). Large C: the "
+            "boundary is pulled by the few points nearest to it, which lowers bias and raises "
+            "variance. With a linear kernel the boundary stays a straight line whatever C is; "
+            "what changes is which points decide it. These two classes are almost linearly "
+            f"separable even in 2-D, so accuracy on the {c.n_test:,} test images barely moves."
+            + "".join(f" At C = {r['C']:g} libsvm stopped at its iteration cap "
+                      f"({r['n_iter']:,} iterations) before the exact optimum: a nearly hard "
+                      "margin on overlapping points is an ill-conditioned problem."
+                      for r in c.rows if r.get("hit_max_iter")))
+
+
+def _confusion_answer(best: BestModel, names: list[str]) -> str:
+    conf = best.confusion.astype(float)
+    off = conf.copy()
+    np.fill_diagonal(off, 0)
+    i, j = np.unravel_index(off.argmax(), off.shape)
+    recall = np.diag(conf) / np.maximum(conf.sum(axis=1), 1)
+    worst = int(recall.argmin())
+    return (f"The most frequent confusion is true {esc(names[i])} predicted as "
+            f"{esc(names[j])} ({int(off[i, j])} images); the class recognised least often is "
+            f"{esc(names[worst])} (recall {recall[worst]:.3f}).")

@@ -1,0 +1,508 @@
+"""Part 3 of the seed: classic supervised learning (naive Bayes, logistic regression, SVMs,
+trees, forests, k-NN, gradient boosting), every experiment of 3.1-3.4 measured.
+
+Protocol: a stratified validation split is carved out of the training set once (seeded); every
+model is fitted on the rest, hyper-parameters are chosen on the validation split, and the test
+set is only scored, never used to choose. Kernel methods and k-NN read the first
+``pca_components`` principal components (float32): the kernel cost is linear in the dimension,
+and 50 components keep the class structure (the seed's own 3.4 shows it).
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..datasets import Dataset, stratified_subset
+from ..measure import Measured
+from ..step import Step
+
+NAME = "classic"
+TITLE = "3. Supervised learning: classic classifiers"
+
+ModelName = Literal["gaussian-nb", "bernoulli-nb", "logistic", "linear-svm", "svc-linear",
+                    "svc-poly", "svc-rbf", "svc-sigmoid", "decision-tree", "random-forest",
+                    "knn", "hist-gb"]
+C_SWEEP_MAX_ITER = 1_000_000
+PCA_MODELS = {"svc-linear", "svc-poly", "svc-rbf", "svc-sigmoid", "knn", "hist-gb"}
+
+
+def make_classifier(name: str, params: dict[str, Any] | None = None, seed: int = 0):
+    """The scikit-learn classifier behind a model name (without its PCA step)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import BernoulliNB, GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import SVC, LinearSVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    if name.startswith("svc-"):
+        # cache_size: 1 GB of kernel rows instead of 200 MB cuts fit time on 50k points.
+        model = SVC(kernel=name[4:], C=10.0 if name == "svc-rbf" else 1.0, cache_size=1000,
+                    random_state=seed)
+    else:
+        model = {
+            "gaussian-nb": lambda: GaussianNB(),
+            "bernoulli-nb": lambda: BernoulliNB(binarize=0.5),
+            "logistic": lambda: LogisticRegression(max_iter=200, tol=1e-3),
+            "linear-svm": lambda: LinearSVC(C=0.1, dual=False, tol=1e-3, random_state=seed),
+            "decision-tree": lambda: DecisionTreeClassifier(random_state=seed),
+            "random-forest": lambda: RandomForestClassifier(n_estimators=100, n_jobs=-1,
+                                                            random_state=seed),
+            "knn": lambda: KNeighborsClassifier(n_neighbors=5, weights="distance",
+                                                algorithm="brute", n_jobs=-1),
+            "hist-gb": lambda: HistGradientBoostingClassifier(max_iter=100, early_stopping=False,
+                                                              random_state=seed),
+        }[name]()
+    return model.set_params(**(params or {}))
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_train: int = Field(0, ge=0, description="training images used (0 = all)")
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5, description="share of the training "
+                                       "set held out to choose hyper-parameters")
+    models: list[ModelName] = Field(
+        ["gaussian-nb", "bernoulli-nb", "logistic", "linear-svm", "svc-rbf", "decision-tree",
+         "random-forest", "knn", "hist-gb"], description="models of the leaderboard")
+    model_params: dict[str, dict[str, Any]] = Field(
+        {}, description="scikit-learn parameters per model name, e.g. {svc-rbf = {C = 5.0}}")
+    pca_components: int = Field(50, ge=1, description="PCA components read by SVC, k-NN and "
+                                "gradient boosting")
+    train_score_sample: int = Field(10_000, ge=100, description="training images the training "
+                                    "accuracy is measured on")
+    learning_curve_sizes: list[int] = Field([100, 300, 1000, 3000, 10000, 30000],
+                                            description="training-set sizes of the generative vs "
+                                                        "discriminative curve (plus all)")
+    tree_depths: list[int] = Field(list(range(1, 26)), description="decision-tree depths swept")
+    svc_pca_components: list[int] = Field([10, 20, 30, 40, 50, 100, 200],
+                                          description="PCA sizes of the SVC sweep")
+    svc_sweep_max_train: int = Field(10_000, ge=100, description="training images of the SVC "
+                                     "PCA sweep and kernel comparison (a stratified sample)")
+    kernels: list[Literal["linear", "poly", "rbf", "sigmoid"]] = Field(
+        ["linear", "poly", "rbf", "sigmoid"], description="SVC kernels compared")
+    c_values: list[float] = Field([1e-4, 1.0, 100.0, 1e5], description="C of the margin figure")
+    c_classes: list[int] = Field([0, 1], min_length=2, max_length=2,
+                                 description="the two classes of the margin figure")
+    c_max_train: int = Field(1_000, ge=20, description="training images of the margin figure")
+    tree_pca_components: list[int] = Field(
+        [1, 2, 3, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
+        description="PCA sizes of the decision-tree sweep (seed 3.4)")
+    n_errors_shown: int = Field(20, ge=0, le=100, description="misclassified test images shown")
+
+    @field_validator("learning_curve_sizes", "tree_depths", "svc_pca_components",
+                     "tree_pca_components")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if not values or min(values) < 1:
+            raise ValueError("give at least one value, every value >= 1")
+        return sorted(set(values))
+
+    @field_validator("c_values")
+    @classmethod
+    def _positive_c(cls, values: list[float]) -> list[float]:
+        if not values or min(values) <= 0:
+            raise ValueError("every C must be > 0")
+        return values
+
+    @model_validator(mode="after")
+    def _check_model_params(self) -> Params:
+        for name, params in self.model_params.items():
+            if name not in ModelName.__args__:
+                raise ValueError(f"model_params: unknown model {name!r}")
+            try:
+                model = make_classifier(name, params)
+                if hasattr(model, "_validate_params"):
+                    model._validate_params()
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"model_params.{name}: {exc}") from None
+        return self
+
+
+QUICK = {"max_train": 3000, "learning_curve_sizes": [100, 300, 1000], "tree_depths":
+         [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20], "svc_pca_components": [10, 20, 50],
+         "svc_sweep_max_train": 2000, "tree_pca_components": [1, 2, 5, 10, 20, 50],
+         "train_score_sample": 1000, "c_max_train": 400}
+
+
+# ------------------------------------------------------------------ data
+
+@dataclass
+class Split:
+    """Pixels scaled to 0..1 (float32, flattened), and their PCA projection."""
+
+    x_fit: np.ndarray
+    y_fit: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def make_split(data: Dataset, p: Params, seed: int) -> Split:
+    from sklearn.model_selection import train_test_split
+
+    x, y = stratified_subset(data.x_train, data.y_train, p.max_train or None, seed)
+    x = x.reshape(len(x), -1).astype(np.float32) / 255.0
+    x_fit, x_val, y_fit, y_val = train_test_split(x, y, test_size=p.validation_fraction,
+                                                  stratify=y, random_state=seed)
+    x_test = data.x_test.reshape(len(data.x_test), -1).astype(np.float32) / 255.0
+    return Split(x_fit, y_fit, x_val, y_val, x_test, data.y_test)
+
+
+class Projection:
+    """PCA fitted on the fit split once; ``transform(x, n)`` slices its first n components."""
+
+    def __init__(self, x_fit: np.ndarray, n_max: int):
+        from sklearn.decomposition import PCA
+
+        self.pca = PCA(n_components=min(n_max, x_fit.shape[1]),
+                       svd_solver="covariance_eigh").fit(x_fit)
+        self.mean = self.pca.mean_.astype(np.float32)
+        self.components = self.pca.components_.astype(np.float32)
+
+    def transform(self, x: np.ndarray, n: int) -> np.ndarray:
+        return np.ascontiguousarray((x - self.mean) @ self.components[:n].T)
+
+
+# ------------------------------------------------------------------ results
+
+@dataclass
+class ModelResult:
+    name: str
+    estimator: str  # repr of the scikit-learn estimator
+    representation: str
+    row: dict  # accuracies, times, size, memory
+    test_pred: np.ndarray  # (n_test,) int16
+    test_confidence: np.ndarray  # (n_test,) float32: probability / score of the prediction
+
+
+@dataclass
+class BestModel:
+    name: str
+    chosen_by: str
+    confusion: np.ndarray  # (C, C) counts, rows = true
+    error_images: np.ndarray  # (n, H, W) uint8
+    error_true: np.ndarray
+    error_pred: np.ndarray
+    error_confidence: np.ndarray
+
+
+@dataclass
+class LearningCurve:
+    sizes: list[int]
+    rows: list[dict]  # model, size, train_acc, test_acc, fit_s
+
+
+@dataclass
+class TreeDepth:
+    depths: list[int]
+    train_acc: list[float]
+    val_acc: list[float]
+    test_acc: list[float]
+    leaf_depth_max: int
+    best_depth: int
+    fit_s: float
+    n_fit: int
+
+
+@dataclass
+class SvcPca:
+    n_train: int
+    rows: list[dict]  # n_components, train_acc, test_acc, fit_s
+
+
+@dataclass
+class SvcKernels:
+    n_train: int
+    n_components: int
+    rows: list[dict]  # kernel, train_acc, test_acc, fit_s, predict_s, n_support
+
+
+@dataclass
+class CSweep:
+    classes: list[int]
+    points: np.ndarray  # (n, 2) training points in the 2-D PCA plane
+    labels: np.ndarray  # 0/1
+    rows: list[dict]  # C, coef, intercept, n_support, support (indices), train_acc, test_acc
+    n_test: int
+
+
+@dataclass
+class TreePca:
+    max_depth: int
+    rows: list[dict]  # n_components, train_acc, test_acc, fit_s
+
+
+# ------------------------------------------------------------------ computations
+
+def _accuracy(model, x, y) -> float:
+    return float(np.mean(model.predict(x) == y))
+
+
+def _confidence(model, x: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """How sure the model was of each prediction: its top probability, else its top score."""
+    if hasattr(model, "predict_proba"):  # SVC(probability=False) hides it
+        return model.predict_proba(x).max(axis=1).astype(np.float32)
+    if hasattr(model, "decision_function"):
+        scores = model.decision_function(x)
+        return (scores.max(axis=1) if scores.ndim == 2 else np.abs(scores)).astype(np.float32)
+    return np.ones(len(pred), np.float32)
+
+
+def fit_model(data: Dataset, p: Params, seed: int, name: str) -> ModelResult:
+    split = make_split(data, p, seed)
+    rep = "pixels"
+    x_fit, x_val, x_test = split.x_fit, split.x_val, split.x_test
+    pca_s = 0.0
+    with Measured() as cost:
+        if name in PCA_MODELS:
+            started = time.perf_counter()
+            proj = Projection(split.x_fit, p.pca_components)
+            x_fit, x_val, x_test = (proj.transform(x, p.pca_components)
+                                    for x in (split.x_fit, split.x_val, split.x_test))
+            pca_s = time.perf_counter() - started
+            rep = f"PCA-{x_fit.shape[1]}"
+        model = make_classifier(name, p.model_params.get(name), seed)
+        started = time.perf_counter()
+        model.fit(x_fit, split.y_fit)
+        fit_s = time.perf_counter() - started + pca_s
+    sample = _subset_index(len(split.y_fit), p.train_score_sample, seed)
+    train_acc = _accuracy(model, x_fit[sample], split.y_fit[sample])
+    val_acc = _accuracy(model, x_val, split.y_val)
+    started = time.perf_counter()
+    pred = model.predict(x_test)
+    predict_s = time.perf_counter() - started
+    row = {"model": name, "representation": rep, "n_fit": len(split.y_fit),
+           "train_acc": train_acc, "val_acc": val_acc,
+           "test_acc": float(np.mean(pred == split.y_test)), "fit_s": fit_s,
+           "predict_s_per_10k": predict_s * 10_000 / len(x_test),
+           "size_mb": len(pickle.dumps(model)) / 2**20, "peak_mb": cost.peak_mb,
+           "rss_delta_mb": cost.delta_mb, "train_score_n": len(sample)}
+    if hasattr(model, "n_support_"):
+        row["n_support"] = int(model.n_support_.sum())
+    return ModelResult(name, repr(model), rep, row, pred.astype(np.int16),
+                       _confidence(model, x_test, pred))
+
+
+def _subset_index(n: int, size: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(n, size), replace=False))
+
+
+def best_model(data: Dataset, p: Params, results: dict[str, ModelResult]) -> BestModel:
+    """The model with the best validation accuracy; its confusion matrix and surest errors."""
+    from sklearn.metrics import confusion_matrix
+
+    best = max(results.values(), key=lambda r: r.row["val_acc"])
+    y = data.y_test
+    confusion = confusion_matrix(y, best.test_pred, labels=range(data.n_classes))
+    wrong = np.flatnonzero(best.test_pred != y)
+    wrong = wrong[np.argsort(-best.test_confidence[wrong], kind="stable")][:p.n_errors_shown]
+    return BestModel(best.name, "validation accuracy", confusion, data.x_test[wrong], y[wrong],
+                     best.test_pred[wrong].astype(np.int64), best.test_confidence[wrong])
+
+
+def learning_curve(data: Dataset, p: Params, seed: int,
+                   full: dict[str, ModelResult]) -> LearningCurve:
+    """Generative (Gaussian naive Bayes) vs discriminative (logistic regression, linear SVM)
+    as the training set grows; the largest point is the leaderboard's own fit."""
+    split = make_split(data, p, seed)
+    rows = []
+    names = ["gaussian-nb", "logistic", "linear-svm"]
+    sizes = [s for s in p.learning_curve_sizes if s < len(split.y_fit)]
+    for size in sizes:
+        x, y = stratified_subset(split.x_fit, split.y_fit, size, seed)
+        for name in names:
+            model = make_classifier(name, p.model_params.get(name), seed)
+            started = time.perf_counter()
+            model.fit(x, y)
+            rows.append({"model": name, "size": size, "train_acc": _accuracy(model, x, y),
+                         "test_acc": _accuracy(model, split.x_test, split.y_test),
+                         "fit_s": time.perf_counter() - started})
+    for name in names:
+        if name in full:
+            r = full[name].row
+            rows.append({"model": name, "size": r["n_fit"], "train_acc": r["train_acc"],
+                         "test_acc": r["test_acc"], "fit_s": r["fit_s"]})
+    return LearningCurve(sorted({r["size"] for r in rows}), rows)
+
+
+def truncated_tree_predictions(tree, x: np.ndarray, depths: list[int]) -> dict[int, np.ndarray]:
+    """Predictions of ``tree`` cut at each depth, from one pass down the fitted tree.
+
+    A tree grown depth-first to depth D, cut at depth d, is the tree fitted with max_depth=d
+    (up to tie-breaking between equally good splits): the splits above depth d do not depend on
+    how deep the tree may grow. So one fit replaces one fit per depth. scikit-learn numbers
+    nodes in depth-first order, so the d-th node on a sample's decision path is its ancestor
+    at depth d.
+    """
+    path = tree.decision_path(x).tocsr()
+    starts, lengths = path.indptr[:-1], np.diff(path.indptr)
+    node_class = tree.tree_.value[:, 0, :].argmax(axis=1)
+    classes = tree.classes_
+    out = {}
+    for d in depths:
+        node = path.indices[starts + np.minimum(d, lengths - 1)]
+        out[d] = classes[node_class[node]]
+    return out
+
+
+def tree_depth_sweep(data: Dataset, p: Params, seed: int) -> TreeDepth:
+    from sklearn.tree import DecisionTreeClassifier
+
+    split = make_split(data, p, seed)
+    started = time.perf_counter()
+    tree = DecisionTreeClassifier(max_depth=max(p.tree_depths), random_state=seed)
+    tree.fit(split.x_fit, split.y_fit)
+    fit_s = time.perf_counter() - started
+    accs = {}
+    for part, x, y in (("train", split.x_fit, split.y_fit), ("val", split.x_val, split.y_val),
+                       ("test", split.x_test, split.y_test)):
+        preds = truncated_tree_predictions(tree, x, p.tree_depths)
+        accs[part] = [float(np.mean(preds[d] == y)) for d in p.tree_depths]
+    best = p.tree_depths[int(np.argmax(accs["val"]))]
+    return TreeDepth(p.tree_depths, accs["train"], accs["val"], accs["test"],
+                     int(tree.get_depth()), best, fit_s, len(split.y_fit))
+
+
+def svc_pca_sweep(data: Dataset, p: Params, seed: int) -> SvcPca:
+    split = make_split(data, p, seed)
+    x, y = stratified_subset(split.x_fit, split.y_fit, p.svc_sweep_max_train, seed)
+    proj = Projection(x, max(p.svc_pca_components))
+    rows = []
+    for n in p.svc_pca_components:
+        if n > proj.components.shape[0]:
+            continue
+        z, zt = proj.transform(x, n), proj.transform(split.x_test, n)
+        model = make_classifier("svc-rbf", p.model_params.get("svc-rbf"), seed)
+        started = time.perf_counter()
+        model.fit(z, y)
+        rows.append({"n_components": n, "fit_s": time.perf_counter() - started,
+                     "train_acc": _accuracy(model, z, y), "test_acc": _accuracy(model, zt,
+                                                                                split.y_test),
+                     "n_support": int(model.n_support_.sum())})
+    return SvcPca(len(y), rows)
+
+
+def svc_kernels(data: Dataset, p: Params, seed: int) -> SvcKernels:
+    split = make_split(data, p, seed)
+    x, y = stratified_subset(split.x_fit, split.y_fit, p.svc_sweep_max_train, seed)
+    proj = Projection(x, p.pca_components)
+    z, zt = proj.transform(x, p.pca_components), proj.transform(split.x_test, p.pca_components)
+    rows = []
+    for kernel in p.kernels:
+        name = f"svc-{kernel}"
+        model = make_classifier(name, p.model_params.get(name), seed)
+        started = time.perf_counter()
+        model.fit(z, y)
+        fit_s = time.perf_counter() - started
+        started = time.perf_counter()
+        pred = model.predict(zt)
+        rows.append({"kernel": kernel, "C": float(model.C), "fit_s": fit_s,
+                     "predict_s_per_10k": (time.perf_counter() - started) * 10_000 / len(zt),
+                     "train_acc": _accuracy(model, z, y),
+                     "test_acc": float(np.mean(pred == split.y_test)),
+                     "n_support": int(model.n_support_.sum())})
+    return SvcKernels(len(y), z.shape[1], rows)
+
+
+def c_sweep(data: Dataset, p: Params, seed: int) -> CSweep:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import SVC
+
+    a, b = p.c_classes
+    for c in (a, b):
+        if not 0 <= c < data.n_classes:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"classic.c_classes: class {c} does not exist "
+                              f"(0..{data.n_classes - 1})")
+    split = make_split(data, p, seed)
+    pick = np.isin(split.y_fit, [a, b])
+    x, y = stratified_subset(split.x_fit[pick], (split.y_fit[pick] == b).astype(np.int64),
+                             p.c_max_train, seed)
+    proj = Projection(x, 2)
+    z = proj.transform(x, 2)
+    test = np.isin(split.y_test, [a, b])
+    zt, yt = proj.transform(split.x_test[test], 2), (split.y_test[test] == b).astype(np.int64)
+    rows = []
+    for c in p.c_values:
+        # max_iter bounds libsvm on nearly-hard margins (C = 1e5 on overlapping points); the
+        # report says when it was reached.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = SVC(kernel="linear", C=c, max_iter=C_SWEEP_MAX_ITER).fit(z, y)
+        rows.append({"C": c, "n_iter": int(np.max(model.n_iter_)),
+                     "hit_max_iter": bool(np.max(model.n_iter_) >= C_SWEEP_MAX_ITER),
+                     "coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0]),
+                     "n_support": int(model.n_support_.sum()),
+                     "n_support_per_class": model.n_support_.tolist(),
+                     "support": model.support_.tolist(), "train_acc": _accuracy(model, z, y),
+                     "test_acc": _accuracy(model, zt, yt)})
+    return CSweep([a, b], z.astype(np.float32), y, rows, int(test.sum()))
+
+
+def tree_pca_sweep(data: Dataset, p: Params, seed: int, depth: TreeDepth) -> TreePca:
+    from sklearn.tree import DecisionTreeClassifier
+
+    split = make_split(data, p, seed)
+    proj = Projection(split.x_fit, max(p.tree_pca_components))
+    rows = []
+    for n in p.tree_pca_components:
+        if n > proj.components.shape[0]:
+            continue
+        z, zt = proj.transform(split.x_fit, n), proj.transform(split.x_test, n)
+        started = time.perf_counter()
+        tree = DecisionTreeClassifier(max_depth=depth.best_depth, random_state=seed).fit(
+            z, split.y_fit)
+        rows.append({"n_components": n, "fit_s": time.perf_counter() - started,
+                     "train_acc": _accuracy(tree, z, split.y_fit),
+                     "test_acc": _accuracy(tree, zt, split.y_test)})
+    return TreePca(depth.best_depth, rows)
+
+
+def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
+    base = {**params.model_dump(mode="json"), "seed": seed}
+
+    def keys(*names: str) -> dict:
+        return {n: base[n] for n in ("max_train", "validation_fraction", "seed", *names)}
+
+    steps = []
+    model_steps = tuple(f"model:{m}" for m in params.models)
+    for name in params.models:
+        steps.append(Step(f"model:{name}", {**keys("pca_components", "train_score_sample"),
+                                            "model": name,
+                                            "params": params.model_params.get(name, {})},
+                          lambda _, n=name: fit_model(data, params, seed, n)))
+    steps += [
+        Step("best", keys("n_errors_shown"), lambda r: best_model(
+            data, params, {k.split(":", 1)[1]: v for k, v in r.items()}), needs=model_steps),
+        Step("learning_curve", {**keys("learning_curve_sizes"),
+                                "params": {m: params.model_params.get(m, {}) for m in
+                                           ("gaussian-nb", "logistic", "linear-svm")}},
+             lambda r: learning_curve(data, params, seed, {k.split(":", 1)[1]: v
+                                                           for k, v in r.items()}),
+             needs=tuple(s for s in model_steps
+                         if s.split(":")[1] in ("gaussian-nb", "logistic", "linear-svm"))),
+        Step("tree_depth", keys("tree_depths"), lambda _: tree_depth_sweep(data, params, seed)),
+        Step("svc_pca", {**keys("svc_pca_components", "svc_sweep_max_train"),
+                         "params": params.model_params.get("svc-rbf", {})},
+             lambda _: svc_pca_sweep(data, params, seed)),
+        Step("svc_kernels", {**keys("kernels", "svc_sweep_max_train", "pca_components"),
+                             "params": {f"svc-{k}": params.model_params.get(f"svc-{k}", {})
+                                        for k in params.kernels}},
+             lambda _: svc_kernels(data, params, seed)),
+        Step("c_sweep", keys("c_values", "c_classes", "c_max_train"),
+             lambda _: c_sweep(data, params, seed)),
+        Step("tree_pca", keys("tree_pca_components"),
+             lambda r: tree_pca_sweep(data, params, seed, r["tree_depth"]),
+             needs=("tree_depth",)),
+    ]
+    return steps

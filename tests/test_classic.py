@@ -1,0 +1,97 @@
+import dataclasses
+
+import numpy as np
+import pytest
+from sklearn.svm import SVC
+from sklearn.tree import DecisionTreeClassifier
+
+from mnistlab import build_config, load_dataset
+from mnistlab.errors import ConfigError
+from mnistlab.sections import classic as c
+
+FLOORS = {"gaussian-nb": 0.5, "bernoulli-nb": 0.75, "logistic": 0.85, "linear-svm": 0.85,
+          "svc-rbf": 0.9, "decision-tree": 0.6, "random-forest": 0.85, "knn": 0.85,
+          "hist-gb": 0.85, "svc-poly": 0.85, "svc-linear": 0.85, "svc-sigmoid": 0.5}
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return load_dataset("mnist-5k")
+
+
+@pytest.fixture(scope="module")
+def params():
+    return c.Params(**{**c.QUICK, "max_train": 2000})
+
+
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_every_model_learns_mnist_5k(mnist5k, params, name):
+    result = c.fit_model(mnist5k, params, 0, name)
+    row = result.row
+    assert row["test_acc"] > FLOORS[name], row
+    assert 0 <= row["val_acc"] <= 1 and row["train_acc"] >= row["test_acc"] - 0.05
+    assert row["fit_s"] > 0 and row["size_mb"] > 0 and row["peak_mb"] > 0
+    assert result.test_pred.shape == mnist5k.y_test.shape
+    assert np.mean(result.test_pred == mnist5k.y_test) == pytest.approx(row["test_acc"])
+
+
+def test_truncated_tree_equals_trees_refitted_at_each_depth(mnist5k):
+    x = mnist5k.x_train.reshape(4000, -1).astype(np.float32) / 255
+    xt = mnist5k.x_test.reshape(1000, -1).astype(np.float32) / 255
+    deep = DecisionTreeClassifier(max_depth=12, random_state=0).fit(x, mnist5k.y_train)
+    cut = c.truncated_tree_predictions(deep, xt, [1, 3, 6, 12])
+    for depth, pred in cut.items():
+        refit = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(x, mnist5k.y_train)
+        agreement = np.mean(refit.predict(xt) == pred)
+        assert agreement > 0.97, (depth, agreement)  # only tie-breaking may differ
+    assert np.array_equal(cut[12], deep.predict(xt))
+
+
+def test_best_depth_is_chosen_without_the_test_set(mnist5k, params):
+    honest = c.tree_depth_sweep(mnist5k, params, 0)
+    rng = np.random.default_rng(0)
+    scrambled = dataclasses.replace(mnist5k, y_test=rng.permutation(mnist5k.y_test))
+    blind = c.tree_depth_sweep(scrambled, params, 0)
+    assert blind.best_depth == honest.best_depth
+    assert blind.val_acc == honest.val_acc and blind.test_acc != honest.test_acc
+    assert honest.best_depth == honest.depths[int(np.argmax(honest.val_acc))]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_c_sweep_counts_the_estimators_support_vectors(mnist5k, params):
+    sweep = c.c_sweep(mnist5k, params, 0)
+    assert sweep.classes == [0, 1] and set(np.unique(sweep.labels)) == {0, 1}
+    for row in sweep.rows:
+        model = SVC(kernel="linear", C=row["C"], max_iter=c.C_SWEEP_MAX_ITER).fit(
+            sweep.points, sweep.labels)
+        assert row["n_support"] == int(model.n_support_.sum()) == len(row["support"])
+        assert row["n_support_per_class"] == model.n_support_.tolist()
+    assert sweep.rows[0]["n_support"] > sweep.rows[-1]["n_support"]  # small C: wide margin
+
+
+def test_kernels_and_svc_sweep_report_support_vectors(mnist5k, params):
+    kernels = c.svc_kernels(mnist5k, params, 0)
+    assert [r["kernel"] for r in kernels.rows] == ["linear", "poly", "rbf", "sigmoid"]
+    assert all(r["n_support"] > 0 and r["fit_s"] > 0 for r in kernels.rows)
+    sweep = c.svc_pca_sweep(mnist5k, params, 0)
+    assert [r["n_components"] for r in sweep.rows] == params.svc_pca_components
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"models": ["logistic", "xgboost"]}, "classic.models.1: Input should be 'gaussian-nb'"),
+    ({"model_params": {"svc-rbf": {"C": -1}}}, "model_params.svc-rbf: The 'C' parameter of SVC "
+                                               "must be a float in the range (0.0, inf]"),
+    ({"model_params": {"svc-rbf": {"gama": 1}}}, "model_params.svc-rbf: Invalid parameter 'gama'"),
+    ({"model_params": {"deep-forest": {}}}, "model_params: unknown model 'deep-forest'"),
+    ({"tree_depths": [0, 3]}, "classic.tree_depths: Value error"),
+    ({"c_values": [0.0, 1.0]}, "every C must be > 0"),
+])
+def test_bad_model_names_and_parameters_are_rejected(override, message):
+    with pytest.raises(ConfigError) as info:
+        build_config("full", {"classic": override})
+    assert message in str(info.value)
+
+
+def test_c_classes_must_exist(mnist5k, params):
+    with pytest.raises(ConfigError, match="classic.c_classes: class 12 does not exist"):
+        c.c_sweep(mnist5k, params.model_copy(update={"c_classes": [0, 12]}), 0)

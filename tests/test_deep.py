@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+import torch
+
+from mnistlab import build_config, load_dataset
+from mnistlab.deep import TorchClassifier, build_module, count_parameters, layer_table
+from mnistlab.errors import ConfigError
+from mnistlab.sections import deep as section
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return load_dataset("mnist-5k")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Same thread count in every test: results are reproducible only at a fixed count.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("arch, epochs", [("mlp-1", 2), ("mlp-2", 2), ("cnn-seed", 1),
+                                          ("cnn-fast", 1)])
+def test_each_model_learns(mnist5k, arch, epochs):
+    x, y = mnist5k.x_train[:2000], mnist5k.y_train[:2000]
+    clf = TorchClassifier(arch, epochs=epochs, validation_fraction=0.1).fit(x, y)
+    assert clf.score(mnist5k.x_test, mnist5k.y_test) > 0.6  # chance is 0.1
+    assert len(clf.history_["val_loss"]) == epochs
+    proba = clf.predict_proba(mnist5k.x_test[:5])
+    assert proba.shape == (5, 10) and np.allclose(proba.sum(1), 1, atol=1e-5)
+
+
+def test_same_seed_same_predictions(mnist5k):
+    x, y = mnist5k.x_train[:1000], mnist5k.y_train[:1000]
+    runs = [TorchClassifier("cnn-fast", epochs=1, seed=3).fit(x, y).predict_proba(
+        mnist5k.x_test) for _ in range(2)]
+    assert np.array_equal(runs[0], runs[1])
+    other = TorchClassifier("cnn-fast", epochs=1, seed=4).fit(x, y).predict_proba(mnist5k.x_test)
+    assert not np.array_equal(runs[0], other)
+
+
+def test_saved_weights_reload_and_predict_the_same(mnist5k, tmp_path):
+    clf = TorchClassifier("cnn-seed", epochs=1).fit(mnist5k.x_train[:500], mnist5k.y_train[:500])
+    path = clf.save(tmp_path / "cnn.safetensors")
+    assert path.read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
+    again = TorchClassifier.load(path)
+    assert np.array_equal(again.predict_proba(mnist5k.x_test), clf.predict_proba(mnist5k.x_test))
+    assert again.mean_ == clf.mean_ and again.n_params_ == clf.n_params_
+
+
+def test_overfit_demo_reaches_full_training_accuracy(mnist5k):
+    params = build_config("quick").deep
+    result = section.overfit(mnist5k, params, 0, "mlp-1")
+    assert result.n_images == 10 and result.train_acc == 1.0
+    assert result.history_train_acc[-1] == 1.0 and result.epochs == len(result.history_train_acc)
+    assert result.test_acc < 0.8  # ten images do not generalise
+
+
+@pytest.mark.parametrize("arch", ["mlp-1", "mlp-2", "cnn-seed", "cnn-fast"])
+def test_summary_parameter_counts_equal_the_modules(arch):
+    module = build_module(arch, (28, 28), 10)
+    rows = layer_table(module, (28, 28))
+    assert sum(r["params"] for r in rows) == count_parameters(module)
+    assert rows[-1]["output_shape"] == [None, 10]
+
+
+def test_keras_numbers_of_the_seed_models():
+    assert count_parameters(build_module("mlp-1", (28, 28), 10)) == 101_770  # seed's summary
+    rows = layer_table(build_module("cnn-seed", (28, 28), 10), (28, 28))
+    assert rows[0]["output_shape"] == [None, 32, 26, 26] and rows[0]["params"] == 320
+
+
+def test_section_trains_in_a_subprocess_and_saves_safetensors(mnist5k, tmp_path):
+    params = build_config("quick", {"deep": {"max_train": 500}}).deep
+    result = section.train_model(mnist5k, params, 0, "mlp-1", tmp_path / "models")
+    assert (tmp_path / result.weights_file).is_file()
+    again = TorchClassifier.load(tmp_path / result.weights_file)
+    assert np.mean(again.predict(mnist5k.x_test) == mnist5k.y_test) == pytest.approx(
+        result.test_acc)
+    assert result.peak_mb > result.baseline_mb > 0 and result.confusion.sum() == 1000
+    assert len(result.history["train_loss"]) == result.epochs_run == 4
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"models": {"cnn-fast": {"arch_params": {"channels": []}}}},
+     "models.cnn-fast.arch_params: cnn-fast channels must be positive integers"),
+    ({"models": {"cnn-fast": {"arch_params": {"channels": [8, 8, 8, 8, 8, 8]}}}},
+     "pool 28x28 images to nothing"),
+    ({"models": {"resnet": {}}}, "unknown model 'resnet'"),
+    ({"models": {"mlp-1": {"epochs": 0}}}, "deep.models.mlp-1.epochs: Input should be greater"),
+    ({"models": {"mlp-1": {"optimizer": "lbfgs"}}}, "deep.models.mlp-1.optimizer"),
+])
+def test_bad_architecture_parameters_are_rejected(override, message):
+    with pytest.raises(ConfigError) as info:
+        build_config("full", {"deep": override})
+    assert message in str(info.value)
+
+
+def test_estimator_rejects_bad_parameters(mnist5k):
+    with pytest.raises(ValueError, match="TorchClassifier: arch must be one of"):
+        TorchClassifier("resnet").fit(mnist5k.x_train[:50], mnist5k.y_train[:50])
+    with pytest.raises(ValueError, match="early_stopping needs validation_fraction > 0"):
+        TorchClassifier(early_stopping=True, validation_fraction=0).fit(
+            mnist5k.x_train[:50], mnist5k.y_train[:50])
