@@ -69,11 +69,24 @@ def test_c_sweep_counts_the_estimators_support_vectors(mnist5k, params):
     assert sweep.rows[0]["n_support"] > sweep.rows[-1]["n_support"]  # small C: wide margin
 
 
+def test_representation_is_chosen_on_validation_and_feeds_the_pca_models(mnist5k, params):
+    rep = c.choose_representation(mnist5k, params, 0)
+    assert set(rep.val_acc) == {"linear", "sqrt"}
+    assert rep.transform == max(rep.val_acc, key=rep.val_acc.get)
+    fixed = c.choose_representation(mnist5k, params.model_copy(update={"pixel_transform": "sqrt"}),
+                                    0)
+    assert fixed.transform == "sqrt" and fixed.val_acc == {}
+    result = c.fit_model(mnist5k, params, 0, "svc-rbf", fixed)
+    assert result.row["representation"] == "PCA-100 of sqrt(pixels)"
+    assert result.row["test_acc"] > 0.9
+
+
 def test_kernels_and_svc_sweep_report_support_vectors(mnist5k, params):
-    kernels = c.svc_kernels(mnist5k, params, 0)
+    rep = c.Representation("linear", {}, 0)
+    kernels = c.svc_kernels(mnist5k, params, 0, rep)
     assert [r["kernel"] for r in kernels.rows] == ["linear", "poly", "rbf", "sigmoid"]
     assert all(r["n_support"] > 0 and r["fit_s"] > 0 for r in kernels.rows)
-    sweep = c.svc_pca_sweep(mnist5k, params, 0)
+    sweep = c.svc_pca_sweep(mnist5k, params, 0, rep)
     assert [r["n_components"] for r in sweep.rows] == params.svc_pca_components
 
 

@@ -134,6 +134,7 @@ def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
     kernels: SvcKernels = results["svc_kernels"]
     c: CSweep = results["c_sweep"]
     tree_pca: TreePca = results["tree_pca"]
+    rep = results.get("representation")
     names = study.get("class_names") or [str(i) for i in range(best.confusion.shape[0])]
     by_name = {m.name: m.row for m in models}
     blocks: list[Block] = [text(
@@ -141,7 +142,7 @@ def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
         "is fitted on the rest, every choice (a tree depth, the best model) is made on the "
         "validation split, and the test set is only scored. Pixels are scaled to 0..1 as "
         "float32; SVC, k-NN and gradient boosting read PCA components fitted on the training "
-        "part only.")]
+        "part only." + (_representation_text(rep) if rep else ""))]
 
     # 3.1 ---------------------------------------------------------------------------
     blocks += [heading("3.1 Generative vs discriminative: naive Bayes against logistic "
@@ -242,6 +243,16 @@ def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
             best.error_images, best.error_true, best.error_pred, best.error_confidence, names),
             f"The {len(best.error_images)} test images it got wrong most confidently"))
     return blocks
+
+
+def _representation_text(rep) -> str:
+    if not rep.val_acc:
+        return f" Their pixels are transformed by <code>{rep.transform}</code> (set in the config)."
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in rep.val_acc.items())
+    return (f" Before that PCA the pixels are transformed by <b>{rep.transform}</b>, chosen on "
+            f"the validation split: an RBF SVC fitted on {rep.n_train:,} training images scores "
+            f"{scores} there. The square root is a variance-stabilising transform: it spreads "
+            "the faint pixels (edges, texture) that the bright strokes otherwise dominate.")
 
 
 def _generative_answer(curve: LearningCurve, models: dict) -> str:
