@@ -74,8 +74,9 @@ def test_keras_numbers_of_the_seed_models():
 
 
 def test_section_trains_in_a_subprocess_and_saves_safetensors(mnist5k, tmp_path):
-    params = build_config("quick", {"deep": {"max_train": 500}}).deep
+    params = build_config("quick", {"deep": {"max_train": 500, "isolate": True}}).deep
     result = section.train_model(mnist5k, params, 0, "mlp-1", tmp_path / "models")
+    assert result.isolated
     assert (tmp_path / result.weights_file).is_file()
     again = TorchClassifier.load(tmp_path / result.weights_file)
     assert np.mean(again.predict(mnist5k.x_test) == mnist5k.y_test) == pytest.approx(
@@ -105,3 +106,14 @@ def test_estimator_rejects_bad_parameters(mnist5k):
     with pytest.raises(ValueError, match="early_stopping needs validation_fraction > 0"):
         TorchClassifier(early_stopping=True, validation_fraction=0).fit(
             mnist5k.x_train[:50], mnist5k.y_train[:50])
+
+
+def test_in_process_training_gives_the_same_model(mnist5k, tmp_path):
+    params = build_config("quick", {"deep": {"max_train": 500, "threads": 1}}).deep
+    here = section.train_model(mnist5k, params, 0, "mlp-1", tmp_path / "a")
+    child = section.train_model(mnist5k, params.model_copy(update={"isolate": True}), 0,
+                                "mlp-1", tmp_path / "b")
+    assert not here.isolated and child.isolated
+    assert here.test_acc == child.test_acc
+    for key in ("train_loss", "val_loss", "val_acc"):  # "seconds" differ, numbers do not
+        assert here.history[key] == child.history[key]

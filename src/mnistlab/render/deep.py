@@ -173,9 +173,12 @@ def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
                            f"{r.infer_s_per_10k:.3f}", f"{r.test_acc:.4f}",
                            f"{r.peak_mb:.0f}", f"{r.peak_mb - r.baseline_mb:.0f}", r.threads]
                           for r in runs],
-                         "Each model trained in its own process; peak RSS is that process's "
-                         "(interpreter, libraries and data included), the second column what "
-                         "training added"),
+                         ("Each model trained in its own process; peak RSS is that process's "
+                          "(interpreter, libraries and data included), the second column what "
+                          "training added" if all(r.isolated for r in runs) else
+                          "Models trained in the study's own process (isolate = false, the "
+                          "quick profile's setting): peak RSS includes the earlier sections, "
+                          "only the second column is the model's")),
                    text(_cost_answer(runs))]
     return blocks
 

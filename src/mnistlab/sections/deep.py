@@ -70,6 +70,8 @@ class Params(BaseModel):
     max_train: int = Field(0, ge=0, description="training images used (0 = all)")
     threads: int = Field(0, ge=0, description="CPU threads per training process (0 = all "
                          "cores)")
+    isolate: bool = Field(True, description="train each network in its own process, so that "
+                          "its peak memory is its own (about 3 s of start-up each)")
     overfit_images: int = Field(10, ge=1, description="training images of the overfitting "
                                 "demonstration")
     overfit_models: list[ModelName] = Field(["mlp-1", "cnn-seed"],
@@ -107,7 +109,7 @@ class Params(BaseModel):
 QUICK = {"max_train": 2000,
          "models": {"mlp-1": {"epochs": 4}, "mlp-2": {"epochs": 4}, "cnn-seed": {"epochs": 3},
                     "cnn-fast": {"epochs": 3}},
-         "overfit_max_epochs": 150}
+         "overfit_max_epochs": 150, "isolate": False}
 
 
 # ------------------------------------------------------------------ results
@@ -135,6 +137,7 @@ class TrainResult:
     peak_mb: float
     baseline_mb: float
     threads: int
+    isolated: bool
     weights_file: str
     confusion: np.ndarray
     example_images: np.ndarray
@@ -155,6 +158,21 @@ class OverfitResult:
     test_acc: float
     test_loss: float
     history_train_acc: list[float]
+
+
+def _call(isolate: bool, fn, *args):
+    """``fn(*args)`` in a fresh process when isolating, else here (quick profile)."""
+    if isolate:
+        from ..deep import run_in_child
+
+        return run_in_child(fn, *args)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _train_data(data: Dataset, p: Params, seed: int):
@@ -180,10 +198,10 @@ def train_model(data: Dataset, p: Params, seed: int, name: str, models_dir: Path
     x, y = _train_data(data, p, seed)
     models_dir.mkdir(parents=True, exist_ok=True)
     weights = models_dir / f"{name}.safetensors"
-    from ..deep import fit_evaluate, run_in_child
+    from ..deep import fit_evaluate
 
-    out = run_in_child(fit_evaluate, name, {**spec.estimator_params(), "seed": seed}, x, y,
-                       data.x_test, data.y_test, p.threads, str(weights))
+    out = _call(p.isolate, fit_evaluate, name, {**spec.estimator_params(), "seed": seed}, x, y,
+                data.x_test, data.y_test, p.threads, str(weights))
     from sklearn.metrics import confusion_matrix
 
     pred, conf = out["pred"], out["confidence"]
@@ -196,6 +214,7 @@ def train_model(data: Dataset, p: Params, seed: int, name: str, models_dir: Path
         train_s=out["train_s"], epochs_run=len(out["history"]["train_loss"]),
         infer_s_per_10k=out["infer_s_per_10k"], n_params=out["n_params"],
         peak_mb=out["peak_mb"], baseline_mb=out["baseline_mb"], threads=out["threads"],
+        isolated=p.isolate,
         weights_file=str(weights.relative_to(models_dir.parent)),
         confusion=confusion_matrix(data.y_test, pred, labels=range(data.n_classes)),
         example_images=data.x_test[first], example_pred=pred[first].astype(np.int64),
@@ -210,9 +229,10 @@ def overfit(data: Dataset, p: Params, seed: int, name: str) -> OverfitResult:
             "validation_fraction": 0.0, "early_stopping": False, "schedule": "constant",
             "max_train_seconds": None, "epochs": p.overfit_max_epochs,
             "stop_at_train_accuracy": 1.0}
-    from ..deep import overfit_evaluate, run_in_child
+    from ..deep import overfit_evaluate
 
-    out = run_in_child(overfit_evaluate, name, spec, x, y, data.x_test, data.y_test, p.threads)
+    out = _call(p.isolate, overfit_evaluate, name, spec, x, y, data.x_test, data.y_test,
+                p.threads)
     return OverfitResult(name, len(y), out["epochs"], out["history"][-1], out["test_acc"],
                          out["test_loss"], out["history"])
 
@@ -222,7 +242,8 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
         from ..errors import ConfigError
 
         raise ConfigError(f"deep: images of {data.image_shape} are too small for the CNNs")
-    base = {"max_train": params.max_train, "seed": seed, "threads": params.threads}
+    base = {"max_train": params.max_train, "seed": seed, "threads": params.threads,
+            "isolate": params.isolate}
     steps = [Step("architectures", {"models": {k: v.model_dump() for k, v in
                                                params.enabled().items()}},
                   lambda _: architectures(data, params))]
