@@ -109,3 +109,37 @@ def test_bad_parameters_are_rejected_by_name(override, message):
 def test_gallery_larger_than_the_pixel_count_is_rejected(digits):
     with pytest.raises(ConfigError, match="gallery_components: 784 is larger than the 64 pixels"):
         u.fit_pca(digits, u.Params(gallery_components=[10, 784]), seed=0)
+
+
+def test_deskew_makes_a_slanted_stroke_upright_and_centred():
+    from mnistlab.preprocess import deskew
+
+    image = np.zeros((28, 28), np.float32)
+    for r in range(4, 24):  # a stroke leaning right by half a pixel per row, off centre
+        image[r, int(round(8 + 0.5 * (r - 14)))] = 255
+    straight = deskew(np.stack([image, np.zeros_like(image)]))
+    rows, cols = np.mgrid[0:28, 0:28]
+
+    def moments(x):
+        m = x.sum()
+        cr, cc = (x * rows).sum() / m, (x * cols).sum() / m
+        return cr, cc, (x * (rows - cr) * (cols - cc)).sum() / m
+
+    assert moments(image)[2] > 10  # slanted before
+    cr, cc, cov = moments(straight[0])
+    assert abs(cov) < 0.5 and abs(cr - 13.5) < 0.5 and abs(cc - 13.5) < 0.5
+    assert straight[0].sum() == pytest.approx(image.sum(), rel=0.05)  # ink kept
+    assert not straight[1].any()  # a blank image stays blank
+    with pytest.raises(ValueError, match="height, width"):
+        deskew(image)
+
+
+def test_embedding_clusters_real_digits_well():
+    mnist = load_dataset("mnist-5k")
+    p = u.Params(max_train=2000, embedding_n_init=3, silhouette_repeats=1, plot_points=500,
+                 n_clusters=10)
+    result = u.embedding_clusters(mnist, p, seed=0)
+    assert result.deskewed and result.input_dim == 50
+    assert result.row["accuracy"] > 0.9  # 0.96 measured; 0.78 without deskewing
+    assert result.contingency.sum() == 2000
+    assert result.points.shape == (500, 2)

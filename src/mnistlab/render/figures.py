@@ -7,22 +7,32 @@ import numpy as np
 from .blocks import new_figure
 
 
-def confusion_figure(confusion: np.ndarray, names: list[str], title: str, fig=None, ax=None):
-    """Row-normalised confusion heatmap (a new figure, or drawn on ``ax`` of ``fig``)."""
-    share = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    if ax is None:
-        fig = new_figure(5.6, 5)
-        ax = fig.add_subplot(1, 1, 1)
+def share_heatmap(ax, counts: np.ndarray, row_names, col_names, xlabel: str, title: str,
+                  annotate_from: float, fontsize: float = 6):
+    """Rows of ``counts`` as shares (each row sums to 1), annotated where a share is large
+    enough to read; returns the image for a colour bar."""
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.set_xlabel("predicted class")
+    ax.set_xticks(range(len(col_names)), col_names, fontsize=7)
+    ax.set_yticks(range(len(row_names)), row_names, fontsize=7)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize=9)
     for (r, c), v in np.ndenumerate(share):
-        if v >= 0.005:
-            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6,
+        if v >= annotate_from:
+            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=fontsize,
                     color="white" if v > 0.6 else "black")
+    return image
+
+
+def confusion_figure(confusion: np.ndarray, names: list[str], title: str, fig=None, ax=None):
+    """Row-normalised confusion heatmap (a new figure, or drawn on ``ax`` of ``fig``)."""
+    if ax is None:
+        fig = new_figure(5.6, 5)
+        ax = fig.add_subplot(1, 1, 1)
+    image = share_heatmap(ax, confusion, names, names, "predicted class", title,
+                          annotate_from=0.005)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
     fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
     return fig
 
