@@ -154,15 +154,20 @@ def main() -> None:
             mine_acc = ours["accuracy"][part].get(key)
             print(f"    {key:>9s}: test acc seed {theirs:.4f} | ours "
                   + ("-" if mine_acc is None else f"{mine_acc:.4f}"), flush=True)
-    if not parts:
-        return
-    print(f"\nthe seed parts run: seed {seed_total:.1f} s vs ours {ours_total:.1f} s for the same "
-          f"questions: ratio {seed_total / ours_total:.1f}x")
-    print(f"whole section ours {ours['total']:.1f} s (every experiment, every model) vs those "
-          f"seed parts alone {seed_total:.1f} s: ratio {seed_total / ours['total']:.1f}x")
+    if parts:
+        print(f"\nthe seed parts run: seed {seed_total:.1f} s vs ours {ours_total:.1f} s for the same "
+              f"questions: ratio {seed_total / ours_total:.1f}x")
+        print(f"whole section ours {ours['total']:.1f} s (every experiment, every model) vs "
+              f"those seed parts alone {seed_total:.1f} s: ratio {seed_total / ours['total']:.1f}x")
     if args.intelex:
         fast = child(args, "ours", intelex=True)
-        print(f"with scikit-learn-intelex: ours total {fast['total']:.1f} s")
+        print(f"\nwith scikit-learn-intelex: ours total {fast['total']:.1f} s (without: "
+              f"{ours['total']:.1f} s), peak RSS {fast['peak_mb']:.0f} MiB")
+        for name, s in fast["times"].items():
+            print(f"  {name:28s} {s:8.1f} s (without {ours['times'][name]:6.1f} s)")
+        for name, r in fast["models"].items():
+            print(f"  {name:16s} test acc {r['test_acc']:.4f} (without "
+                  f"{ours['models'][name]['test_acc']:.4f})")
 
 
 if __name__ == "__main__":
