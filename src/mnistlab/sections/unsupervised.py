@@ -402,9 +402,10 @@ def embedding_clusters(data: Dataset, p: Params, seed: int) -> EmbeddingResult:
 
     images, y = stratified_subset(data.x_train, data.y_train, p.max_train or None, seed)
     with Measured() as embed_cost, warnings.catch_warnings():
-        if p.embedding_deskew:
-            images = deskew(images)
-        x = images.reshape(len(images), -1).astype(np.float32) / 255.0
+        # deskew returns a new float32 array: scale it in place rather than copy it again
+        x = (deskew(images) if p.embedding_deskew else images.astype(np.float32))
+        x = x.reshape(len(x), -1)
+        x /= 255.0
         n_input = min(p.embedding_input_dim, x.shape[1])
         z = PCA(n_input, random_state=seed).fit_transform(x)
         # umap warns that a fixed random_state means one thread: we want that (reproducible).
