@@ -56,6 +56,19 @@ def test_report_rebuilds_from_stored_results_without_recomputing(quick_run, tmp_
     assert _finished(out) == before
 
 
+def test_report_of_results_stored_by_another_version_fails_in_one_line(quick_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(quick_run, out)
+    with sqlite3.connect(out / "study.sqlite") as db:  # as if an older EmbeddingResult
+        key, metrics = db.execute("SELECT key, metrics FROM steps WHERE name='embedding'").fetchone()
+        db.execute("UPDATE steps SET metrics=? WHERE key=?",
+                   (metrics.replace('"deskewed"', '"was_never_a_field"'), key))
+    result = run_cli("report", str(out))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "stored by another version of mnistlab" in result.stderr and key in result.stderr
+
+
 def test_default_dataset_falls_back_to_mnist_5k_in_one_line(tmp_path, fast_config):
     result = run_cli("study", "--profile", "quick", "--quiet", "--out", str(tmp_path / "r"),
                      "--config", str(fast_config))

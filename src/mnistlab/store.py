@@ -169,7 +169,12 @@ class RunStore:
         if row[2]:
             with np.load(self.folder / "arrays" / row[2], allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        return join_result(row[0], json.loads(row[1]), arrays)
+        try:
+            return join_result(row[0], json.loads(row[1]), arrays)
+        except (TypeError, AttributeError) as err:  # the result's class changed since
+            raise StoreError(f"{self.folder}: step {key} was stored by another version of "
+                             f"mnistlab ({err}); run the same `mnistlab study` again to "
+                             f"recompute it") from None
 
     def step_rows(self, keys: list[str]) -> list[dict]:
         """Timing rows of ``keys`` in that order (for the report's cost table)."""
