@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,16 +27,56 @@ from rich.table import Table
 
 from .config import PROFILES, config_toml, load_config
 from .datasets import CATALOG, load_dataset
-from .errors import DownloadError, MnistlabError
+from .errors import DownloadError, MnistlabError, StepFailed, StoreError
 from .render import build_report
 from .runner import run_study
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="The complete machine-learning study of an MNIST-like dataset.")
 data_app = typer.Typer(no_args_is_help=True, help="List and inspect datasets.")
 app.add_typer(data_app, name="data")
 out = Console()
 err = Console(stderr=True)
+INTERRUPTED = "interrupted: finished steps are saved; run the same command again to resume"
+# Set by the options and commands, read by main() when an unexpected error must be reported.
+_state: dict = {"debug": False, "run_folder": None}
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="show the full traceback of an unexpected error")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@contextmanager
+def _stop_on_ctrl_c(grace_s: float = 5.0):
+    """Ctrl-C raises KeyboardInterrupt here as usual; should a library swallow it (numba's
+    first-run compilation inside UMAP does), the process exits after ``grace_s`` anyway.
+    Nothing finished is lost: every finished step is already committed to the run folder."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handled = threading.Event()
+
+    def on_sigint(signum, frame):
+        def deadline():
+            if not handled.wait(grace_s):
+                err.print(INTERRUPTED, highlight=False, soft_wrap=True)
+                os._exit(130)
+
+        threading.Thread(target=deadline, daemon=True).start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except KeyboardInterrupt:
+        handled.set()
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @data_app.command("list")
@@ -108,6 +151,17 @@ def _default_dataset(quiet: bool):
         return load_dataset("mnist-5k")
 
 
+def _check_run_folder(folder: Path) -> None:
+    """``--out`` must be a folder we can create and write, before any computing starts."""
+    if folder.exists() and not folder.is_dir():
+        raise StoreError(f"--out {folder}: exists and is not a folder")
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise StoreError(f"--out {folder}: {existing} is a file, not a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise StoreError(f"--out {folder}: {existing} is not writable")
+
+
 @app.command()
 def study(
     dataset: Annotated[str | None, typer.Option(  # noqa: UP007 (typer needs Optional)
@@ -131,12 +185,21 @@ def study(
     if print_config:
         sys.stdout.write(config_toml(cfg))
         return
+    if out_dir is not None:
+        _check_run_folder(out_dir)
     data = load_dataset(dataset, show_progress=not quiet) if dataset else _default_dataset(quiet)
     folder = out_dir or Path("mnistlab-runs") / re.sub(r"[^\w.-]+", "_",
                                                        f"{data.name}-{profile}").strip("_")
+    _check_run_folder(folder)
+    _state["run_folder"] = folder
     started = time.perf_counter()
-    outcome = run_study(data, cfg, folder, profile=profile,
-                        progress=None if quiet else RichProgress())
+    try:
+        with _stop_on_ctrl_c():
+            outcome = run_study(data, cfg, folder, profile=profile,
+                                progress=None if quiet else RichProgress())
+    except KeyboardInterrupt:  # typer would turn it into a silent exit 130
+        err.print(INTERRUPTED, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     report = build_report(folder)
     computed = len(outcome.computed)
     out.print(f"{data.name}: {computed} step(s) computed, {len(outcome.records) - computed} "
@@ -147,28 +210,54 @@ def study(
 @app.command()
 def report(folder: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
     """Rebuild DIR/report.html from stored results, recomputing nothing."""
+    if not folder.is_dir():
+        raise StoreError(f"{folder}: no such run folder")
+    _state["run_folder"] = folder
     out.print(f"Report: {build_report(folder)}", highlight=False, soft_wrap=True)
 
 
+def _write_traceback(exc: BaseException) -> Path:
+    """The full traceback of an unexpected error, in the run folder's log when there is one."""
+    import tempfile
+    import traceback
+
+    folder = _state.get("run_folder")
+    log = (Path(folder) / "mnistlab.log" if folder and Path(folder).is_dir()
+           else Path(tempfile.gettempdir()) / f"mnistlab-error-{os.getpid()}.log")
+    text = "".join(traceback.format_exception(exc))
+    try:
+        with open(log, "a") as f:
+            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} mnistlab {' '.join(sys.argv[1:])}\n")
+            f.write(text)
+    except OSError:
+        log = Path(tempfile.mkstemp(prefix="mnistlab-error-", suffix=".log")[1])
+        log.write_text(text)
+    return log
+
+
 def main() -> None:
+    """Entry point: usage errors are typer's (usage, exit 2); errors a user caused are one line
+    (exit 2); a bug is one line naming where its traceback went (exit 1), unless --debug."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        app(prog_name="mnistlab")
     except MnistlabError as exc:
         err.print(f"error: {exc}", highlight=False, soft_wrap=True, markup=False)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        err.print("interrupted: finished steps are saved; run the same command again to resume")
+        err.print(INTERRUPTED, highlight=False, soft_wrap=True)
         raise SystemExit(130) from None
-    except (typer.Exit, SystemExit) as exc:
-        raise SystemExit(getattr(exc, "exit_code", getattr(exc, "code", 0))) from None
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
+    except Exception as exc:  # a bug: one line by default, the traceback on request
+        if _state.get("debug"):
+            raise
+        what = f"{exc.where}: " if isinstance(exc, StepFailed) else ""
+        cause = exc.__cause__ if isinstance(exc, StepFailed) and exc.__cause__ else exc
+        log = _write_traceback(exc)
+        first = (str(cause).strip().splitlines() or [""])[0]
+        err.print(f"internal error: {what}{type(cause).__name__}: {first} (full traceback in "
+                  f"{log}; rerun with --debug to show it)",
+                  highlight=False, soft_wrap=True, markup=False)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

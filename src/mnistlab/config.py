@@ -81,8 +81,12 @@ def load_config(path: str | Path | None, profile: str = "full",
             overrides = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"--config {path}: file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"--config {path}: is a folder, not a TOML file") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"--config {path}: cannot be read ({exc.strerror})") from None
     return build_config(profile, overrides, seed, origin=str(path) if path else "config")
 
 

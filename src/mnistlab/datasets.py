@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -197,7 +198,7 @@ def load_npz(path: str | Path, name: str | None = None) -> Dataset:
         raise DatasetError(f"{path}: file not found") from None
     except DatasetError:
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
     return _from_arrays(name or f"npz:{path}", str(path), arrays)
 

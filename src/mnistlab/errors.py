@@ -24,3 +24,14 @@ class ConfigError(MnistlabError):
 
 class StoreError(MnistlabError):
     """A run folder is missing or not a mnistlab run folder."""
+
+
+class StepFailed(RuntimeError):
+    """A study step raised an unexpected error (a bug, not a user's mistake).
+
+    ``where`` names the step (``classic.model:svc-rbf``); the original exception is the cause.
+    """
+
+    def __init__(self, where: str, cause: BaseException):
+        super().__init__(f"{where}: {type(cause).__name__}: {cause}")
+        self.where = where

@@ -14,6 +14,7 @@ from typing import Any
 
 from .config import StudyConfig, config_toml
 from .datasets import Dataset
+from .errors import MnistlabError, StepFailed
 from .measure import Measured
 from .sections import SECTIONS
 from .step import Step
@@ -115,8 +116,13 @@ def _run_step(store: RunStore, section: str, step: Step, key: str,
     inputs = {name: store.load_result(section_keys[name]) for name in step.needs}
     store.mark_running(key, section, step.name, step.params)
     log.info("computing %s.%s", section, step.name)
-    with Measured() as cost:
-        result = step.run(inputs, store.folder) if step.files else step.run(inputs)
+    try:
+        with Measured() as cost:
+            result = step.run(inputs, store.folder) if step.files else step.run(inputs)
+    except MnistlabError:
+        raise
+    except Exception as exc:  # a bug: say which step, keep the original as the cause
+        raise StepFailed(f"{section}.{step.name}", exc) from exc
     store.save_step(key, result, wall_s=cost.wall_s, peak_rss_mb=cost.peak_mb,
                     rss_delta_mb=cost.delta_mb)
     return StepRecord(section, step.name, key, False, cost.wall_s)
