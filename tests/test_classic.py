@@ -8,6 +8,7 @@ from sklearn.tree import DecisionTreeClassifier
 from mnistlab import build_config, load_dataset
 from mnistlab.errors import ConfigError
 from mnistlab.sections import classic as c
+from mnistlab.step import call_step
 
 FLOORS = {"gaussian-nb": 0.5, "bernoulli-nb": 0.75, "logistic": 0.85, "linear-svm": 0.85,
           "svc-rbf": 0.9, "decision-tree": 0.6, "random-forest": 0.85, "knn": 0.85,
@@ -26,7 +27,7 @@ def params():
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
 def test_every_model_learns_mnist_5k(mnist5k, params, name):
-    result = c.fit_model(mnist5k, params, 0, name)
+    result = call_step(c.fit_model, mnist5k, params, name=name)
     row = result.row
     assert row["test_acc"] > FLOORS[name], row
     assert 0 <= row["val_acc"] <= 1 and row["train_acc"] >= row["test_acc"] - 0.05
@@ -48,10 +49,10 @@ def test_truncated_tree_equals_trees_refitted_at_each_depth(mnist5k):
 
 
 def test_best_depth_is_chosen_without_the_test_set(mnist5k, params):
-    honest = c.tree_depth_sweep(mnist5k, params, 0)
+    honest = call_step(c.tree_depth_sweep, mnist5k, params)
     rng = np.random.default_rng(0)
     scrambled = dataclasses.replace(mnist5k, y_test=rng.permutation(mnist5k.y_test))
-    blind = c.tree_depth_sweep(scrambled, params, 0)
+    blind = call_step(c.tree_depth_sweep, scrambled, params)
     assert blind.best_depth == honest.best_depth
     assert blind.val_acc == honest.val_acc and blind.test_acc != honest.test_acc
     assert honest.best_depth == honest.depths[int(np.argmax(honest.val_acc))]
@@ -59,7 +60,7 @@ def test_best_depth_is_chosen_without_the_test_set(mnist5k, params):
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_c_sweep_counts_the_estimators_support_vectors(mnist5k, params):
-    sweep = c.c_sweep(mnist5k, params, 0)
+    sweep = call_step(c.c_sweep, mnist5k, params)
     assert sweep.classes == [0, 1] and set(np.unique(sweep.labels)) == {0, 1}
     for row in sweep.rows:
         model = SVC(kernel="linear", C=row["C"], max_iter=c.C_SWEEP_MAX_ITER).fit(
@@ -70,23 +71,30 @@ def test_c_sweep_counts_the_estimators_support_vectors(mnist5k, params):
 
 
 def test_representation_is_chosen_on_validation_and_feeds_the_pca_models(mnist5k, params):
-    rep = c.choose_representation(mnist5k, params, 0)
+    rep = call_step(c.choose_representation, mnist5k, params)
     assert set(rep.val_acc) == {"linear", "sqrt"}
     assert rep.transform == max(rep.val_acc, key=rep.val_acc.get)
-    fixed = c.choose_representation(mnist5k, params.model_copy(update={"pixel_transform": "sqrt"}),
-                                    0)
+    fixed = call_step(c.choose_representation, mnist5k, params, pixel_transform="sqrt")
     assert fixed.transform == "sqrt" and fixed.val_acc == {}
-    result = c.fit_model(mnist5k, params, 0, "svc-rbf", fixed)
+    result = call_step(c.fit_model, mnist5k, params, name="svc-rbf", representation=fixed)
     assert result.row["representation"] == "PCA-100 of sqrt(pixels)"
     assert result.row["test_acc"] > 0.9
 
 
+def test_representation_choice_ignores_the_test_labels(mnist5k, params):
+    honest = call_step(c.choose_representation, mnist5k, params)
+    rng = np.random.default_rng(1)
+    scrambled = dataclasses.replace(mnist5k, y_test=rng.permutation(mnist5k.y_test))
+    blind = call_step(c.choose_representation, scrambled, params)
+    assert blind.transform == honest.transform and blind.val_acc == honest.val_acc
+
+
 def test_kernels_and_svc_sweep_report_support_vectors(mnist5k, params):
     rep = c.Representation("linear", {}, 0)
-    kernels = c.svc_kernels(mnist5k, params, 0, rep)
+    kernels = call_step(c.svc_kernels, mnist5k, params, rep=rep)
     assert [r["kernel"] for r in kernels.rows] == ["linear", "poly", "rbf", "sigmoid"]
     assert all(r["n_support"] > 0 and r["fit_s"] > 0 for r in kernels.rows)
-    sweep = c.svc_pca_sweep(mnist5k, params, 0, rep)
+    sweep = call_step(c.svc_pca_sweep, mnist5k, params, rep=rep)
     assert [r["n_components"] for r in sweep.rows] == params.svc_pca_components
 
 
@@ -107,4 +115,4 @@ def test_bad_model_names_and_parameters_are_rejected(override, message):
 
 def test_c_classes_must_exist(mnist5k, params):
     with pytest.raises(ConfigError, match="classic.c_classes: class 12 does not exist"):
-        c.c_sweep(mnist5k, params.model_copy(update={"c_classes": [0, 12]}), 0)
+        c.plan(mnist5k, params.model_copy(update={"c_classes": [0, 12]}), 0)

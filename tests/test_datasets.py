@@ -149,6 +149,17 @@ def _bad(tmp_path: Path, case: str) -> tuple[str, str]:
         root = _write_image_folder(tmp_path / "pets")
         Image.fromarray(np.zeros((5, 5), np.uint8)).save(root / "train" / "dog" / "9.png")
         return f"folder:{root}", "9.png: image is 5x5 but earlier images are 12x10"
+    if case == "class-without-images":  # a class name with a slash made nested folders
+        root = _write_image_folder(tmp_path / "pets")
+        nested = root / "train" / "a" / "b"
+        nested.mkdir(parents=True)
+        Image.fromarray(np.zeros((10, 12), np.uint8)).save(nested / "0.png")
+        return f"folder:{root}", "no image directly in this class folder"
+    if case == "one-class":
+        root = _write_image_folder(tmp_path / "pets")
+        for split in ("train", "test"):
+            shutil.rmtree(root / split / "dog")
+        return f"folder:{root}", "1 class subfolder(s); a classification needs at least 2"
     if case == "unknown-name":
         return "mnits", "--dataset mnits: unknown dataset"
     if case == "unknown-format":
@@ -158,7 +169,8 @@ def _bad(tmp_path: Path, case: str) -> tuple[str, str]:
 
 BAD_CASES = ["missing-file", "bad-magic", "truncated", "count-mismatch", "label-unseen",
              "npz-missing-array", "npz-one-hot", "npz-float-pixels", "not-npz",
-             "unreadable-image", "image-sizes-differ", "unknown-name", "unknown-format"]
+             "unreadable-image", "image-sizes-differ", "class-without-images", "one-class",
+             "unknown-name", "unknown-format"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -171,3 +183,25 @@ def test_bad_input_is_one_line_naming_the_problem(tmp_path, case):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("edit", ["one pixel", "one label"])
+def test_one_changed_pixel_or_label_changes_the_fingerprint_and_every_step_key(edit):
+    import dataclasses
+
+    from mnistlab import build_config
+    from mnistlab.runner import plan_study
+
+    data = load_dataset("digits")
+    x, y = data.x_train.copy(), data.y_train.copy()
+    if edit == "one pixel":
+        x[17, 3, 4] ^= 1
+    else:
+        y[17] = (y[17] + 1) % data.n_classes
+    edited = dataclasses.replace(data, x_train=x, y_train=y)
+    assert edited.fingerprint != data.fingerprint
+    config = build_config("quick")
+    before = {(p.section, p.step.name): p.key for p in plan_study(data, config)}
+    after = {(p.section, p.step.name): p.key for p in plan_study(edited, config)}
+    assert before.keys() == after.keys()
+    assert not [s for s in before if before[s] == after[s]]  # nothing is reused

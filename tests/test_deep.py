@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,12 @@ from mnistlab import build_config, load_dataset
 from mnistlab.deep import TorchClassifier, build_module, count_parameters, layer_table
 from mnistlab.errors import ConfigError
 from mnistlab.sections import deep as section
+from mnistlab.step import call_step
+
+
+def _train(data, params, folder, name="mlp-1"):
+    return call_step(section.train_model, data, params, name=name, spec=params.models[name],
+                     files_dir=folder / "models", files_key="0123456789abcdef01234567")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +61,8 @@ def test_saved_weights_reload_and_predict_the_same(mnist5k, tmp_path):
 
 def test_overfit_demo_reaches_full_training_accuracy(mnist5k):
     params = build_config("quick").deep
-    result = section.overfit(mnist5k, params, 0, "mlp-1")
+    result = call_step(section.overfit, mnist5k, params, name="mlp-1",
+                       spec=params.models["mlp-1"])
     assert result.n_images == 10 and result.train_acc == 1.0
     assert result.history_train_acc[-1] == 1.0 and result.epochs == len(result.history_train_acc)
     assert result.test_acc < 0.8  # ten images do not generalise
@@ -75,8 +84,8 @@ def test_keras_numbers_of_the_seed_models():
 
 def test_section_trains_in_a_subprocess_and_saves_safetensors(mnist5k, tmp_path):
     params = build_config("quick", {"deep": {"max_train": 500, "isolate": True}}).deep
-    result = section.train_model(mnist5k, params, 0, "mlp-1", tmp_path / "models")
-    assert result.isolated
+    result = _train(mnist5k, params, tmp_path)
+    assert result.isolated and result.train_pid != os.getpid()
     assert (tmp_path / result.weights_file).is_file()
     again = TorchClassifier.load(tmp_path / result.weights_file)
     assert np.mean(again.predict(mnist5k.x_test) == mnist5k.y_test) == pytest.approx(
@@ -110,10 +119,10 @@ def test_estimator_rejects_bad_parameters(mnist5k):
 
 def test_in_process_training_gives_the_same_model(mnist5k, tmp_path):
     params = build_config("quick", {"deep": {"max_train": 500, "threads": 1}}).deep
-    here = section.train_model(mnist5k, params, 0, "mlp-1", tmp_path / "a")
-    child = section.train_model(mnist5k, params.model_copy(update={"isolate": True}), 0,
-                                "mlp-1", tmp_path / "b")
+    here = _train(mnist5k, params, tmp_path / "a")
+    child = _train(mnist5k, params.model_copy(update={"isolate": True}), tmp_path / "b")
     assert not here.isolated and child.isolated
+    assert here.train_pid == os.getpid() != child.train_pid
     assert here.test_acc == child.test_acc
     for key in ("train_loss", "val_loss", "val_acc"):  # "seconds" differ, numbers do not
         assert here.history[key] == child.history[key]

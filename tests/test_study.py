@@ -124,3 +124,59 @@ def test_kill_9_mid_study_then_rerun_finishes_without_recomputing(tmp_path, fast
     store.close()
     leftovers = [p for p in (out / "arrays").iterdir() if not p.name.endswith(".npz")]
     assert leftovers == []
+
+
+def test_a_result_stored_by_another_version_is_recomputed_by_the_advised_rerun(tmp_path,
+                                                                              fast_config):
+    out = tmp_path / "run"
+    args = ("study", "--dataset", "digits", "--profile", "quick", "--quiet", "--out", str(out),
+            "--config", str(fast_config))
+    assert run_cli(*args).returncode == 0
+    with sqlite3.connect(out / "study.sqlite") as db:  # as if an older TreeDepth
+        key, metrics = db.execute("SELECT key, metrics FROM steps WHERE name='tree_depth'"
+                                  ).fetchone()
+        db.execute("UPDATE steps SET metrics=? WHERE key=?",
+                   (metrics.replace('"best_depth"', '"was_never_a_field"'), key))
+    failed = run_cli("report", str(out))
+    assert failed.returncode == 2 and "run the same `mnistlab study` again" in failed.stderr
+    rerun = run_cli(*args)  # what the message advises
+    assert rerun.returncode == 0, rerun.stderr
+    assert "1 step(s) computed" in rerun.stdout
+    assert run_cli("report", str(out)).returncode == 0
+
+
+def test_a_missing_arrays_file_is_recomputed(tmp_path, fast_config):
+    out = tmp_path / "run"
+    args = ("study", "--dataset", "digits", "--profile", "quick", "--quiet", "--out", str(out),
+            "--config", str(fast_config))
+    assert run_cli(*args).returncode == 0
+    with sqlite3.connect(out / "study.sqlite") as db:
+        gallery = db.execute("SELECT arrays_file FROM steps WHERE name='gallery'").fetchone()[0]
+        pca = db.execute("SELECT arrays_file FROM steps WHERE name='pca'").fetchone()[0]
+    (out / "arrays" / gallery).unlink()
+    (out / "arrays" / pca).write_bytes(b"PK\x03\x04 truncated")
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "2 step(s) computed" in rerun.stdout and "Traceback" not in rerun.stderr
+
+
+def test_hostile_class_and_dataset_names_are_escaped_in_the_report(tmp_path, fast_config):
+    from PIL import Image
+
+    root = tmp_path / "<b>data&set"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 10)):
+        for i, cls in enumerate(("<i>zero", "a&b")):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for k in range(n):  # noise, and a bright band whose place gives the class
+                pixels = rng.integers(0, 80, (12, 12)).astype(np.uint8)
+                pixels[6 * i:6 * i + 3] += 150
+                Image.fromarray(pixels).save(folder / f"{k}.png")
+    out = tmp_path / "run"
+    result = run_cli("study", "--dataset", f"folder:{root}", "--profile", "quick", "--quiet",
+                     "--out", str(out), "--config", str(fast_config))
+    assert result.returncode == 0, result.stderr
+    html = (out / "report.html").read_text()
+    assert "<i>zero" not in html and "<b>data" not in html and "a&b" not in html
+    assert "&lt;i&gt;zero" in html and "a&amp;b" in html

@@ -11,6 +11,7 @@ from mnistlab.sections.clustering_metrics import (
     partition_scores,
     silhouette_estimate,
 )
+from mnistlab.step import call_step
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def pca(digits):
-    return u.fit_pca(digits, u.Params(), seed=0)
+    return call_step(u.fit_pca, digits, u.Params())
 
 
 def test_hungarian_accuracy_on_a_hand_made_contingency():
@@ -79,9 +80,9 @@ def test_n_components_is_the_smallest_reaching_the_target(pca):
 def test_bic_curve_uses_the_lowest_bic_type_and_every_k(digits, pca):
     params = u.Params(gmm_covariance_types=["spherical", "diag"], bic_k=[4, 6, 8],
                       n_clusters=10)
-    gmm = u.gaussian_mixtures(digits, params, 0, pca)
+    gmm = call_step(u.gaussian_mixtures, digits, params, pca=pca)
     assert [r["covariance"] for r in gmm.rows] == ["spherical", "diag"]
-    curve = u.bic_curve(digits, params, 0, pca, gmm)
+    curve = call_step(u.bic_curve, digits, params, pca=pca, gmm=gmm)
     assert curve.covariance_type == min(gmm.rows, key=lambda r: r["bic"])["covariance"]
     assert curve.ks == [4, 6, 8] and curve.best_k in curve.ks
 
@@ -108,7 +109,7 @@ def test_bad_parameters_are_rejected_by_name(override, message):
 
 def test_gallery_larger_than_the_pixel_count_is_rejected(digits):
     with pytest.raises(ConfigError, match="gallery_components: 784 is larger than the 64 pixels"):
-        u.fit_pca(digits, u.Params(gallery_components=[10, 784]), seed=0)
+        u.plan(digits, u.Params(gallery_components=[10, 784]), seed=0)
 
 
 def test_deskew_makes_a_slanted_stroke_upright_and_centred():
@@ -138,7 +139,7 @@ def test_embedding_clusters_real_digits_well():
     mnist = load_dataset("mnist-5k")
     p = u.Params(max_train=2000, embedding_n_init=3, silhouette_repeats=1, plot_points=500,
                  n_clusters=10)
-    result = u.embedding_clusters(mnist, p, seed=0)
+    result = call_step(u.embedding_clusters, mnist, p)
     assert result.deskewed and result.input_dim == 50
     assert result.row["accuracy"] > 0.9  # 0.96 measured; 0.78 without deskewing
     assert result.contingency.sum() == 2000

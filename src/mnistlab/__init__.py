@@ -17,7 +17,8 @@ _EXPORTS = {
     "load_config": "config", "CATALOG": "datasets", "Dataset": "datasets",
     "load_dataset": "datasets", "ConfigError": "errors", "DatasetError": "errors",
     "DownloadError": "errors", "MnistlabError": "errors", "StoreError": "errors",
-    "build_report": "render", "run_study": "runner",
+    "build_report": "render", "load_study": "render", "StudyResults": "render",
+    "run_study": "runner", "plan_study": "runner", "call_step": "step",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -20,6 +20,7 @@ import numpy as np
 from .download import RemoteFile, fetch_files
 from .errors import DatasetError, DownloadError
 from .idx import read_idx
+from .prepare import stratified_subset  # noqa: F401 (re-exported: its old home)
 
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -78,6 +79,63 @@ class Dataset:
         return digest.hexdigest()
 
 
+def _check_images(origin: str, split: str, x) -> np.ndarray:
+    """(n, height, width) uint8 images, or a one-line error naming the split."""
+    x = np.asarray(x)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if x.ndim != 3:
+        raise DatasetError(f"{origin}: {split} must have shape (n, height, width), got {x.shape}")
+    if x.shape[0] == 0:
+        raise DatasetError(f"{origin}: {split} holds no image")
+    if x.dtype == np.uint8:
+        return x
+    if not np.issubdtype(x.dtype, np.integer) and not np.issubdtype(x.dtype, np.floating):
+        raise DatasetError(f"{origin}: {split} has dtype {x.dtype}, expected uint8")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 255 or (np.issubdtype(x.dtype, np.floating)
+                              and not np.array_equal(x, np.round(x))):
+        raise DatasetError(f"{origin}: {split} must hold pixel values 0..255 "
+                           f"(dtype {x.dtype}, range {lo:g}..{hi:g})")
+    return x.astype(np.uint8)
+
+
+def _check_labels(origin: str, split: str, y, n_images: int) -> np.ndarray:
+    """1-D int64 labels, one per image, or a one-line error naming the split."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        raise DatasetError(f"{origin}: {split} has shape {y.shape}: labels must be 1-D class "
+                           "indices, not one-hot rows (use argmax)")
+    y = y.reshape(-1) if y.ndim == 2 else y
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DatasetError(f"{origin}: {split} must be a 1-D array of integer labels "
+                           f"(shape {y.shape}, dtype {y.dtype})")
+    if len(y) != n_images:
+        raise DatasetError(f"{origin}: {split} has {len(y)} labels for {n_images} images")
+    return y.astype(np.int64)
+
+
+def _class_indices(origin: str, ys: dict[str, np.ndarray],
+                   class_names: Sequence[str] | None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Labels as indices into the class names (given, or the training labels' values)."""
+    if class_names is not None:
+        k = len(class_names)
+        for split, y in ys.items():
+            bad = y[(y < 0) | (y >= k)]
+            if bad.size:
+                raise DatasetError(f"{origin}: {split} holds label {int(bad[0])}, outside 0..{k-1}")
+        return ys, list(class_names)
+    values = np.unique(ys["y_train"])
+    unseen = np.setdiff1d(np.unique(ys["y_test"]), values)
+    if unseen.size:
+        raise DatasetError(f"{origin}: y_test holds label {int(unseen[0])}, which no training "
+                           "image has")
+    if values[0] < 0:
+        raise DatasetError(f"{origin}: negative label {int(values[0])}")
+    return ({split: np.searchsorted(values, y) for split, y in ys.items()},
+            [str(int(v)) for v in values])
+
+
 def validate_arrays(
     origin: str,
     x_train: np.ndarray,
@@ -91,62 +149,15 @@ def validate_arrays(
     Labels are mapped to contiguous indices (EMNIST letters use 1..26, say); without
     ``class_names`` each class is named after its original label value.
     """
-    xs = {}
-    for split, x in (("x_train", x_train), ("x_test", x_test)):
-        x = np.asarray(x)
-        if x.ndim == 4 and x.shape[-1] == 1:
-            x = x[..., 0]
-        if x.ndim != 3:
-            raise DatasetError(f"{origin}: {split} must have shape (n, height, width), "
-                               f"got {x.shape}")
-        if x.shape[0] == 0:
-            raise DatasetError(f"{origin}: {split} holds no image")
-        if x.dtype != np.uint8:
-            if not np.issubdtype(x.dtype, np.integer) and not np.issubdtype(x.dtype, np.floating):
-                raise DatasetError(f"{origin}: {split} has dtype {x.dtype}, expected uint8")
-            lo, hi = float(x.min()), float(x.max())
-            if lo < 0 or hi > 255 or (np.issubdtype(x.dtype, np.floating)
-                                      and not np.array_equal(x, np.round(x))):
-                raise DatasetError(f"{origin}: {split} must hold pixel values 0..255 "
-                                   f"(dtype {x.dtype}, range {lo:g}..{hi:g})")
-            x = x.astype(np.uint8)
-        xs[split] = x
-    if xs["x_train"].shape[1:] != xs["x_test"].shape[1:]:
-        raise DatasetError(f"{origin}: train images are {xs['x_train'].shape[1:]} but test "
-                           f"images are {xs['x_test'].shape[1:]}")
-    ys = {}
-    for split, y, n in (("y_train", y_train, len(xs["x_train"])),
-                        ("y_test", y_test, len(xs["x_test"]))):
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] > 1:
-            raise DatasetError(f"{origin}: {split} has shape {y.shape}: labels must be 1-D class "
-                               "indices, not one-hot rows (use argmax)")
-        y = y.reshape(-1) if y.ndim == 2 else y
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise DatasetError(f"{origin}: {split} must be a 1-D array of integer labels "
-                               f"(shape {y.shape}, dtype {y.dtype})")
-        if len(y) != n:
-            raise DatasetError(f"{origin}: {split} has {len(y)} labels for {n} images")
-        ys[split] = y.astype(np.int64)
-    values = np.unique(ys["y_train"])
-    if class_names is not None:
-        k = len(class_names)
-        for split, y in ys.items():
-            bad = y[(y < 0) | (y >= k)]
-            if bad.size:
-                raise DatasetError(f"{origin}: {split} holds label {int(bad[0])}, outside 0..{k-1}")
-        names = list(class_names)
-    else:
-        unseen = np.setdiff1d(np.unique(ys["y_test"]), values)
-        if unseen.size:
-            raise DatasetError(f"{origin}: y_test holds label {int(unseen[0])}, which no training "
-                               "image has")
-        if values[0] < 0:
-            raise DatasetError(f"{origin}: negative label {int(values[0])}")
-        names = [str(int(v)) for v in values]
-        for split in ys:
-            ys[split] = np.searchsorted(values, ys[split])
-    return xs["x_train"], ys["y_train"], xs["x_test"], ys["y_test"], names
+    x_train = _check_images(origin, "x_train", x_train)
+    x_test = _check_images(origin, "x_test", x_test)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(f"{origin}: train images are {x_train.shape[1:]} but test "
+                           f"images are {x_test.shape[1:]}")
+    ys = {"y_train": _check_labels(origin, "y_train", y_train, len(x_train)),
+          "y_test": _check_labels(origin, "y_test", y_test, len(x_test))}
+    ys, names = _class_indices(origin, ys, class_names)
+    return x_train, ys["y_train"], x_test, ys["y_test"], names
 
 
 def _from_arrays(name, source, arrays, class_names=None, notes=()) -> Dataset:
@@ -214,7 +225,11 @@ def _read_image_split(split_dir: Path, class_dirs: list[str]):
         folder = split_dir / cls
         if not folder.is_dir():
             continue
-        for file in sorted(folder.iterdir()):
+        files = [f for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+        if not files and split_dir.name == "train":
+            raise DatasetError(f"{folder}: no image directly in this class folder (images in "
+                               "subfolders are not read; a class needs training images)")
+        for file in files:
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
@@ -242,8 +257,9 @@ def load_image_folder(root: str | Path, name: str | None = None) -> Dataset:
             raise DatasetError(f"{root}: missing {split}/ subfolder (folder: expects train/ and "
                                "test/, each with one folder of images per class)")
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    if not classes:
-        raise DatasetError(f"{root / 'train'}: no class subfolder")
+    if len(classes) < 2:
+        raise DatasetError(f"{root / 'train'}: {len(classes)} class subfolder(s); a "
+                           "classification needs at least 2")
     extra = sorted({p.name for p in (root / "test").iterdir() if p.is_dir()} - set(classes))
     if extra:
         raise DatasetError(f"{root / 'test'}: class folder {extra[0]!r} has no counterpart in "
@@ -438,13 +454,3 @@ def load_dataset(name: str, *, show_progress: bool = False) -> Dataset:
     known = ", ".join(info.name for info in CATALOG)
     raise DatasetError(f"--dataset {name}: unknown dataset (known: {known}; or idx:PATH, "
                        "npz:FILE, folder:PATH)")
-
-
-def stratified_subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int):
-    """At most ``n`` samples with the class proportions of ``y``; all of them if n is None."""
-    if n is None or n >= len(y):
-        return x, y
-    from sklearn.model_selection import train_test_split
-
-    x_sub, _, y_sub, _ = train_test_split(x, y, train_size=n, stratify=y, random_state=seed)
-    return x_sub, y_sub

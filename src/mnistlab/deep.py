@@ -11,112 +11,16 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from sklearn.base import BaseEstimator, ClassifierMixin
-from torch import nn
+from sklearn.utils.validation import check_is_fitted
 from torch.nn import functional as F
 
-ARCHITECTURES = ("mlp-1", "mlp-2", "cnn-seed", "cnn-fast")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "onecycle")
-
-
-# ------------------------------------------------------------------ architectures
-
-def _mlp(in_features: int, hidden: list[int], n_classes: int, dropout: float) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Flatten()]
-    for width in hidden:
-        layers += [nn.Linear(in_features, width), nn.ReLU()]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        in_features = width
-    layers.append(nn.Linear(in_features, n_classes))
-    return nn.Sequential(*layers)
-
-
-def _cnn_seed(shape: tuple[int, int], n_classes: int) -> nn.Sequential:
-    h, w = (shape[0] - 2) // 2, (shape[1] - 2) // 2
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
-        nn.Linear(32 * h * w, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, n_classes))
-
-
-def _cnn_fast(shape: tuple[int, int], n_classes: int, channels: list[int],
-              dropout: float) -> nn.Sequential:
-    """Conv-BN-ReLU blocks, each followed by 2x2 max-pooling but the last; then a linear head
-    on the flattened map. BatchNorm lets a one-cycle schedule use large learning rates."""
-    layers: list[nn.Module] = []
-    c_in, h, w = 1, shape[0], shape[1]
-    for i, c_out in enumerate(channels):
-        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                   nn.ReLU(inplace=True)]
-        if i < len(channels) - 1:
-            layers.append(nn.MaxPool2d(2))
-            h, w = h // 2, w // 2
-        c_in = c_out
-    layers += [nn.Flatten()]
-    if dropout:
-        layers.append(nn.Dropout(dropout))
-    layers.append(nn.Linear(c_in * h * w, n_classes))
-    return nn.Sequential(*layers)
-
-
-def build_module(arch: str, image_shape: tuple[int, int], n_classes: int,
-                 arch_params: dict[str, Any] | None = None) -> nn.Module:
-    """The network of an architecture name.
-
-    Parameters
-    ----------
-    arch : {"mlp-1", "mlp-2", "cnn-seed", "cnn-fast"}
-    image_shape : (height, width)
-    n_classes : int
-    arch_params : dict, optional
-        ``hidden`` and ``dropout`` for MLPs, ``channels`` and ``dropout`` for cnn-fast.
-    """
-    p = dict(arch_params or {})
-    h, w = image_shape
-    if arch == "mlp-1":
-        return _mlp(h * w, p.get("hidden", [128]), n_classes, p.get("dropout", 0.0))
-    if arch == "mlp-2":
-        return _mlp(h * w, p.get("hidden", [512, 512]), n_classes, p.get("dropout", 0.2))
-    if arch == "cnn-seed":
-        if h < 4 or w < 4:
-            raise ValueError(f"cnn-seed needs images of at least 4x4 pixels, got {h}x{w}")
-        return _cnn_seed(image_shape, n_classes)
-    if arch == "cnn-fast":
-        channels = p.get("channels", [32, 64, 128])
-        if not channels or min(channels) < 1:
-            raise ValueError(f"cnn-fast channels must be positive integers, got {channels}")
-        if min(h, w) // 2 ** (len(channels) - 1) < 1:
-            raise ValueError(f"cnn-fast: {len(channels)} blocks pool {h}x{w} images to nothing; "
-                             "use fewer channels entries")
-        return _cnn_fast(image_shape, n_classes, channels, p.get("dropout", 0.0))
-    raise ValueError(f"unknown architecture {arch!r} (use one of {', '.join(ARCHITECTURES)})")
-
-
-def layer_table(module: nn.Module, image_shape: tuple[int, int]) -> list[dict]:
-    """Keras-like summary: each leaf layer, its output shape and its parameter count."""
-    rows, hooks = [], []
-    for name, layer in module.named_modules():
-        if list(layer.children()):
-            continue
-
-        def hook(mod, _inp, out, name=name):
-            rows.append({"layer": f"{name} ({type(mod).__name__})",
-                         "output_shape": [None, *out.shape[1:]],
-                         "params": sum(p.numel() for p in mod.parameters())})
-        hooks.append(layer.register_forward_hook(hook))
-    was_training = module.training
-    module.eval()
-    with torch.no_grad():
-        module(torch.zeros(1, 1, *image_shape))
-    module.train(was_training)
-    for h in hooks:
-        h.remove()
-    return rows
+from .nets import ARCHITECTURES, build_module, count_parameters, layer_table
+from .training import TrainingParams
 
 
 def bf16_enabled(setting: bool | str, device: torch.device) -> bool:
@@ -129,10 +33,6 @@ def bf16_enabled(setting: bool | str, device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -198,7 +98,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     True
     """
 
-    def __init__(self, arch: str = "mlp-1", epochs: int = 10, batch_size: int = 128,
+    def __init__(self, arch: str = "mlp-1", *, epochs: int = 10, batch_size: int = 128,
                  lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0,
                  schedule: str = "constant", validation_fraction: float = 0.2,
                  early_stopping: bool = False, patience: int = 3, label_smoothing: float = 0.0,
@@ -225,23 +125,15 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
     # -- helpers
     def _check_params(self) -> None:
-        checks = [
-            (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}"),
-            (isinstance(self.epochs, int) and self.epochs >= 1, "epochs must be an int >= 1"),
-            (isinstance(self.batch_size, int) and self.batch_size >= 1,
-             "batch_size must be an int >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
-            (0 <= self.validation_fraction < 1, "validation_fraction must be in [0, 1)"),
-            (not self.early_stopping or self.validation_fraction > 0,
-             "early_stopping needs validation_fraction > 0"),
-            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (self.bf16 in (True, False, "auto"), "bf16 must be true, false or \"auto\""),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"TorchClassifier: {message}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"TorchClassifier: arch must be one of {', '.join(ARCHITECTURES)}")
+        try:  # strict: the estimator does not coerce "10" or 2.5 into an epoch count
+            TrainingParams.model_validate(
+                {name: getattr(self, name) for name in TrainingParams.model_fields}, strict=True)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "parameters"
+            raise ValueError(f"TorchClassifier: {where}: {error['msg']}") from None
 
     def _images(self, x: np.ndarray) -> torch.Tensor:
         x = np.asarray(x)
@@ -277,11 +169,45 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     # -- the training loop
     def fit(self, X: np.ndarray, y: np.ndarray) -> TorchClassifier:
         """Train on images X (n, H, W) of 0..255 pixels and integer labels y."""
-        from sklearn.model_selection import train_test_split
-
         self._check_params()
         torch.manual_seed(self.seed)
         device = pick_device(self.device)
+        (xt, yt), (xv, yv) = self._prepare_data(X, y, device)
+        self._build_module(device)
+        opt = self._optimizer(self.module_.parameters())
+        scheduler = (torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=self.lr, epochs=self.epochs,
+            steps_per_epoch=math.ceil(len(xt) / self.batch_size))
+            if self.schedule == "onecycle" else None)
+        generator = torch.Generator().manual_seed(self.seed)
+        self.history_ = {k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc",
+                                         "seconds")}
+        if self.stop_at_train_accuracy is not None:
+            self.history_["train_acc_eval"] = []
+        self._best = {"loss": math.inf, "state": None, "waited": 0}
+        started = time.perf_counter()
+        for _epoch in range(self.epochs):
+            epoch_start = time.perf_counter()
+            train_loss, train_acc = self._train_epoch(xt, yt, opt, scheduler, generator, device)
+            val_loss, val_acc = (self._evaluate(xv, yv, device) if len(xv)
+                                 else (float("nan"), float("nan")))
+            for name, value in (("train_loss", train_loss), ("train_acc", train_acc),
+                                ("val_loss", val_loss), ("val_acc", val_acc),
+                                ("seconds", time.perf_counter() - epoch_start)):
+                self.history_[name].append(value)
+            if self._should_stop(val_loss, xt, yt, device, started):
+                break
+        if self._best["state"] is not None:
+            self.module_.load_state_dict(self._best["state"])
+        del self._best
+        self.train_seconds_ = time.perf_counter() - started
+        self.module_.to("cpu").eval()
+        return self
+
+    def _prepare_data(self, X, y, device):
+        """Images as normalised tensors, labels as class indices, the validation split cut."""
+        from sklearn.model_selection import train_test_split
+
         X = np.asarray(X)
         if X.ndim == 2:
             side = int(round(math.sqrt(X.shape[1])))
@@ -300,75 +226,56 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         xv, yv = self._images(x_val), torch.as_tensor(y_val, dtype=torch.long)
         if device.type == "cuda":  # small datasets fit in GPU memory: no transfer per batch
             xt, yt = xt.to(device), yt.to(device)
+        return (xt, yt), (xv, yv)
+
+    def _build_module(self, device) -> None:
         self.module_ = build_module(self.arch, self.image_shape_, len(self.classes_),
                                     self.arch_params).to(device)
         if self.arch.startswith("cnn"):
             self.module_ = self.module_.to(memory_format=torch.channels_last)
         self.n_params_ = count_parameters(self.module_)
-        opt = self._optimizer(self.module_.parameters())
-        steps_per_epoch = math.ceil(len(xt) / self.batch_size)
-        scheduler = (torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=self.lr, epochs=self.epochs, steps_per_epoch=steps_per_epoch)
-            if self.schedule == "onecycle" else None)
-        generator = torch.Generator().manual_seed(self.seed)
-        self.history_ = {k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc",
-                                         "seconds")}
-        if self.stop_at_train_accuracy is not None:
-            self.history_["train_acc_eval"] = []
-        best_loss, best_state, waited = math.inf, None, 0
-        started = time.perf_counter()
-        for _epoch in range(self.epochs):
-            epoch_start = time.perf_counter()
-            self.module_.train()
-            order = torch.randperm(len(xt), generator=generator).to(xt.device)
-            loss_sum, correct = 0.0, 0
-            for i in range(0, len(xt), self.batch_size):
-                idx = order[i:i + self.batch_size]
-                xb, yb = xt[idx].to(device), yt[idx].to(device)
-                with self._autocast(device):
-                    logits = self.module_(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if scheduler is not None:
-                    scheduler.step()
-                loss_sum += loss.item() * len(idx)
-                correct += (logits.argmax(1) == yb).sum().item()
-            h = self.history_
-            h["train_loss"].append(loss_sum / len(xt))
-            h["train_acc"].append(correct / len(xt))
-            if len(xv):
-                val_loss, val_acc = self._evaluate(xv, yv, device)
+
+    def _train_epoch(self, xt, yt, opt, scheduler, generator, device) -> tuple[float, float]:
+        """One pass over the shuffled training tensors; mean loss and accuracy seen."""
+        self.module_.train()
+        order = torch.randperm(len(xt), generator=generator).to(xt.device)
+        loss_sum, correct = 0.0, 0
+        for i in range(0, len(xt), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            xb, yb = xt[idx].to(device), yt[idx].to(device)
+            with self._autocast(device):
+                logits = self.module_(xb)
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(1) == yb).sum().item()
+        return loss_sum / len(xt), correct / len(xt)
+
+    def _should_stop(self, val_loss: float, xt, yt, device, started: float) -> bool:
+        """Early stopping (keeping the best weights), the training-accuracy goal of the
+        overfitting demo, and the time budget, in that order."""
+        if self.early_stopping:
+            if val_loss < self._best["loss"] - 1e-4:
+                self._best.update(loss=val_loss, waited=0, state={
+                    k: v.detach().clone() for k, v in self.module_.state_dict().items()})
             else:
-                val_loss, val_acc = float("nan"), float("nan")
-            h["val_loss"].append(val_loss)
-            h["val_acc"].append(val_acc)
-            h["seconds"].append(time.perf_counter() - epoch_start)
-            if self.early_stopping:
-                if val_loss < best_loss - 1e-4:
-                    best_loss, waited = val_loss, 0
-                    best_state = {k: v.detach().clone() for k, v in
-                                  self.module_.state_dict().items()}
-                else:
-                    waited += 1
-                    if waited >= self.patience:
-                        break
-            if self.stop_at_train_accuracy is not None:
-                h["train_acc_eval"].append(self._evaluate(xt, yt, device)[1])
-                if h["train_acc_eval"][-1] >= self.stop_at_train_accuracy:
-                    break
-            if (self.max_train_seconds is not None
-                    and time.perf_counter() - started >= self.max_train_seconds):
-                break
-        if best_state is not None:
-            self.module_.load_state_dict(best_state)
-        self.train_seconds_ = time.perf_counter() - started
-        self.module_.to("cpu").eval()
-        return self
+                self._best["waited"] += 1
+                if self._best["waited"] >= self.patience:
+                    return True
+        if self.stop_at_train_accuracy is not None:
+            self.history_["train_acc_eval"].append(self._evaluate(xt, yt, device)[1])
+            if self.history_["train_acc_eval"][-1] >= self.stop_at_train_accuracy:
+                return True
+        return (self.max_train_seconds is not None
+                and time.perf_counter() - started >= self.max_train_seconds)
 
     def predict_proba(self, X: np.ndarray, batch: int = 4096) -> np.ndarray:
         """Class probabilities, shape (n, n_classes)."""
+        check_is_fitted(self, "module_")
         device = pick_device(self.device)
         x = self._images(X)
         module = self.module_.to(device).eval()
@@ -430,49 +337,6 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
 # ------------------------------------------------------------------ training in a subprocess
 
-def run_in_child(fn, *args):
-    """Call ``fn(*args)`` in a freshly spawned Python process and return its result.
 
-    The section trains each network this way, so that each one's peak memory is its own.
-    """
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
-
-
-def fit_evaluate(arch: str, params: dict, x_train, y_train, x_test, y_test, threads: int,
-                 weights_path: str | None) -> dict:
-    """Train, evaluate on the test images, save; report this process's own peak RSS."""
-    from .measure import Measured
-
-    if threads:
-        torch.set_num_threads(threads)
-    with Measured() as cost:
-        clf = TorchClassifier(arch, **params).fit(x_train, y_train)
-        started = time.perf_counter()
-        proba = clf.predict_proba(x_test)
-        infer_s = time.perf_counter() - started
-    pred = clf.classes_[proba.argmax(1)]
-    index = np.searchsorted(clf.classes_, y_test)
-    test_loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_test)), index], 1e-12,
-                                              None))))
-    if weights_path:
-        clf.save(weights_path)
-    return {"history": clf.history_, "pred": pred, "confidence": proba.max(1),
-            "test_loss": test_loss, "train_s": clf.train_seconds_,
-            "infer_s_per_10k": infer_s * 10_000 / len(x_test), "n_params": clf.n_params_,
-            "peak_mb": cost.peak_mb, "baseline_mb": cost.start_mb,
-            "threads": torch.get_num_threads()}
-
-
-def overfit_evaluate(arch: str, params: dict, x, y, x_test, y_test, threads: int) -> dict:
-    """Train on a few images until all are right; then score the test images."""
-    if threads:
-        torch.set_num_threads(threads)
-    clf = TorchClassifier(arch, **params).fit(x, y)
-    return {"epochs": len(clf.history_["train_loss"]),
-            "history": clf.history_["train_acc_eval"],
-            "test_acc": float(np.mean(clf.predict(x_test) == y_test)),
-            "test_loss": clf.log_loss(x_test, y_test)}
+__all__ = ["TorchClassifier", "TrainingParams", "build_module", "count_parameters",
+           "layer_table", "pick_device"]

@@ -5,7 +5,6 @@ Each step is timed and its peak resident memory sampled (:class:`~mnistlab.measu
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,16 +13,13 @@ from typing import Any
 
 from .config import StudyConfig, config_toml
 from .datasets import Dataset
-from .errors import MnistlabError, StepFailed
+from .errors import ConfigError, MnistlabError, StepFailed
 from .measure import Measured
 from .sections import SECTIONS
 from .step import Step
-from .store import RunStore, to_json
+from .store import RunStore
 
 log = logging.getLogger(__name__)
-
-# Bump when a change to the computations makes stored results stale.
-CODE_VERSION = "1"
 
 
 @dataclass
@@ -46,10 +42,36 @@ class StudyOutcome:
         return [r for r in self.records if not r.cached]
 
 
-def step_key(fingerprint: str, section: str, step: Step, needed_keys: list[str]) -> str:
-    payload = to_json({"v": CODE_VERSION, "data": fingerprint, "section": section,
-                       "step": step.name, "params": step.params, "needs": needed_keys})
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+@dataclass
+class PlannedStep:
+    section: str
+    step: Step
+    key: str
+    # argument -> key of the step whose result it receives (or label -> key, for a dict)
+    needed_keys: dict[str, str | dict[str, str]]
+
+
+def plan_study(data: Dataset, config: StudyConfig,
+               sections: list[str] | None = None) -> list[PlannedStep]:
+    """Every step of every section (or of ``sections``) with its key, before anything is
+    computed: a configuration that cannot work on this data fails here, in one line, not after
+    three sections ran."""
+    known = [s.NAME for s in SECTIONS]
+    unknown = sorted(set(sections or []) - set(known))
+    if unknown:
+        raise ConfigError(f"sections: unknown section {unknown[0]!r} (use {', '.join(known)})")
+    planned = []
+    for section in SECTIONS:
+        if sections is not None and section.NAME not in sections:
+            continue
+        keys: dict[str, str] = {}
+        for step in section.plan(data, getattr(config, section.NAME), config.seed):
+            needed = {arg: keys[names] if isinstance(names, str) else
+                      {label: keys[name] for label, name in names.items()}
+                      for arg, names in step.needs.items()}
+            keys[step.name] = step.key(data.fingerprint, needed)
+            planned.append(PlannedStep(section.NAME, step, keys[step.name], needed))
+    return planned
 
 
 class _NullProgress:
@@ -62,8 +84,9 @@ class _NullProgress:
 
 
 def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: str = "full",
-              progress: Any = None) -> StudyOutcome:
-    """Run every section on ``data``; finished steps already in ``out`` are not recomputed.
+              sections: list[str] | None = None, progress: Any = None) -> StudyOutcome:
+    """Run every section (or ``sections``) on ``data``; finished steps already in ``out`` are
+    not recomputed.
 
     Parameters
     ----------
@@ -73,6 +96,8 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
         Run folder (created if needed).
     profile : {"full", "quick"}
         Recorded with the study; the report states it.
+    sections : list of str, optional
+        Run only these sections (``explore``, ``unsupervised``, ``classic``, ``deep``).
     progress : object, optional
         Receives ``section``/``step``/``advance`` calls (the CLI's rich display).
 
@@ -82,43 +107,46 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
         The run folder, the study id, and which steps were computed or found done.
     """
     progress = progress or _NullProgress()
+    planned = plan_study(data, config, sections)
+    titles = {section.NAME: section.TITLE for section in SECTIONS}
     store = RunStore(out)
     outcome = StudyOutcome(Path(out), 0)
     try:
-        outcome.study_id = store.begin_study(data.name, data.fingerprint, profile,
-                                             config_toml(config))
-        keys = []
+        outcome.study_id = store.begin_study(
+            data.name, data.fingerprint, profile, config_toml(config),
+            {"seed": config.seed, "class_names": data.class_names,
+             "image_shape": list(data.image_shape), "source": data.source})
         with progress.running():
-            for section in SECTIONS:
-                params = getattr(config, section.NAME)
-                steps = section.plan(data, params, config.seed)
-                progress.section(section.TITLE, len(steps))
-                section_keys: dict[str, str] = {}
-                for step in steps:
-                    key = step_key(data.fingerprint, section.NAME, step,
-                                   [section_keys[n] for n in step.needs])
-                    section_keys[step.name] = key
-                    keys.append(key)
-                    progress.step(step.name)
-                    outcome.records.append(_run_step(store, section.NAME, step, key,
-                                                     section_keys))
-                    progress.advance()
-        store.record_study_steps(outcome.study_id, keys, "done")
+            section = None
+            for item in planned:
+                if item.section != section:
+                    section = item.section
+                    progress.section(titles[section],
+                                     sum(p.section == section for p in planned))
+                progress.step(item.step.name)
+                outcome.records.append(_run_step(store, data, item))
+                progress.advance()
+        store.record_study_steps(outcome.study_id, [p.key for p in planned], "done")
     finally:
         store.close()
     return outcome
 
 
-def _run_step(store: RunStore, section: str, step: Step, key: str,
-              section_keys: dict[str, str]) -> StepRecord:
+def _run_step(store: RunStore, data: Dataset, item: PlannedStep) -> StepRecord:
+    section, step, key = item.section, item.step, item.key
     if store.is_done(key):
         return StepRecord(section, step.name, key, True, 0.0)
-    inputs = {name: store.load_result(section_keys[name]) for name in step.needs}
-    store.mark_running(key, section, step.name, step.params)
+    inputs = {arg: store.load_result(k) if isinstance(k, str) else
+              {label: store.load_result(key_) for label, key_ in k.items()}
+              for arg, k in item.needed_keys.items()}
+    if step.files:
+        inputs.update(files_dir=store.folder / "models", files_key=key)
+    store.mark_running(key, section, step.name,
+                       {"fn": step.qualname, "arguments": step.arguments})
     log.info("computing %s.%s", section, step.name)
     try:
         with Measured() as cost:
-            result = step.run(inputs, store.folder) if step.files else step.run(inputs)
+            result = step.fn(data, **step.arguments, **inputs)
     except MnistlabError:
         raise
     except Exception as exc:  # a bug: say which step, keep the original as the cause

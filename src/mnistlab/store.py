@@ -12,16 +12,20 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import logging
 import os
 import sqlite3
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import StoreError
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "study.sqlite"
 SCHEMA = """
@@ -49,7 +53,8 @@ CREATE TABLE IF NOT EXISTS studies (
     fingerprint TEXT NOT NULL,
     profile TEXT NOT NULL,
     config TEXT NOT NULL,
-    step_keys TEXT NOT NULL DEFAULT '[]'
+    step_keys TEXT NOT NULL DEFAULT '[]',
+    context TEXT NOT NULL DEFAULT '{}'
 );
 """
 
@@ -61,6 +66,8 @@ def _json_default(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, Path):
         return str(value)
+    if hasattr(value, "model_dump"):  # a pydantic model among a step's arguments
+        return value.model_dump(mode="json")
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
 
 
@@ -87,6 +94,17 @@ def join_result(type_path: str, fields: dict, arrays: dict[str, np.ndarray]) -> 
     module, _, qualname = type_path.partition(":")
     cls = getattr(importlib.import_module(module), qualname)
     return cls(**fields, **arrays)
+
+
+def _fits_current_class(type_path: str, stored_fields: set[str]) -> bool:
+    """Whether a stored result has exactly the fields of its class in this version."""
+    module, _, qualname = type_path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError):
+        return False
+    return dataclasses.is_dataclass(cls) and stored_fields == {
+        f.name for f in dataclasses.fields(cls)}
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
@@ -123,16 +141,37 @@ class RunStore:
         self.db = sqlite3.connect(db, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(studies)")}
+        if "context" not in columns:  # a run folder of mnistlab 0.1 before the typed context
+            with self.db:
+                self.db.execute("ALTER TABLE studies ADD COLUMN context TEXT NOT NULL "
+                                "DEFAULT '{}'")
 
     def close(self) -> None:
         self.db.close()
 
     # ------------------------------------------------------------- steps
     def is_done(self, key: str) -> bool:
-        row = self.db.execute("SELECT status, arrays_file FROM steps WHERE key=?", (key,)).fetchone()
+        """Finished, and what is stored still makes a result of the current code: otherwise
+        (arrays file missing or corrupt, result class changed since) the step is recomputed."""
+        row = self.db.execute("SELECT status, arrays_file, result_type, metrics FROM steps "
+                              "WHERE key=?", (key,)).fetchone()
         if row is None or row[0] != "done":
             return False
-        return row[1] is None or (self.folder / "arrays" / row[1]).is_file()
+        array_names: list[str] = []
+        if row[1] is not None:
+            try:
+                with zipfile.ZipFile(self.folder / "arrays" / row[1]) as npz:
+                    array_names = [n.removesuffix(".npy") for n in npz.namelist()]
+            except (OSError, zipfile.BadZipFile):
+                log.warning("%s: the arrays of step %s are missing or corrupt; recomputing it",
+                            self.folder, key)
+                return False
+        if not _fits_current_class(row[2], set(json.loads(row[3])) | set(array_names)):
+            log.warning("%s: step %s was stored by another version of mnistlab; recomputing it",
+                        self.folder, key)
+            return False
+        return True
 
     def mark_running(self, key: str, section: str, name: str, params: dict) -> None:
         with self.db:
@@ -181,20 +220,22 @@ class RunStore:
         rows = []
         for key in keys:
             row = self.db.execute(
-                "SELECT section, name, wall_s, peak_rss_mb, rss_delta_mb, status FROM steps "
-                "WHERE key=?", (key,)).fetchone()
+                "SELECT section, name, wall_s, peak_rss_mb, rss_delta_mb, status, params FROM "
+                "steps WHERE key=?", (key,)).fetchone()
             if row:
+                fn = json.loads(row[6]).get("fn", "") if row[6].startswith("{") else ""
                 rows.append(dict(zip(("section", "name", "wall_s", "peak_rss_mb",
-                                      "rss_delta_mb", "status"), row), key=key))
+                                      "rss_delta_mb", "status"), row), key=key, fn=fn))
         return rows
 
     # ------------------------------------------------------------- studies
-    def begin_study(self, dataset: str, fingerprint: str, profile: str, config: str) -> int:
+    def begin_study(self, dataset: str, fingerprint: str, profile: str, config: str,
+                    context: dict | None = None) -> int:
         with self.db:
             cur = self.db.execute(
-                "INSERT INTO studies (started, status, dataset, fingerprint, profile, config) "
-                "VALUES (?, 'running', ?, ?, ?, ?)",
-                (time.time(), dataset, fingerprint, profile, config))
+                "INSERT INTO studies (started, status, dataset, fingerprint, profile, config, "
+                "context) VALUES (?, 'running', ?, ?, ?, ?, ?)",
+                (time.time(), dataset, fingerprint, profile, config, to_json(context or {})))
         return int(cur.lastrowid)
 
     def record_study_steps(self, study_id: int, keys: list[str], status: str) -> None:
@@ -206,14 +247,16 @@ class RunStore:
     def last_study(self) -> dict:
         row = self.db.execute(
             "SELECT id, started, finished, status, dataset, fingerprint, profile, config, "
-            "step_keys FROM studies WHERE status='done' ORDER BY id DESC LIMIT 1").fetchone()
+            "step_keys, context FROM studies WHERE status='done' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         if row is None:
             raise StoreError(f"{self.folder}: no finished study in this run folder; run "
                              "`mnistlab study` to finish it")
         names = ("id", "started", "finished", "status", "dataset", "fingerprint", "profile",
-                 "config", "step_keys")
+                 "config", "step_keys", "context")
         study = dict(zip(names, row))
         study["step_keys"] = json.loads(study["step_keys"])
+        study["context"] = json.loads(study["context"])
         return study
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..sections.classic import (
+    CURVE_MODELS,
+    MODELS,
     BestModel,
     CSweep,
     LearningCurve,
@@ -15,14 +17,10 @@ from ..sections.classic import (
     TreePca,
 )
 from .blocks import Block, FigureSink, esc, heading, new_figure, table, text
+from .context import StudyContext
 from .figures import confusion_figure, error_gallery
 
-NAMES = {"gaussian-nb": "Gaussian naive Bayes", "bernoulli-nb": "Bernoulli naive Bayes",
-         "logistic": "logistic regression", "linear-svm": "linear SVM",
-         "svc-linear": "SVC (linear kernel)", "svc-poly": "SVC (poly kernel)",
-         "svc-rbf": "SVC (RBF kernel)", "svc-sigmoid": "SVC (sigmoid kernel)",
-         "decision-tree": "decision tree", "random-forest": "random forest",
-         "knn": "k-nearest neighbours", "hist-gb": "histogram gradient boosting"}
+NAMES = {name: info.label for name, info in MODELS.items()}
 
 
 def _f(v: float, d: int = 3) -> str:
@@ -48,7 +46,7 @@ def _leaderboard(models: list[ModelResult]) -> Block:
 def _curve_figure(curve: LearningCurve):
     fig = new_figure(7, 3.8)
     ax = fig.add_subplot(1, 1, 1)
-    for i, name in enumerate(("gaussian-nb", "logistic", "linear-svm")):
+    for i, name in enumerate(CURVE_MODELS):
         rows = sorted((r for r in curve.rows if r["model"] == name), key=lambda r: r["size"])
         if not rows:
             continue
@@ -125,8 +123,8 @@ def _c_figure(c: CSweep, names: list[str]):
     return fig
 
 
-def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
-    models = [v for k, v in results.items() if k.startswith("model:")]
+def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
+    models = [v for v in results.values() if isinstance(v, ModelResult)]
     best: BestModel = results["best"]
     curve: LearningCurve = results["learning_curve"]
     tree: TreeDepth = results["tree_depth"]
@@ -135,7 +133,7 @@ def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
     c: CSweep = results["c_sweep"]
     tree_pca: TreePca = results["tree_pca"]
     rep = results.get("representation")
-    names = study.get("class_names") or [str(i) for i in range(best.confusion.shape[0])]
+    names = study.class_names
     by_name = {m.name: m.row for m in models}
     blocks: list[Block] = [text(
         "Protocol: a stratified validation split is held out of the training set; every model "
@@ -260,8 +258,8 @@ def _generative_answer(curve: LearningCurve, models: dict) -> str:
         rows = sorted((r for r in curve.rows if r["model"] == name), key=lambda r: r["size"])
         return pick(rows) if rows else None
 
-    small = {n: at(n, lambda rs: rs[0]) for n in ("gaussian-nb", "logistic", "linear-svm")}
-    large = {n: at(n, lambda rs: rs[-1]) for n in ("gaussian-nb", "logistic", "linear-svm")}
+    small = {n: at(n, lambda rs: rs[0]) for n in CURVE_MODELS}
+    large = {n: at(n, lambda rs: rs[-1]) for n in CURVE_MODELS}
     parts = []
     for label, pts in (("smallest", small), ("largest", large)):
         vals = ", ".join(f"{NAMES[n]} {r['test_acc']:.3f}" for n, r in pts.items() if r)

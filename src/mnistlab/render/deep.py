@@ -6,6 +6,7 @@ import numpy as np
 
 from ..sections.deep import Architectures, OverfitResult, TrainResult
 from .blocks import Block, FigureSink, heading, new_figure, table, text
+from .context import StudyContext
 from .figures import confusion_figure
 
 
@@ -67,11 +68,11 @@ def _overfit_turn(r: TrainResult) -> tuple[int, float]:
     return best, gap
 
 
-def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
+def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     arch: Architectures = results["architectures"]
-    runs: list[TrainResult] = [v for k, v in results.items() if k.startswith("train:")]
-    demos: list[OverfitResult] = [v for k, v in results.items() if k.startswith("overfit:")]
-    names = study.get("class_names") or [str(i) for i in range(10)]
+    runs = [v for v in results.values() if isinstance(v, TrainResult)]
+    demos = [v for v in results.values() if isinstance(v, OverfitResult)]
+    names = study.class_names
     blocks: list[Block] = []
 
     # 4.1 -------------------------------------------------------------------------------

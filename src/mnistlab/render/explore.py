@@ -6,6 +6,7 @@ import numpy as np
 
 from ..sections.explore import Gallery, HoldoutDemo, Summary
 from .blocks import Block, FigureSink, esc, heading, new_figure, table, text
+from .context import StudyContext
 
 
 def _pct(count: int, total: int) -> str:
@@ -53,7 +54,7 @@ def _means_figure(g: Gallery, names: list[str]):
     return fig
 
 
-def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
+def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     s: Summary = results["summary"]
     g: Gallery = results["gallery"]
     h: HoldoutDemo = results["holdout"]
@@ -79,7 +80,7 @@ def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
              f"Classic models read each image as a vector of "
              f"{int(np.prod(s.train_shape[1:]))} pixels; a CNN keeps the 2-D grid."),
         sink.block("explore-samples", _gallery_figure(g, s.class_names),
-                   f"{len(g.sample_labels)} random training images (seed {study['seed']}) with "
+                   f"{len(g.sample_labels)} random training images (seed {study.seed}) with "
                    "their labels and indices"),
         heading("1.2 Why split the data into a training and a test set?"),
         text("A model is fitted to minimise its error on the training images, so its accuracy on "

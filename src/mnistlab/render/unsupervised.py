@@ -15,6 +15,7 @@ from ..sections.unsupervised import (
     PcaResult,
 )
 from .blocks import Block, FigureSink, heading, new_figure, table, text
+from .context import StudyContext
 from .figures import share_heatmap
 
 SCORES = ["homogeneity", "completeness", "v_measure", "ari", "ami", "rand"]
@@ -124,7 +125,7 @@ def _bic_figure(bic: BicCurve):
     return fig
 
 
-def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
+def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     pca: PcaResult = results["pca"]
     sweep: KMeansSweep = results["kmeans_sweep"]
     inits: KMeansInits = results["kmeans_inits"]
@@ -133,13 +134,13 @@ def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
     bic: BicCurve = results["bic"]
     birch: BirchResult = results["birch"]
     emb: EmbeddingResult | None = results.get("embedding")
-    names = _class_names(study)
+    names = study.class_names
     n = pca.n_train
     blocks: list[Block] = [text(
         f"Everything below is fitted on {n:,} training images, flattened to {pca.n_features} "
         "pixels scaled to 0..1 (float32)."
         + (" <b>This is a subset of the training set (quick profile or max_train).</b>"
-           if study["profile"] == "quick" else ""))]
+           if study.profile == "quick" else ""))]
 
     # PCA ---------------------------------------------------------------------------
     cumulative = np.cumsum(pca.explained_variance_ratio)
@@ -147,12 +148,12 @@ def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
     blocks += [
         heading("2.1 PCA: reconstructions"),
         sink.block("pca-gallery", _gallery_figure(pca),
-                   f"Training image #{pca.gallery_index} (seed {study['seed']}) and its "
+                   f"Training image #{pca.gallery_index} (seed {study.seed}) and its "
                    "reconstruction from the first n components, with its mean squared error "
                    "per pixel"),
         table(["n components", "explained variance", "MSE of this image",
                "mean MSE over the training set"],
-              [[k, _f(cumulative[k - 1], 4), _f(e, 5), _f(m, 5)]
+              [[k, _f(cumulative[min(k, len(cumulative)) - 1], 4), _f(e, 5), _f(m, 5)]
                for k, e, m in zip(pca.gallery_components, pca.gallery_mse, pca.dataset_mse)],
               "Reconstruction error per pixel (0..1 scale) against the number of components"),
         heading("2.2 Explained variance and the choice of n_components"),
@@ -190,7 +191,7 @@ def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
               + ["accuracy"],
               [[r["k"], f"{r['inertia']:.4g}", r["n_iter"], _f(r["fit_s"], 2)]
                + [_f(r[s]) for s in SCORES + ["accuracy"]] for r in sweep.rows],
-              f"k-means sweep (k-means++, n_init={inits.n_init}, seed {study['seed']})"),
+              f"k-means sweep (k-means++, n_init={inits.n_init}, seed {study.seed})"),
         text("What the scores measure (all compare the clusters with the true labels): "
              "<b>homogeneity</b> is 1 when every cluster contains members of a single class "
              "(it is 1 minus the conditional entropy of the classes given the clusters, "
@@ -295,15 +296,8 @@ def render(results: dict, sink: FigureSink, study: dict) -> list[Block]:
     return blocks
 
 
-def _repeats(study: dict) -> str:
-    import re
-
-    match = re.search(r"^silhouette_repeats = (\d+)", study["config"], re.M)
-    return match.group(1) if match else "several"
-
-
-def _class_names(study: dict) -> list[str]:
-    return study.get("class_names") or [str(i) for i in range(10)]
+def _repeats(study: StudyContext) -> str:
+    return str(study.config.unsupervised.silhouette_repeats)
 
 
 def _inits_answer(inits: KMeansInits) -> str:

@@ -21,18 +21,46 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..datasets import Dataset, stratified_subset
+from ..datasets import Dataset
 from ..measure import Measured
-from ..step import Step
+from ..prepare import PcaProjection, flat_pixels, stratified_subset
+from ..step import Step, bind
 
 NAME = "classic"
 TITLE = "3. Supervised learning: classic classifiers"
 
-ModelName = Literal["gaussian-nb", "bernoulli-nb", "logistic", "linear-svm", "svc-linear",
-                    "svc-poly", "svc-rbf", "svc-sigmoid", "decision-tree", "random-forest",
-                    "knn", "hist-gb"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the section and the report know of a model name."""
+
+    label: str  # as the report writes it
+    family: Literal["generative", "discriminative"]
+    reads_pca: bool  # fitted on the PCA projection (kernel methods, k-NN, boosting)
+
+
+# The one registry of model names: the config's choices, the PCA models, the report's labels.
+MODELS = {
+    "gaussian-nb": ModelInfo("Gaussian naive Bayes", "generative", False),
+    "bernoulli-nb": ModelInfo("Bernoulli naive Bayes", "generative", False),
+    "logistic": ModelInfo("logistic regression", "discriminative", False),
+    "linear-svm": ModelInfo("linear SVM", "discriminative", False),
+    "svc-linear": ModelInfo("SVC (linear kernel)", "discriminative", True),
+    "svc-poly": ModelInfo("SVC (poly kernel)", "discriminative", True),
+    "svc-rbf": ModelInfo("SVC (RBF kernel)", "discriminative", True),
+    "svc-sigmoid": ModelInfo("SVC (sigmoid kernel)", "discriminative", True),
+    "decision-tree": ModelInfo("decision tree", "discriminative", False),
+    "random-forest": ModelInfo("random forest", "discriminative", False),
+    "knn": ModelInfo("k-nearest neighbours", "discriminative", True),
+    "hist-gb": ModelInfo("histogram gradient boosting", "discriminative", True),
+}
+ModelName = Literal[tuple(MODELS)]  # type: ignore[valid-type]  (pydantic validates the names)
+PCA_MODELS = {name for name, info in MODELS.items() if info.reads_pca}
+# Seed 3.1, generative vs discriminative as the training set grows: one of each kind plus the
+# seed's linear SVM.
+CURVE_MODELS = ("gaussian-nb", "logistic", "linear-svm")
 C_SWEEP_MAX_ITER = 1_000_000
-PCA_MODELS = {"svc-linear", "svc-poly", "svc-rbf", "svc-sigmoid", "knn", "hist-gb"}
 
 
 def make_classifier(name: str, params: dict[str, Any] | None = None, seed: int = 0):
@@ -158,35 +186,20 @@ class Split:
     y_test: np.ndarray
 
 
-def make_split(data: Dataset, p: Params, seed: int) -> Split:
+def make_split(data: Dataset, max_train: int, validation_fraction: float, seed: int) -> Split:
     from sklearn.model_selection import train_test_split
 
-    x, y = stratified_subset(data.x_train, data.y_train, p.max_train or None, seed)
-    x = x.reshape(len(x), -1).astype(np.float32) / 255.0
-    x_fit, x_val, y_fit, y_val = train_test_split(x, y, test_size=p.validation_fraction,
+    x, y = stratified_subset(data.x_train, data.y_train, max_train or None, seed)
+    x = flat_pixels(x)
+    x_fit, x_val, y_fit, y_val = train_test_split(x, y, test_size=validation_fraction,
                                                   stratify=y, random_state=seed)
-    x_test = data.x_test.reshape(len(data.x_test), -1).astype(np.float32) / 255.0
+    x_test = flat_pixels(data.x_test)
     return Split(x_fit, y_fit, x_val, y_val, x_test, data.y_test)
 
 
 def transform_pixels(x: np.ndarray, how: str) -> np.ndarray:
     """``x`` in 0..1; sqrt spreads the dark end and compresses the bright one."""
     return np.sqrt(x) if how == "sqrt" else x
-
-
-class Projection:
-    """PCA fitted on the fit split once; ``transform(x, n)`` slices its first n components."""
-
-    def __init__(self, x_fit: np.ndarray, n_max: int):
-        from sklearn.decomposition import PCA
-
-        self.pca = PCA(n_components=min(n_max, x_fit.shape[1]),
-                       svd_solver="covariance_eigh").fit(x_fit)
-        self.mean = self.pca.mean_.astype(np.float32)
-        self.components = self.pca.components_.astype(np.float32)
-
-    def transform(self, x: np.ndarray, n: int) -> np.ndarray:
-        return np.ascontiguousarray((x - self.mean) @ self.components[:n].T)
 
 
 # ------------------------------------------------------------------ results
@@ -281,20 +294,30 @@ def _confidence(model, x: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.ones(len(pred), np.float32)
 
 
-def choose_representation(data: Dataset, p: Params, seed: int) -> Representation:
+def choose_representation(
+    data: Dataset,
+    *,
+    max_train: int,
+    validation_fraction: float,
+    model_params: dict[str, dict[str, Any]],
+    pca_components: int,
+    pixel_transform: Literal["auto", "linear", "sqrt"],
+    svc_sweep_max_train: int,
+    seed: int,
+) -> Representation:
     """The pixel transform before PCA: fixed by the config, or the one whose RBF SVC (fitted on
     the sweep's sample) scores best on the validation split."""
-    split = make_split(data, p, seed)
-    x, y = stratified_subset(split.x_fit, split.y_fit, p.svc_sweep_max_train, seed)
-    if p.pixel_transform != "auto":
-        return Representation(p.pixel_transform, {}, len(y))
+    split = make_split(data, max_train, validation_fraction, seed)
+    x, y = stratified_subset(split.x_fit, split.y_fit, svc_sweep_max_train, seed)
+    if pixel_transform != "auto":
+        return Representation(pixel_transform, {}, len(y))
     scores = {}
     for how in ("linear", "sqrt"):
-        proj = Projection(transform_pixels(x, how), p.pca_components)
-        model = make_classifier("svc-rbf", p.model_params.get("svc-rbf"), seed)
-        model.fit(proj.transform(transform_pixels(x, how), p.pca_components), y)
+        proj = PcaProjection(transform_pixels(x, how), pca_components)
+        model = make_classifier("svc-rbf", model_params.get("svc-rbf"), seed)
+        model.fit(proj.transform(transform_pixels(x, how), pca_components), y)
         scores[how] = _accuracy(model, proj.transform(transform_pixels(split.x_val, how),
-                                                      p.pca_components), split.y_val)
+                                                      pca_components), split.y_val)
     return Representation(max(scores, key=scores.get), scores, len(y))
 
 
@@ -302,13 +325,23 @@ def _pca_inputs(split: Split, rep: Representation, n: int, x_train: np.ndarray |
     """Projection fitted on ``x_train`` (default: the fit split) after the chosen transform;
     returns the projection and a function mapping 0..1 pixels to its coordinates."""
     base = split.x_fit if x_train is None else x_train
-    proj = Projection(transform_pixels(base, rep.transform), n)
+    proj = PcaProjection(transform_pixels(base, rep.transform), n)
     return lambda x, k=n: proj.transform(transform_pixels(x, rep.transform), k)
 
 
-def fit_model(data: Dataset, p: Params, seed: int, name: str,
-              representation: Representation | None = None) -> ModelResult:
-    split = make_split(data, p, seed)
+def fit_model(
+    data: Dataset,
+    name: str,
+    representation: Representation | None = None,
+    *,
+    max_train: int,
+    validation_fraction: float,
+    model_params: dict[str, dict[str, Any]],
+    pca_components: int,
+    train_score_sample: int,
+    seed: int,
+) -> ModelResult:
+    split = make_split(data, max_train, validation_fraction, seed)
     rep = "pixels"
     x_fit, x_val, x_test = split.x_fit, split.x_val, split.x_test
     pca_s = 0.0
@@ -316,17 +349,17 @@ def fit_model(data: Dataset, p: Params, seed: int, name: str,
         if name in PCA_MODELS:
             representation = representation or Representation("linear", {}, 0)
             started = time.perf_counter()
-            project = _pca_inputs(split, representation, p.pca_components)
+            project = _pca_inputs(split, representation, pca_components)
             x_fit, x_val, x_test = (project(x) for x in (split.x_fit, split.x_val,
                                                           split.x_test))
             pca_s = time.perf_counter() - started
             rep = (f"PCA-{x_fit.shape[1]}" if representation.transform == "linear"
                    else f"PCA-{x_fit.shape[1]} of {representation.transform}(pixels)")
-        model = make_classifier(name, p.model_params.get(name), seed)
+        model = make_classifier(name, model_params.get(name), seed)
         started = time.perf_counter()
         model.fit(x_fit, split.y_fit)
         fit_s = time.perf_counter() - started + pca_s
-    sample = _subset_index(len(split.y_fit), p.train_score_sample, seed)
+    sample = _subset_index(len(split.y_fit), train_score_sample, seed)
     train_acc = _accuracy(model, x_fit[sample], split.y_fit[sample])
     val_acc = _accuracy(model, x_val, split.y_val)
     started = time.perf_counter()
@@ -348,7 +381,8 @@ def _subset_index(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=min(n, size), replace=False))
 
 
-def best_model(data: Dataset, p: Params, results: dict[str, ModelResult]) -> BestModel:
+def best_model(data: Dataset, results: dict[str, ModelResult], *,
+               n_errors_shown: int) -> BestModel:
     """The model with the best validation accuracy; its confusion matrix and surest errors."""
     from sklearn.metrics import confusion_matrix
 
@@ -356,23 +390,31 @@ def best_model(data: Dataset, p: Params, results: dict[str, ModelResult]) -> Bes
     y = data.y_test
     confusion = confusion_matrix(y, best.test_pred, labels=range(data.n_classes))
     wrong = np.flatnonzero(best.test_pred != y)
-    wrong = wrong[np.argsort(-best.test_confidence[wrong], kind="stable")][:p.n_errors_shown]
+    wrong = wrong[np.argsort(-best.test_confidence[wrong], kind="stable")][:n_errors_shown]
     return BestModel(best.name, "validation accuracy", confusion, data.x_test[wrong], y[wrong],
                      best.test_pred[wrong].astype(np.int64), best.test_confidence[wrong])
 
 
-def learning_curve(data: Dataset, p: Params, seed: int,
-                   full: dict[str, ModelResult]) -> LearningCurve:
+def learning_curve(
+    data: Dataset,
+    full: dict[str, ModelResult],
+    *,
+    max_train: int,
+    validation_fraction: float,
+    learning_curve_sizes: list[int],
+    model_params: dict[str, dict[str, Any]],
+    seed: int,
+) -> LearningCurve:
     """Generative (Gaussian naive Bayes) vs discriminative (logistic regression, linear SVM)
     as the training set grows; the largest point is the leaderboard's own fit."""
-    split = make_split(data, p, seed)
+    split = make_split(data, max_train, validation_fraction, seed)
     rows = []
-    names = ["gaussian-nb", "logistic", "linear-svm"]
-    sizes = [s for s in p.learning_curve_sizes if s < len(split.y_fit)]
+    names = list(CURVE_MODELS)
+    sizes = [s for s in learning_curve_sizes if s < len(split.y_fit)]
     for size in sizes:
         x, y = stratified_subset(split.x_fit, split.y_fit, size, seed)
         for name in names:
-            model = make_classifier(name, p.model_params.get(name), seed)
+            model = make_classifier(name, model_params.get(name), seed)
             started = time.perf_counter()
             model.fit(x, y)
             rows.append({"model": name, "size": size, "train_acc": _accuracy(model, x, y),
@@ -406,35 +448,46 @@ def truncated_tree_predictions(tree, x: np.ndarray, depths: list[int]) -> dict[i
     return out
 
 
-def tree_depth_sweep(data: Dataset, p: Params, seed: int) -> TreeDepth:
+def tree_depth_sweep(data: Dataset, *, max_train: int, validation_fraction: float,
+                     tree_depths: list[int], seed: int) -> TreeDepth:
     from sklearn.tree import DecisionTreeClassifier
 
-    split = make_split(data, p, seed)
+    split = make_split(data, max_train, validation_fraction, seed)
     started = time.perf_counter()
-    tree = DecisionTreeClassifier(max_depth=max(p.tree_depths), random_state=seed)
+    tree = DecisionTreeClassifier(max_depth=max(tree_depths), random_state=seed)
     tree.fit(split.x_fit, split.y_fit)
     fit_s = time.perf_counter() - started
     accs = {}
     for part, x, y in (("train", split.x_fit, split.y_fit), ("val", split.x_val, split.y_val),
                        ("test", split.x_test, split.y_test)):
-        preds = truncated_tree_predictions(tree, x, p.tree_depths)
-        accs[part] = [float(np.mean(preds[d] == y)) for d in p.tree_depths]
-    best = p.tree_depths[int(np.argmax(accs["val"]))]
-    return TreeDepth(p.tree_depths, accs["train"], accs["val"], accs["test"],
+        preds = truncated_tree_predictions(tree, x, tree_depths)
+        accs[part] = [float(np.mean(preds[d] == y)) for d in tree_depths]
+    best = tree_depths[int(np.argmax(accs["val"]))]
+    return TreeDepth(tree_depths, accs["train"], accs["val"], accs["test"],
                      int(tree.get_depth()), best, fit_s, len(split.y_fit))
 
 
-def svc_pca_sweep(data: Dataset, p: Params, seed: int, rep: Representation) -> SvcPca:
-    split = make_split(data, p, seed)
-    x, y = stratified_subset(split.x_fit, split.y_fit, p.svc_sweep_max_train, seed)
-    n_max = min(max(p.svc_pca_components), x.shape[1])
+def svc_pca_sweep(
+    data: Dataset,
+    rep: Representation,
+    *,
+    max_train: int,
+    validation_fraction: float,
+    model_params: dict[str, dict[str, Any]],
+    svc_pca_components: list[int],
+    svc_sweep_max_train: int,
+    seed: int,
+) -> SvcPca:
+    split = make_split(data, max_train, validation_fraction, seed)
+    x, y = stratified_subset(split.x_fit, split.y_fit, svc_sweep_max_train, seed)
+    n_max = min(max(svc_pca_components), x.shape[1])
     project = _pca_inputs(split, rep, n_max, x)
     rows = []
-    for n in p.svc_pca_components:
+    for n in svc_pca_components:
         if n > n_max:
             continue
         z, zt = project(x, n), project(split.x_test, n)
-        model = make_classifier("svc-rbf", p.model_params.get("svc-rbf"), seed)
+        model = make_classifier("svc-rbf", model_params.get("svc-rbf"), seed)
         started = time.perf_counter()
         model.fit(z, y)
         rows.append({"n_components": n, "fit_s": time.perf_counter() - started,
@@ -444,15 +497,26 @@ def svc_pca_sweep(data: Dataset, p: Params, seed: int, rep: Representation) -> S
     return SvcPca(len(y), rows)
 
 
-def svc_kernels(data: Dataset, p: Params, seed: int, rep: Representation) -> SvcKernels:
-    split = make_split(data, p, seed)
-    x, y = stratified_subset(split.x_fit, split.y_fit, p.svc_sweep_max_train, seed)
-    project = _pca_inputs(split, rep, p.pca_components, x)
+def svc_kernels(
+    data: Dataset,
+    rep: Representation,
+    *,
+    max_train: int,
+    validation_fraction: float,
+    kernels: list[Literal["linear", "poly", "rbf", "sigmoid"]],
+    model_params: dict[str, dict[str, Any]],
+    pca_components: int,
+    svc_sweep_max_train: int,
+    seed: int,
+) -> SvcKernels:
+    split = make_split(data, max_train, validation_fraction, seed)
+    x, y = stratified_subset(split.x_fit, split.y_fit, svc_sweep_max_train, seed)
+    project = _pca_inputs(split, rep, pca_components, x)
     z, zt = project(x), project(split.x_test)
     rows = []
-    for kernel in p.kernels:
+    for kernel in kernels:
         name = f"svc-{kernel}"
-        model = make_classifier(name, p.model_params.get(name), seed)
+        model = make_classifier(name, model_params.get(name), seed)
         started = time.perf_counter()
         model.fit(z, y)
         fit_s = time.perf_counter() - started
@@ -466,27 +530,30 @@ def svc_kernels(data: Dataset, p: Params, seed: int, rep: Representation) -> Svc
     return SvcKernels(len(y), z.shape[1], rows)
 
 
-def c_sweep(data: Dataset, p: Params, seed: int) -> CSweep:
+def c_sweep(
+    data: Dataset,
+    *,
+    max_train: int,
+    validation_fraction: float,
+    c_classes: list[int],
+    c_max_train: int,
+    c_values: list[float],
+    seed: int,
+) -> CSweep:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import SVC
 
-    a, b = p.c_classes
-    for c in (a, b):
-        if not 0 <= c < data.n_classes:
-            from ..errors import ConfigError
-
-            raise ConfigError(f"classic.c_classes: class {c} does not exist "
-                              f"(0..{data.n_classes - 1})")
-    split = make_split(data, p, seed)
+    a, b = c_classes
+    split = make_split(data, max_train, validation_fraction, seed)
     pick = np.isin(split.y_fit, [a, b])
     x, y = stratified_subset(split.x_fit[pick], (split.y_fit[pick] == b).astype(np.int64),
-                             p.c_max_train, seed)
-    proj = Projection(x, 2)
+                             c_max_train, seed)
+    proj = PcaProjection(x, 2)
     z = proj.transform(x, 2)
     test = np.isin(split.y_test, [a, b])
     zt, yt = proj.transform(split.x_test[test], 2), (split.y_test[test] == b).astype(np.int64)
     rows = []
-    for c in p.c_values:
+    for c in c_values:
         # max_iter bounds libsvm on nearly-hard margins (C = 1e5 on overlapping points); the
         # report says when it was reached.
         with warnings.catch_warnings():
@@ -502,13 +569,21 @@ def c_sweep(data: Dataset, p: Params, seed: int) -> CSweep:
     return CSweep([a, b], z.astype(np.float32), y, rows, int(test.sum()))
 
 
-def tree_pca_sweep(data: Dataset, p: Params, seed: int, depth: TreeDepth) -> TreePca:
+def tree_pca_sweep(
+    data: Dataset,
+    depth: TreeDepth,
+    *,
+    max_train: int,
+    validation_fraction: float,
+    tree_pca_components: list[int],
+    seed: int,
+) -> TreePca:
     from sklearn.tree import DecisionTreeClassifier
 
-    split = make_split(data, p, seed)
-    proj = Projection(split.x_fit, max(p.tree_pca_components))
+    split = make_split(data, max_train, validation_fraction, seed)
+    proj = PcaProjection(split.x_fit, max(tree_pca_components))
     rows = []
-    for n in p.tree_pca_components:
+    for n in tree_pca_components:
         if n > proj.components.shape[0]:
             continue
         z, zt = proj.transform(split.x_fit, n), proj.transform(split.x_test, n)
@@ -522,48 +597,40 @@ def tree_pca_sweep(data: Dataset, p: Params, seed: int, depth: TreeDepth) -> Tre
 
 
 def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
-    base = {**params.model_dump(mode="json"), "seed": seed}
+    from ..errors import ConfigError
 
-    def keys(*names: str) -> dict:
-        return {n: base[n] for n in ("max_train", "validation_fraction", "seed", *names)}
+    for c in params.c_classes:
+        if not 0 <= c < data.n_classes:
+            raise ConfigError(f"classic.c_classes: class {c} does not exist "
+                              f"(0..{data.n_classes - 1})")
 
-    rep_keys = {**keys("pca_components", "pixel_transform", "svc_sweep_max_train"),
-                "params": params.model_params.get("svc-rbf", {})}
-    steps = [Step("representation", rep_keys,
-                  lambda _: choose_representation(data, params, seed))]
-    model_steps = tuple(f"model:{m}" for m in params.models)
+    def step(step_name: str, fn, /, needs: dict | None = None, **given) -> Step:
+        return bind(step_name, fn, params, seed, needs=needs, **given)
+
+    def estimator_params(*names: str) -> dict:
+        """model_params restricted to the models a step fits (its key reads only those)."""
+        return {n: params.model_params[n] for n in names if n in params.model_params}
+
+    steps = [step("representation", choose_representation,
+                  model_params=estimator_params("svc-rbf"))]
     for name in params.models:
         uses_pca = name in PCA_MODELS
-        steps.append(Step(f"model:{name}", {**keys("pca_components", "train_score_sample"),
-                                            "model": name,
-                                            "params": params.model_params.get(name, {})},
-                          lambda r, n=name: fit_model(data, params, seed, n,
-                                                      r.get("representation")),
-                          needs=("representation",) if uses_pca else ()))
+        steps.append(step(f"model:{name}", fit_model,
+                          needs={"representation": "representation"} if uses_pca else None,
+                          name=name, model_params=estimator_params(name),
+                          pca_components=params.pca_components if uses_pca else 0))
+    models = {name: f"model:{name}" for name in params.models}
     steps += [
-        Step("best", keys("n_errors_shown"), lambda r: best_model(
-            data, params, {k.split(":", 1)[1]: v for k, v in r.items()}), needs=model_steps),
-        Step("learning_curve", {**keys("learning_curve_sizes"),
-                                "params": {m: params.model_params.get(m, {}) for m in
-                                           ("gaussian-nb", "logistic", "linear-svm")}},
-             lambda r: learning_curve(data, params, seed, {k.split(":", 1)[1]: v
-                                                           for k, v in r.items()}),
-             needs=tuple(s for s in model_steps
-                         if s.split(":")[1] in ("gaussian-nb", "logistic", "linear-svm"))),
-        Step("tree_depth", keys("tree_depths"), lambda _: tree_depth_sweep(data, params, seed)),
-        Step("svc_pca", {**keys("svc_pca_components", "svc_sweep_max_train"),
-                         "params": params.model_params.get("svc-rbf", {})},
-             lambda r: svc_pca_sweep(data, params, seed, r["representation"]),
-             needs=("representation",)),
-        Step("svc_kernels", {**keys("kernels", "svc_sweep_max_train", "pca_components"),
-                             "params": {f"svc-{k}": params.model_params.get(f"svc-{k}", {})
-                                        for k in params.kernels}},
-             lambda r: svc_kernels(data, params, seed, r["representation"]),
-             needs=("representation",)),
-        Step("c_sweep", keys("c_values", "c_classes", "c_max_train"),
-             lambda _: c_sweep(data, params, seed)),
-        Step("tree_pca", keys("tree_pca_components"),
-             lambda r: tree_pca_sweep(data, params, seed, r["tree_depth"]),
-             needs=("tree_depth",)),
+        step("best", best_model, needs={"results": models}),
+        step("learning_curve", learning_curve,
+             needs={"full": {m: s for m, s in models.items() if m in CURVE_MODELS}},
+             model_params=estimator_params(*CURVE_MODELS)),
+        step("tree_depth", tree_depth_sweep),
+        step("svc_pca", svc_pca_sweep, needs={"rep": "representation"},
+             model_params=estimator_params("svc-rbf")),
+        step("svc_kernels", svc_kernels, needs={"rep": "representation"},
+             model_params=estimator_params(*(f"svc-{k}" for k in params.kernels))),
+        step("c_sweep", c_sweep),
+        step("tree_pca", tree_pca_sweep, needs={"depth": "tree_depth"}),
     ]
     return steps

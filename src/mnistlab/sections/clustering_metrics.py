@@ -10,7 +10,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics
 
-from ..datasets import stratified_subset
+from ..prepare import stratified_subset
 
 
 def matched_contingency(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int):

@@ -2,7 +2,8 @@
 
 Each model trains in its own process (spawned, so it starts from a clean interpreter): its
 peak memory is its own, not the report's or another model's, which is what the seed tried to
-measure by hand with mprof. The trained weights are written to ``RUN/models/NAME.safetensors``.
+measure by hand with mprof. The trained weights are written to
+``RUN/models/NAME-KEY.safetensors``, named by the key of the step that trained them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..datasets import Dataset, stratified_subset
-from ..step import Step
+from ..datasets import Dataset
+from ..prepare import stratified_subset
+from ..step import Step, bind
+from ..training import TrainingParams
 
 NAME = "deep"
 TITLE = "4. Deep learning: MLP and CNN"
@@ -23,22 +26,11 @@ TITLE = "4. Deep learning: MLP and CNN"
 ModelName = Literal["mlp-1", "mlp-2", "cnn-seed", "cnn-fast"]
 
 
-class ModelSpec(BaseModel):
-    """How one network is trained (the TorchClassifier parameters)."""
-
-    model_config = ConfigDict(extra="forbid")
+class ModelSpec(TrainingParams):
+    """How one network is trained: the TorchClassifier parameters (validated by the estimator's
+    own rules), in a form TOML can write (no None)."""
 
     enabled: bool = True
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["constant", "onecycle"] = "constant"
-    validation_fraction: float = Field(0.2, ge=0, lt=1)
-    early_stopping: bool = False
-    patience: int = Field(3, ge=1)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
     arch_params: dict = Field(default_factory=dict)
     max_train_seconds: float = Field(0, ge=0, description="0 = no limit")
     bf16: bool | Literal["auto"] = Field(False, description="bfloat16 autocast; auto = where "
@@ -138,6 +130,7 @@ class TrainResult:
     baseline_mb: float
     threads: int
     isolated: bool
+    train_pid: int  # the process that trained it: another than the study's when isolated
     weights_file: str
     confusion: np.ndarray
     example_images: np.ndarray
@@ -163,7 +156,7 @@ class OverfitResult:
 def _call(isolate: bool, fn, *args):
     """``fn(*args)`` in a fresh process when isolating, else here (quick profile)."""
     if isolate:
-        from ..deep import run_in_child
+        from ..deep_process import run_in_child
 
         return run_in_child(fn, *args)
     import torch
@@ -175,16 +168,13 @@ def _call(isolate: bool, fn, *args):
         torch.set_num_threads(threads)
 
 
-def _train_data(data: Dataset, p: Params, seed: int):
-    return stratified_subset(data.x_train, data.y_train, p.max_train or None, seed)
-
-
-def architectures(data: Dataset, p: Params) -> Architectures:
+def architectures(data: Dataset, *, arch_params: dict[str, dict]) -> Architectures:
+    """Layers, shapes and parameter counts of each network (``arch_params`` per name)."""
     from ..deep import build_module, count_parameters, layer_table
 
     shapes, outputs, layers, params = {}, {}, {}, {}
-    for name, spec in p.enabled().items():
-        module = build_module(name, data.image_shape, data.n_classes, spec.arch_params)
+    for name, arch in arch_params.items():
+        module = build_module(name, data.image_shape, data.n_classes, arch)
         layers[name] = layer_table(module, data.image_shape)
         shapes[name] = ([None, int(np.prod(data.image_shape))] if name.startswith("mlp")
                         else [None, 1, *data.image_shape])
@@ -193,29 +183,32 @@ def architectures(data: Dataset, p: Params) -> Architectures:
     return Architectures(shapes, outputs, layers, params)
 
 
-def train_model(data: Dataset, p: Params, seed: int, name: str, models_dir: Path) -> TrainResult:
-    spec = p.models[name]
-    x, y = _train_data(data, p, seed)
-    models_dir.mkdir(parents=True, exist_ok=True)
-    weights = models_dir / f"{name}.safetensors"
-    from ..deep import fit_evaluate
+def train_model(data: Dataset, *, name: str, spec: ModelSpec, max_train: int, isolate: bool,
+                threads: int, n_examples: int, seed: int, files_dir: Path,
+                files_key: str) -> TrainResult:
+    """Train one network; its weights go to ``files_dir/NAME-KEY.safetensors``, named by the
+    step's key so that a cached result always points at the weights it produced."""
+    x, y = stratified_subset(data.x_train, data.y_train, max_train or None, seed)
+    files_dir.mkdir(parents=True, exist_ok=True)
+    weights = files_dir / f"{name}-{files_key[:16]}.safetensors"
+    from ..deep_process import fit_evaluate
 
-    out = _call(p.isolate, fit_evaluate, name, {**spec.estimator_params(), "seed": seed}, x, y,
-                data.x_test, data.y_test, p.threads, str(weights))
+    out = _call(isolate, fit_evaluate, name, {**spec.estimator_params(), "seed": seed}, x, y,
+                data.x_test, data.y_test, threads, str(weights))
     from sklearn.metrics import confusion_matrix
 
     pred, conf = out["pred"], out["confidence"]
     wrong = np.flatnonzero(pred != data.y_test)
-    wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:p.n_examples]
-    first = np.arange(min(p.n_examples, len(pred)))
+    wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:n_examples]
+    first = np.arange(min(n_examples, len(pred)))
     return TrainResult(
         name=name, spec=spec.model_dump(), n_train=len(y), history=out["history"],
         test_loss=out["test_loss"], test_acc=float(np.mean(pred == data.y_test)),
         train_s=out["train_s"], epochs_run=len(out["history"]["train_loss"]),
         infer_s_per_10k=out["infer_s_per_10k"], n_params=out["n_params"],
         peak_mb=out["peak_mb"], baseline_mb=out["baseline_mb"], threads=out["threads"],
-        isolated=p.isolate,
-        weights_file=str(weights.relative_to(models_dir.parent)),
+        isolated=isolate, train_pid=out["pid"],
+        weights_file=str(weights.relative_to(files_dir.parent)),
         confusion=confusion_matrix(data.y_test, pred, labels=range(data.n_classes)),
         example_images=data.x_test[first], example_pred=pred[first].astype(np.int64),
         example_true=data.y_test[first], error_images=data.x_test[wrong],
@@ -223,41 +216,42 @@ def train_model(data: Dataset, p: Params, seed: int, name: str, models_dir: Path
         error_confidence=conf[wrong].astype(np.float32))
 
 
-def overfit(data: Dataset, p: Params, seed: int, name: str) -> OverfitResult:
-    x, y = stratified_subset(data.x_train, data.y_train, p.overfit_images, seed)
-    spec = {**p.models.get(name, DEFAULT_MODELS[name]).estimator_params(), "seed": seed,
-            "validation_fraction": 0.0, "early_stopping": False, "schedule": "constant",
-            "max_train_seconds": None, "epochs": p.overfit_max_epochs,
-            "stop_at_train_accuracy": 1.0}
-    from ..deep import overfit_evaluate
+def overfit(data: Dataset, *, name: str, spec: ModelSpec, overfit_images: int,
+            overfit_max_epochs: int, isolate: bool, threads: int, seed: int) -> OverfitResult:
+    """Train on ``overfit_images`` images until every one is right (at most
+    ``overfit_max_epochs``), then score the test set."""
+    x, y = stratified_subset(data.x_train, data.y_train, overfit_images, seed)
+    params = {**spec.estimator_params(), "seed": seed, "validation_fraction": 0.0,
+              "early_stopping": False, "schedule": "constant", "max_train_seconds": None,
+              "epochs": overfit_max_epochs, "stop_at_train_accuracy": 1.0}
+    from ..deep_process import overfit_evaluate
 
-    out = _call(p.isolate, overfit_evaluate, name, spec, x, y, data.x_test, data.y_test,
-                p.threads)
+    out = _call(isolate, overfit_evaluate, name, params, x, y, data.x_test, data.y_test,
+                threads)
     return OverfitResult(name, len(y), out["epochs"], out["history"][-1], out["test_acc"],
                          out["test_loss"], out["history"])
 
 
 def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
-    if data.image_shape[0] < 4 or data.image_shape[1] < 4:
-        from ..errors import ConfigError
+    from ..deep import build_module
+    from ..errors import ConfigError
 
-        raise ConfigError(f"deep: images of {data.image_shape} are too small for the CNNs")
-    base = {"max_train": params.max_train, "seed": seed, "threads": params.threads,
-            "isolate": params.isolate}
-    steps = [Step("architectures", {"models": {k: v.model_dump() for k, v in
-                                               params.enabled().items()}},
-                  lambda _: architectures(data, params))]
+    for name, spec in params.enabled().items():  # the config against this data's images
+        try:
+            build_module(name, data.image_shape, data.n_classes, spec.arch_params)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise ConfigError(f"deep.models.{name}: cannot work on images of "
+                              f"{data.image_shape[0]}x{data.image_shape[1]} ({exc})") from None
+
+    def step(step_name: str, fn, /, **given) -> Step:
+        return bind(step_name, fn, params, seed, **given)
+
+    steps = [step("architectures", architectures,
+                  arch_params={k: v.arch_params for k, v in params.enabled().items()})]
     for name, spec in params.enabled().items():
-        steps.append(Step(f"train:{name}", {**base, "spec": spec.model_dump(),
-                                            "n_examples": params.n_examples},
-                          lambda _, files, n=name: train_model(data, params, seed, n,
-                                                               files / "models"),
-                          files=True))
+        steps.append(bind(f"train:{name}", train_model, params, seed, files=True, name=name,
+                          spec=spec))
     for name in params.overfit_models:
-        spec = params.models.get(name, DEFAULT_MODELS[name])
-        steps.append(Step(f"overfit:{name}", {"seed": seed, "threads": params.threads,
-                                              "n": params.overfit_images,
-                                              "max_epochs": params.overfit_max_epochs,
-                                              "spec": spec.model_dump()},
-                          lambda _, n=name: overfit(data, params, seed, n)))
+        steps.append(step(f"overfit:{name}", overfit, name=name,
+                          spec=params.models.get(name, DEFAULT_MODELS[name])))
     return steps

@@ -13,8 +13,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from ..datasets import Dataset, stratified_subset
-from ..step import Step
+from ..datasets import Dataset
+from ..prepare import stratified_subset
+from ..step import Step, bind
 
 NAME = "explore"
 TITLE = "1. First steps: the data"
@@ -150,10 +151,8 @@ def holdout_demo(data: Dataset, n_fit: int, n_eval: int, seed: int) -> HoldoutDe
 
 def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     return [
-        Step("summary", {}, lambda _: summarize(data)),
-        Step("gallery", {"n_samples": params.n_samples, "seed": seed},
-             lambda _: gallery(data, params.n_samples, seed)),
-        Step("holdout", {"n_fit": params.holdout_train, "n_eval": params.holdout_eval,
-                         "seed": seed},
-             lambda _: holdout_demo(data, params.holdout_train, params.holdout_eval, seed)),
+        bind("summary", summarize, params, seed),
+        bind("gallery", gallery, params, seed),
+        bind("holdout", holdout_demo, params, seed, n_fit=params.holdout_train,
+             n_eval=params.holdout_eval),
     ]

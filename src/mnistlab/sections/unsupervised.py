@@ -17,10 +17,12 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..datasets import Dataset, stratified_subset
+from ..datasets import Dataset
 from ..measure import Measured
+from ..prepare import flat_pixels, stratified_subset
+from ..prepare import project as project_rows
 from ..preprocess import deskew
-from ..step import Step
+from ..step import Step, bind
 from .clustering_metrics import matched_contingency, partition_scores, silhouette_estimate
 
 NAME = "unsupervised"
@@ -97,22 +99,23 @@ class Params(BaseModel):
             raise ValueError("give at least one initialisation")
         return list(dict.fromkeys(values))
 
-    def gallery_for(self, n_features: int) -> list[int]:
-        """The gallery's n values for images of ``n_features`` pixels."""
-        from ..errors import ConfigError
-
-        if not self.gallery_components:
-            auto = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 50, 100, 200, 500]
-            return [n for n in auto if n < n_features] + [n_features]
-        too_big = [n for n in self.gallery_components if n > n_features]
-        if too_big:
-            raise ConfigError(f"unsupervised.gallery_components: {too_big[0]} is larger than "
-                              f"the {n_features} pixels of an image")
-        return list(self.gallery_components)
-
 
 QUICK = {"max_train": 3000, "kmeans_k": [1, 2, 5, 10, 20, 50], "bic_k": [5, 8, 10, 12, 15],
          "silhouette_repeats": 2, "bic_sample": 3000, "plot_points": 3000}
+
+
+def gallery_for(gallery_components: list[int], n_features: int) -> list[int]:
+    """The gallery's n values for images of ``n_features`` pixels."""
+    from ..errors import ConfigError
+
+    if not gallery_components:
+        auto = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 50, 100, 200, 500]
+        return [n for n in auto if n < n_features] + [n_features]
+    too_big = [n for n in gallery_components if n > n_features]
+    if too_big:
+        raise ConfigError(f"unsupervised.gallery_components: {too_big[0]} is larger than "
+                          f"the {n_features} pixels of an image")
+    return list(gallery_components)
 
 
 # ------------------------------------------------------------------ results
@@ -211,15 +214,23 @@ class EmbeddingResult:
 def training_pixels(data: Dataset, max_train: int, seed: int):
     """Flattened training pixels scaled to 0..1 float32, and labels (a stratified subset)."""
     x, y = stratified_subset(data.x_train, data.y_train, max_train or None, seed)
-    return x.reshape(len(x), -1).astype(np.float32) / 255.0, y
+    return flat_pixels(x), y
 
 
-def fit_pca(data: Dataset, p: Params, seed: int) -> PcaResult:
+def fit_pca(
+    data: Dataset,
+    *,
+    gallery_components: list[int],
+    max_train: int,
+    variance_marks: list[float],
+    variance_target: float,
+    seed: int,
+) -> PcaResult:
     from sklearn.decomposition import PCA
 
-    x, _ = training_pixels(data, p.max_train, seed)
+    x, _ = training_pixels(data, max_train, seed)
     n_features = x.shape[1]
-    gallery_ns = p.gallery_for(n_features)
+    gallery_ns = gallery_for(gallery_components, n_features)
     started = time.perf_counter()
     # covariance_eigh: one 784x784 eigendecomposition gives every component (n_samples >> 784).
     pca = PCA(svd_solver="covariance_eigh").fit(x)
@@ -243,13 +254,15 @@ def fit_pca(data: Dataset, p: Params, seed: int) -> PcaResult:
         mse.append(float(np.mean((r - image) ** 2)))
     # Average squared error per pixel of an n-component reconstruction = the variance left out.
     total_var = float(np.sum(pca.explained_variance_)) * (len(x) - 1) / len(x)
-    dataset_mse = [max(float((1 - cumulative[n - 1]) * total_var / n_features), 0.0)
+    # PCA has at most n_samples components: n beyond them loses nothing more.
+    dataset_mse = [max(float((1 - cumulative[min(n, len(cumulative)) - 1]) * total_var
+                             / n_features), 0.0)
                    for n in gallery_ns]
-    x_full, _ = stratified_subset(data.x_train, data.y_train, p.max_train or None, seed)
+    x_full, _ = stratified_subset(data.x_train, data.y_train, max_train or None, seed)
     return PcaResult(
         n_train=len(x), n_features=n_features, explained_variance_ratio=ratio, mean=mean,
-        components=components, marks={f"{m:g}": smallest_n(m) for m in p.variance_marks},
-        n_chosen=smallest_n(p.variance_target), variance_target=p.variance_target,
+        components=components, marks={f"{m:g}": smallest_n(m) for m in variance_marks},
+        n_chosen=smallest_n(variance_target), variance_target=variance_target,
         gallery_index=index, gallery_image=x_full[index],
         gallery_components=gallery_ns,
         gallery_reconstructions=np.stack(recon).astype(np.float32), gallery_mse=mse,
@@ -258,24 +271,32 @@ def fit_pca(data: Dataset, p: Params, seed: int) -> PcaResult:
 
 def project(x: np.ndarray, pca: PcaResult, n: int) -> np.ndarray:
     """Coordinates of ``x`` on the first ``n`` principal components (float32)."""
-    return np.ascontiguousarray((x - pca.mean) @ pca.components[:n].T)
+    return project_rows(x, pca.mean, pca.components, n)
 
 
 def _plot_subset(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed + 1).choice(n, size=min(size, n), replace=False))
 
 
-def kmeans_sweep(data: Dataset, p: Params, seed: int, pca: PcaResult) -> KMeansSweep:
+def kmeans_sweep(
+    data: Dataset,
+    pca: PcaResult,
+    *,
+    kmeans_k: list[int],
+    kmeans_n_init: int,
+    max_train: int,
+    seed: int,
+) -> KMeansSweep:
     from sklearn.cluster import KMeans
 
-    x, y = training_pixels(data, p.max_train, seed)
+    x, y = training_pixels(data, max_train, seed)
     z = project(x, pca, pca.n_chosen)
     rows = []
-    for k in p.kmeans_k:
+    for k in kmeans_k:
         if k > len(z):
             break
         with Measured() as cost:
-            model = KMeans(n_clusters=k, n_init=p.kmeans_n_init, random_state=seed).fit(z)
+            model = KMeans(n_clusters=k, n_init=kmeans_n_init, random_state=seed).fit(z)
         rows.append({"k": k, "inertia": float(model.inertia_), "n_iter": int(model.n_iter_),
                      "fit_s": cost.wall_s, "peak_mb": cost.peak_mb,
                      **partition_scores(y, model.labels_)})
@@ -293,28 +314,39 @@ def fixed_init_indices(y: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     return np.asarray(chosen)
 
 
-def kmeans_inits(data: Dataset, p: Params, seed: int, pca: PcaResult) -> KMeansInits:
+def kmeans_inits(
+    data: Dataset,
+    pca: PcaResult,
+    *,
+    inits: list[Literal["k-means++", "random", "fixed"]],
+    kmeans_n_init: int,
+    max_train: int,
+    n_clusters: int,
+    silhouette_repeats: int,
+    silhouette_sample: int,
+    seed: int,
+) -> KMeansInits:
     from sklearn.cluster import KMeans
 
-    x, y = training_pixels(data, p.max_train, seed)
+    x, y = training_pixels(data, max_train, seed)
     z = project(x, pca, pca.n_chosen)
-    fixed = fixed_init_indices(y, p.n_clusters, seed)
+    fixed = fixed_init_indices(y, n_clusters, seed)
     rows, tables, columns = [], [], []
-    for init in p.inits:
+    for init in inits:
         start = z[fixed] if init == "fixed" else init
-        n_init = 1 if init == "fixed" else p.kmeans_n_init
+        n_init = 1 if init == "fixed" else kmeans_n_init
         with Measured() as cost:
-            model = KMeans(n_clusters=p.n_clusters, init=start, n_init=n_init,
+            model = KMeans(n_clusters=n_clusters, init=start, n_init=n_init,
                            random_state=seed).fit(z)
         table, cols, _ = matched_contingency(y, model.labels_, data.n_classes)
-        tables.append(_pad_columns(table, p.n_clusters))
-        columns.append(np.pad(cols, (0, p.n_clusters - len(cols)), constant_values=-1))
+        tables.append(_pad_columns(table, n_clusters))
+        columns.append(np.pad(cols, (0, n_clusters - len(cols)), constant_values=-1))
         rows.append({"init": init, "n_init": n_init, "n_iter": int(model.n_iter_),
                      "inertia": float(model.inertia_), "fit_s": cost.wall_s,
                      "peak_mb": cost.peak_mb, **partition_scores(y, model.labels_),
-                     **silhouette_estimate(z, model.labels_, p.silhouette_sample,
-                                           p.silhouette_repeats, seed)})
-    return KMeansInits(p.n_clusters, pca.n_chosen, p.kmeans_n_init, rows, np.stack(tables),
+                     **silhouette_estimate(z, model.labels_, silhouette_sample,
+                                           silhouette_repeats, seed)})
+    return KMeansInits(n_clusters, pca.n_chosen, kmeans_n_init, rows, np.stack(tables),
                        np.stack(columns), fixed)
 
 
@@ -322,38 +354,67 @@ def _pad_columns(table: np.ndarray, k: int) -> np.ndarray:
     return np.pad(table, ((0, 0), (0, max(0, k - table.shape[1]))))
 
 
-def kmeans_2d(data: Dataset, p: Params, seed: int, pca: PcaResult) -> KMeans2D:
+def kmeans_2d(
+    data: Dataset,
+    pca: PcaResult,
+    *,
+    kmeans_n_init: int,
+    max_train: int,
+    n_clusters: int,
+    plot_points: int,
+    silhouette_repeats: int,
+    silhouette_sample: int,
+    seed: int,
+) -> KMeans2D:
     from sklearn.cluster import KMeans
 
-    x, y = training_pixels(data, p.max_train, seed)
+    x, y = training_pixels(data, max_train, seed)
     z = project(x, pca, 2)
-    model = KMeans(n_clusters=p.n_clusters, n_init=p.kmeans_n_init, random_state=seed).fit(z)
+    model = KMeans(n_clusters=n_clusters, n_init=kmeans_n_init, random_state=seed).fit(z)
     table, _, _ = matched_contingency(y, model.labels_, data.n_classes)
     scores = {**partition_scores(y, model.labels_),
-              **silhouette_estimate(z, model.labels_, p.silhouette_sample,
-                                    p.silhouette_repeats, seed)}
-    keep = _plot_subset(len(z), p.plot_points, seed)
-    return KMeans2D(scores, _pad_columns(table, p.n_clusters), z[keep], model.labels_[keep],
+              **silhouette_estimate(z, model.labels_, silhouette_sample,
+                                    silhouette_repeats, seed)}
+    keep = _plot_subset(len(z), plot_points, seed)
+    return KMeans2D(scores, _pad_columns(table, n_clusters), z[keep], model.labels_[keep],
                     y[keep], model.cluster_centers_.astype(np.float32),
                     float(pca.explained_variance_ratio[:2].sum()))
 
 
-def _gmm_space(data: Dataset, p: Params, seed: int, pca: PcaResult):
-    x, y = training_pixels(data, p.max_train, seed)
-    z = x if p.gmm_space == "raw" else project(x, pca, pca.n_chosen)
+def _gmm_space(
+    data: Dataset,
+    pca: PcaResult,
+    *,
+    gmm_space: Literal["pca", "raw"],
+    max_train: int,
+    seed: int,
+):
+    x, y = training_pixels(data, max_train, seed)
+    z = x if gmm_space == "raw" else project(x, pca, pca.n_chosen)
     return z, y, project(x, pca, 2)
 
 
-def gaussian_mixtures(data: Dataset, p: Params, seed: int, pca: PcaResult) -> GmmResult:
+def gaussian_mixtures(
+    data: Dataset,
+    pca: PcaResult,
+    *,
+    gmm_covariance_types: list[CovarianceType],
+    gmm_max_iter: int,
+    gmm_space: Literal["pca", "raw"],
+    max_train: int,
+    n_clusters: int,
+    plot_points: int,
+    seed: int,
+) -> GmmResult:
     from sklearn.mixture import GaussianMixture
 
-    z, y, z2 = _gmm_space(data, p, seed, pca)
-    keep = _plot_subset(len(z), p.plot_points, seed)
+    z, y, z2 = _gmm_space(data, pca, gmm_space=gmm_space, max_train=max_train, seed=seed)
+    keep = _plot_subset(len(z), plot_points, seed)
     rows, point_clusters = [], []
-    for cov in p.gmm_covariance_types:
+    for cov in gmm_covariance_types:
         with Measured() as cost:
-            model = GaussianMixture(n_components=p.n_clusters, covariance_type=cov,
-                                    max_iter=p.gmm_max_iter, random_state=seed).fit(z)
+            model = GaussianMixture(n_components=n_clusters, covariance_type=cov,
+                                    max_iter=gmm_max_iter, random_state=seed).fit(z)
         labels = model.predict(z)
         rows.append({"covariance": cov, "bic": float(model.bic(z)), "aic": float(model.aic(z)),
                      "converged": bool(model.converged_), "n_iter": int(model.n_iter_),
@@ -361,109 +422,129 @@ def gaussian_mixtures(data: Dataset, p: Params, seed: int, pca: PcaResult) -> Gm
                      "n_parameters": int(model._n_parameters()),
                      **partition_scores(y, labels)})
         point_clusters.append(labels[keep])
-    return GmmResult(p.gmm_space, z.shape[1], p.n_clusters, rows, np.stack(point_clusters), z2[keep])
+    return GmmResult(gmm_space, z.shape[1], n_clusters, rows, np.stack(point_clusters), z2[keep])
 
 
-def bic_curve(data: Dataset, p: Params, seed: int, pca: PcaResult, gmm: GmmResult) -> BicCurve:
+def bic_curve(
+    data: Dataset,
+    pca: PcaResult,
+    gmm: GmmResult,
+    *,
+    bic_k: list[int],
+    bic_sample: int,
+    gmm_max_iter: int,
+    gmm_space: Literal["pca", "raw"],
+    max_train: int,
+    seed: int,
+) -> BicCurve:
     from sklearn.mixture import GaussianMixture
 
     best = min(gmm.rows, key=lambda r: r["bic"])["covariance"]
-    z, y, _ = _gmm_space(data, p, seed, pca)
-    z, _ = stratified_subset(z, y, p.bic_sample, seed)
-    bic, aic, ks = [], [], [k for k in p.bic_k if k <= len(z)]
+    z, y, _ = _gmm_space(data, pca, gmm_space=gmm_space, max_train=max_train, seed=seed)
+    z, _ = stratified_subset(z, y, bic_sample, seed)
+    bic, aic, ks = [], [], [k for k in bic_k if k <= len(z)]
     for k in ks:
-        model = GaussianMixture(n_components=k, covariance_type=best, max_iter=p.gmm_max_iter,
+        model = GaussianMixture(n_components=k, covariance_type=best, max_iter=gmm_max_iter,
                                 random_state=seed).fit(z)
         bic.append(float(model.bic(z)))
         aic.append(float(model.aic(z)))
     return BicCurve(best, len(z), ks, bic, aic, ks[int(np.argmin(bic))])
 
 
-def birch(data: Dataset, p: Params, seed: int, pca: PcaResult) -> BirchResult:
+def birch(
+    data: Dataset,
+    pca: PcaResult,
+    *,
+    birch_threshold: float,
+    max_train: int,
+    n_clusters: int,
+    silhouette_repeats: int,
+    silhouette_sample: int,
+    seed: int,
+) -> BirchResult:
     from sklearn.cluster import Birch
 
-    x, y = training_pixels(data, p.max_train, seed)
+    x, y = training_pixels(data, max_train, seed)
     z = project(x, pca, pca.n_chosen)
     rms = float(np.sqrt(np.mean(np.sum(z**2, axis=1))))  # PCA coordinates are centred
-    threshold = p.birch_threshold * rms
+    threshold = birch_threshold * rms
     with Measured() as cost:
-        model = Birch(n_clusters=p.n_clusters, threshold=threshold).fit(z)
+        model = Birch(n_clusters=n_clusters, threshold=threshold).fit(z)
     labels = model.labels_
     row = {"fit_s": cost.wall_s, "peak_mb": cost.peak_mb, **partition_scores(y, labels),
-           **silhouette_estimate(z, labels, p.silhouette_sample, p.silhouette_repeats, seed)}
+           **silhouette_estimate(z, labels, silhouette_sample, silhouette_repeats, seed)}
     return BirchResult(threshold, len(model.subcluster_centers_), row)
 
 
-def embedding_clusters(data: Dataset, p: Params, seed: int) -> EmbeddingResult:
+def embedding_clusters(
+    data: Dataset,
+    *,
+    embedding_cluster: Literal["gmm", "kmeans"],
+    embedding_deskew: bool,
+    embedding_dim: int,
+    embedding_input_dim: int,
+    embedding_n_init: int,
+    embedding_neighbors: int,
+    max_train: int,
+    n_clusters: int,
+    plot_points: int,
+    silhouette_repeats: int,
+    silhouette_sample: int,
+    seed: int,
+) -> EmbeddingResult:
     import umap  # imported here: numba compiles on import (about 10 s)
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
-    images, y = stratified_subset(data.x_train, data.y_train, p.max_train or None, seed)
+    images, y = stratified_subset(data.x_train, data.y_train, max_train or None, seed)
     with Measured() as embed_cost, warnings.catch_warnings():
         # deskew returns a new float32 array: scale it in place rather than copy it again
-        x = (deskew(images) if p.embedding_deskew else images.astype(np.float32))
+        x = (deskew(images) if embedding_deskew else images.astype(np.float32))
         x = x.reshape(len(x), -1)
         x /= 255.0
-        n_input = min(p.embedding_input_dim, x.shape[1])
+        n_input = min(embedding_input_dim, x.shape[1])
         z = PCA(n_input, random_state=seed).fit_transform(x)
         # umap warns that a fixed random_state means one thread: we want that (reproducible).
         warnings.filterwarnings("ignore", message="n_jobs value")
-        reducer = umap.UMAP(n_components=p.embedding_dim, n_neighbors=p.embedding_neighbors,
+        reducer = umap.UMAP(n_components=embedding_dim, n_neighbors=embedding_neighbors,
                             min_dist=0.0, random_state=seed)
         e = reducer.fit_transform(z).astype(np.float32)
     with Measured() as cost:
         # Restarts matter here: of three single-start GMMs on one MNIST test set embedding, one
         # landed in a local optimum that merges two digits (accuracy 0.83 instead of 0.97).
-        if p.embedding_cluster == "gmm":
-            labels = GaussianMixture(p.n_clusters, covariance_type="full", n_init=p.embedding_n_init,
+        if embedding_cluster == "gmm":
+            labels = GaussianMixture(n_clusters, covariance_type="full", n_init=embedding_n_init,
                                      random_state=seed).fit_predict(e)
         else:
-            labels = KMeans(p.n_clusters, n_init=p.embedding_n_init,
+            labels = KMeans(n_clusters, n_init=embedding_n_init,
                             random_state=seed).fit_predict(e)
     table, _, _ = matched_contingency(y, labels, data.n_classes)
     row = {"fit_s": embed_cost.wall_s + cost.wall_s,
            "peak_mb": max(embed_cost.peak_mb, cost.peak_mb), **partition_scores(y, labels),
-           **silhouette_estimate(e, labels, p.silhouette_sample, p.silhouette_repeats, seed)}
-    keep = _plot_subset(len(e), p.plot_points, seed)
-    return EmbeddingResult("UMAP", p.embedding_deskew, n_input, p.embedding_dim,
-                           p.embedding_cluster, row, embed_cost.wall_s, e[keep, :2],
-                           labels[keep], y[keep], _pad_columns(table, p.n_clusters))
+           **silhouette_estimate(e, labels, silhouette_sample, silhouette_repeats, seed)}
+    keep = _plot_subset(len(e), plot_points, seed)
+    return EmbeddingResult("UMAP", embedding_deskew, n_input, embedding_dim,
+                           embedding_cluster, row, embed_cost.wall_s, e[keep, :2],
+                           labels[keep], y[keep], _pad_columns(table, n_clusters))
 
 
 def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     params = params.model_copy(update={"n_clusters": params.n_clusters or data.n_classes})
-    base = {**params.model_dump(), "seed": seed}
+    gallery_for(params.gallery_components, int(np.prod(data.image_shape)))  # fails early
 
-    def keys(*names: str) -> dict:
-        return {n: base[n] for n in ("max_train", "seed", *names)}
+    def step(step_name: str, fn, /, **needs: str) -> Step:
+        return bind(step_name, fn, params, seed, needs=needs)
 
-    pca_keys = keys("gallery_components", "variance_marks", "variance_target")
     steps = [
-        Step("pca", pca_keys, lambda _: fit_pca(data, params, seed)),
-        Step("kmeans_sweep", keys("kmeans_k", "kmeans_n_init"),
-             lambda r: kmeans_sweep(data, params, seed, r["pca"]), needs=("pca",)),
-        Step("kmeans_inits", keys("inits", "n_clusters", "kmeans_n_init", "silhouette_sample",
-                                  "silhouette_repeats"),
-             lambda r: kmeans_inits(data, params, seed, r["pca"]), needs=("pca",)),
-        Step("kmeans_2d", keys("n_clusters", "kmeans_n_init", "silhouette_sample",
-                               "silhouette_repeats", "plot_points"),
-             lambda r: kmeans_2d(data, params, seed, r["pca"]), needs=("pca",)),
-        Step("gmm", keys("gmm_space", "gmm_covariance_types", "gmm_max_iter", "n_clusters",
-                         "plot_points"),
-             lambda r: gaussian_mixtures(data, params, seed, r["pca"]), needs=("pca",)),
-        Step("bic", keys("gmm_space", "gmm_max_iter", "bic_k", "bic_sample"),
-             lambda r: bic_curve(data, params, seed, r["pca"], r["gmm"]), needs=("pca", "gmm")),
-        Step("birch", keys("birch_threshold", "n_clusters", "silhouette_sample",
-                           "silhouette_repeats"),
-             lambda r: birch(data, params, seed, r["pca"]), needs=("pca",)),
+        step("pca", fit_pca),
+        step("kmeans_sweep", kmeans_sweep, pca="pca"),
+        step("kmeans_inits", kmeans_inits, pca="pca"),
+        step("kmeans_2d", kmeans_2d, pca="pca"),
+        step("gmm", gaussian_mixtures, pca="pca"),
+        step("bic", bic_curve, pca="pca", gmm="gmm"),
+        step("birch", birch, pca="pca"),
     ]
     if params.embedding:
-        steps.append(Step("embedding", keys("embedding_dim", "embedding_neighbors",
-                                            "embedding_input_dim", "embedding_deskew",
-                                            "embedding_n_init", "embedding_cluster",
-                                            "n_clusters", "silhouette_sample",
-                                            "silhouette_repeats", "plot_points"),
-                          lambda r: embedding_clusters(data, params, seed)))
+        steps.append(step("embedding", embedding_clusters))
     return steps

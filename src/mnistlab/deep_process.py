@@ -1,0 +1,62 @@
+"""Training a network of the deep section in a fresh process, so that its peak memory is its
+own (what the seed measured by hand with mprof). A module of its own, apart from the sections
+package, so that a child process imports only torch and the estimator.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+
+from .deep import TorchClassifier
+
+
+def run_in_child(fn, *args):
+    """Call ``fn(*args)`` in a freshly spawned Python process and return its result.
+
+    The section trains each network this way, so that each one's peak memory is its own.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def fit_evaluate(arch: str, params: dict, x_train, y_train, x_test, y_test, threads: int,
+                 weights_path: str | None) -> dict:
+    """Train, evaluate on the test images, save; report this process's own peak RSS."""
+    from .measure import Measured
+
+    if threads:
+        torch.set_num_threads(threads)
+    with Measured() as cost:
+        clf = TorchClassifier(arch, **params).fit(x_train, y_train)
+        started = time.perf_counter()
+        proba = clf.predict_proba(x_test)
+        infer_s = time.perf_counter() - started
+    pred = clf.classes_[proba.argmax(1)]
+    index = np.searchsorted(clf.classes_, y_test)
+    test_loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_test)), index], 1e-12,
+                                              None))))
+    if weights_path:
+        clf.save(weights_path)
+    return {"history": clf.history_, "pred": pred, "confidence": proba.max(1),
+            "test_loss": test_loss, "train_s": clf.train_seconds_,
+            "infer_s_per_10k": infer_s * 10_000 / len(x_test), "n_params": clf.n_params_,
+            "peak_mb": cost.peak_mb, "baseline_mb": cost.start_mb,
+            "threads": torch.get_num_threads(), "pid": os.getpid()}
+
+
+def overfit_evaluate(arch: str, params: dict, x, y, x_test, y_test, threads: int) -> dict:
+    """Train on a few images until all are right; then score the test images."""
+    if threads:
+        torch.set_num_threads(threads)
+    clf = TorchClassifier(arch, **params).fit(x, y)
+    return {"epochs": len(clf.history_["train_loss"]),
+            "history": clf.history_["train_acc_eval"],
+            "test_acc": float(np.mean(clf.predict(x_test) == y_test)),
+            "test_loss": clf.log_loss(x_test, y_test)}

@@ -1,0 +1,170 @@
+"""Step keys are derived from what each step receives: change one configuration value and exactly
+the steps that read it (and the steps that read their results) get new keys; every other step
+keeps its key, so its stored result is reused."""
+
+from __future__ import annotations
+
+import typing
+
+import numpy as np
+import pytest
+import tomllib
+
+from conftest import FAST_TOML
+from mnistlab import build_config, load_dataset, run_study
+from mnistlab.deep import TorchClassifier
+from mnistlab.errors import ConfigError
+from mnistlab.runner import plan_study
+from mnistlab.sections import SECTIONS
+from mnistlab.store import RunStore
+
+FAST = tomllib.loads(FAST_TOML)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _keys(data, config) -> dict[str, str]:
+    return {f"{p.section}.{p.step.name}": p.key for p in plan_study(data, config)}
+
+
+def _candidates(value, annotation):
+    """Other values of a field's type, most natural first; the config validates them."""
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1, value - 1, value * 2 or 1]
+    if isinstance(value, float):
+        return [value * 0.5, value * 1.5, value + 0.01]
+    if isinstance(value, str):
+        choices = [a for a in typing.get_args(annotation) if isinstance(a, str)]
+        return [c for c in choices if c != value]
+    if isinstance(value, list):
+        if not value:
+            return [[5]]
+        out = [value[:-1]] if len(value) > 1 else []
+        if isinstance(value[-1], int) and not isinstance(value[-1], bool):
+            out.append([*value[:-1], value[-1] + 1])
+        args = typing.get_args(annotation)
+        inner = typing.get_args(args[0]) if args else ()
+        extra = [a for a in inner if a not in value] if inner else (
+            [max(value) + 1] if value and isinstance(value[0], int) else
+            [round(max(value) * 0.5, 6)] if value else [])
+        return out + [value + extra[:1]] if extra else out
+    if isinstance(value, dict):  # model_params and deep.models (merged into the defaults)
+        return [{"logistic": {"C": 0.5}}, {"cnn-fast": {"epochs": 2}}]
+    raise AssertionError(f"no perturbation for {value!r}")
+
+
+def _changed_field_cases():
+    base = build_config("full")
+    for section in SECTIONS:
+        params = getattr(base, section.NAME)
+        for name, info in type(params).model_fields.items():
+            yield section.NAME, name, getattr(params, name), info.annotation
+
+
+def _override(section: str, name: str, value) -> dict:
+    return {section: {name: value}}
+
+
+@pytest.mark.parametrize("section, name, value, annotation", list(_changed_field_cases()),
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_changing_one_value_rekeys_exactly_its_readers(digits, section, name, value,
+                                                       annotation):
+    base_config = build_config("full")
+    base = _keys(digits, base_config)
+    plans = {f"{p.section}.{p.step.name}": p for p in plan_study(digits, base_config)}
+    for candidate in _candidates(value, annotation):
+        try:
+            changed_config = build_config("full", _override(section, name, candidate))
+            after = _keys(digits, changed_config)
+        except ConfigError:
+            continue
+        break
+    else:
+        pytest.skip(f"{section}.{name}: no other valid value to try")
+    new_plans = {f"{p.section}.{p.step.name}": p for p in plan_study(digits, changed_config)}
+    changed = {s for s in base.keys() & after.keys() if base[s] != after[s]}
+    appeared = after.keys() ^ base.keys()
+    assert changed or appeared, f"{section}.{name}: no step reads it"
+    for step in changed:
+        old, new = plans[step], new_plans[step]
+        direct = old.step.arguments != new.step.arguments
+        upstream = old.needed_keys != new.needed_keys
+        assert direct or upstream, f"{step} was rekeyed but receives nothing that changed"
+    # Nothing outside the section reads a section's parameters.
+    assert {s.split(".")[0] for s in changed | appeared} == {section}
+
+
+@pytest.mark.parametrize("override, expected", [
+    ({"explore": {"n_samples": 4}}, {"explore.gallery"}),
+    ({"classic": {"pca_components": 50}},
+     {"classic.representation", "classic.model:svc-rbf", "classic.model:knn",
+      "classic.model:hist-gb", "classic.best", "classic.svc_pca", "classic.svc_kernels"}),
+    ({"classic": {"model_params": {"logistic": {"C": 0.5}}}},
+     {"classic.model:logistic", "classic.best", "classic.learning_curve"}),
+    ({"classic": {"tree_depths": [1, 2, 3]}}, {"classic.tree_depth", "classic.tree_pca"}),
+    ({"unsupervised": {"variance_target": 0.8}},
+     {f"unsupervised.{s}" for s in ("pca", "kmeans_sweep", "kmeans_inits", "kmeans_2d", "gmm",
+                                    "bic", "birch")}),
+    ({"unsupervised": {"embedding_dim": 5}}, {"unsupervised.embedding"}),
+    ({"deep": {"models": {"cnn-fast": {"epochs": 2}}}}, {"deep.train:cnn-fast"}),
+    ({"deep": {"models": {"cnn-fast": {"arch_params": {"channels": [8, 16, 32]}}}}},
+     {"deep.train:cnn-fast", "deep.architectures"}),
+    ({"deep": {"models": {"mlp-1": {"lr": 0.01}}}}, {"deep.train:mlp-1", "deep.overfit:mlp-1"}),
+])
+def test_named_changes_rekey_the_expected_steps(digits, override, expected):
+    base = _keys(digits, build_config("full"))
+    after = _keys(digits, build_config("full", override))
+    assert {s for s in base if base[s] != after[s]} == expected
+
+
+def test_the_seed_rekeys_every_seeded_step(digits):
+    base = _keys(digits, build_config("full"))
+    after = _keys(digits, build_config("full", seed=1))
+    unchanged = {s for s in base if base[s] == after[s]}
+    assert unchanged == {"explore.summary", "deep.architectures"}
+
+
+def test_a_changed_value_recomputes_only_its_readers_and_reuses_the_rest(digits, tmp_path):
+    out = tmp_path / "run"
+    run_study(digits, build_config("quick", FAST), out, profile="quick")
+    changed = build_config("quick", {**FAST, "classic": {**FAST["classic"],
+                                                         "tree_depths": [1, 3]}})
+    expected = {s for s, k in _keys(digits, changed).items()
+                if k != _keys(digits, build_config("quick", FAST))[s]}
+    outcome = run_study(digits, changed, out, profile="quick")
+    assert {f"{r.section}.{r.name}" for r in outcome.computed} == expected == {
+        "classic.tree_depth", "classic.tree_pca"}
+
+
+def test_weights_on_disk_belong_to_the_cached_result_they_came_with(digits, tmp_path):
+    """Config A, then B, then A again: A's cached result still points at A's weights."""
+    out = tmp_path / "run"
+
+    def config(epochs):
+        return build_config("quick", {**FAST, "deep": {**FAST["deep"], "models": {
+            **FAST["deep"]["models"], "mlp-1": {"epochs": epochs}}}})
+
+    def trained(epochs):
+        run_study(digits, config(epochs), out, profile="quick")
+        key = next(p.key for p in plan_study(digits, config(epochs))
+                   if p.step.name == "train:mlp-1")
+        store = RunStore(out, create=False)
+        try:
+            return store.load_result(key)
+        finally:
+            store.close()
+
+    a = trained(1)
+    b = trained(3)
+    a_again = trained(1)
+    assert a.weights_file != b.weights_file
+    assert a_again.weights_file == a.weights_file
+    for result in (a_again, b):
+        model = TorchClassifier.load(out / result.weights_file)
+        accuracy = float(np.mean(model.predict(digits.x_test) == digits.y_test))
+        assert accuracy == pytest.approx(result.test_acc)
