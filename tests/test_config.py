@@ -1,5 +1,6 @@
-import pytest
 import tomllib
+
+import pytest
 
 from conftest import run_cli
 from mnistlab.config import build_config, config_toml, load_config

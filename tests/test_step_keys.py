@@ -4,11 +4,11 @@ keeps its key, so its stored result is reused."""
 
 from __future__ import annotations
 
+import tomllib
 import typing
 
 import numpy as np
 import pytest
-import tomllib
 
 from conftest import FAST_TOML
 from mnistlab import build_config, load_dataset, run_study

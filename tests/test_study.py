@@ -7,9 +7,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 
 import numpy as np
-import tomllib
 
 from conftest import FAST_TOML, make_images, run_cli
 from mnistlab import build_config, build_report, load_dataset, run_study

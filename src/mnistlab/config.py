@@ -6,11 +6,11 @@ the data), the ``quick`` profile's overrides, the user's TOML file, the command 
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Literal
 
 import tomli_w
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import sections

@@ -16,7 +16,7 @@ import pickle
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -211,12 +211,67 @@ class Representation:
     n_train: int
 
 
+class ModelRow(TypedDict):
+    model: str
+    representation: str
+    n_fit: int
+    train_acc: float  # on train_score_n of the fit images
+    val_acc: float
+    test_acc: float
+    fit_s: float
+    predict_s_per_10k: float
+    size_mb: float  # pickled size
+    peak_mb: float
+    rss_delta_mb: float
+    train_score_n: int
+    n_support: NotRequired[int]  # SVCs only
+
+
+class CurveRow(TypedDict):
+    model: str
+    size: int
+    train_acc: float
+    test_acc: float
+    fit_s: float
+
+
+class SweepRow(TypedDict):
+    n_components: int
+    fit_s: float
+    train_acc: float
+    test_acc: float
+    n_support: NotRequired[int]  # the SVC sweep
+
+
+class KernelRow(TypedDict):
+    kernel: str
+    C: float
+    fit_s: float
+    predict_s_per_10k: float
+    train_acc: float
+    test_acc: float
+    n_support: int
+
+
+class CRow(TypedDict):
+    C: float
+    n_iter: int
+    hit_max_iter: bool  # libsvm stopped at C_SWEEP_MAX_ITER, not at convergence
+    coef: list[float]
+    intercept: float
+    n_support: int
+    n_support_per_class: list[int]
+    support: list[int]  # indices of the support vectors among the plotted points
+    train_acc: float
+    test_acc: float
+
+
 @dataclass
 class ModelResult:
     name: str
     estimator: str  # repr of the scikit-learn estimator
     representation: str
-    row: dict  # accuracies, times, size, memory
+    row: ModelRow
     test_pred: np.ndarray  # (n_test,) int16
     test_confidence: np.ndarray  # (n_test,) float32: probability / score of the prediction
 
@@ -235,7 +290,7 @@ class BestModel:
 @dataclass
 class LearningCurve:
     sizes: list[int]
-    rows: list[dict]  # model, size, train_acc, test_acc, fit_s
+    rows: list[CurveRow]
 
 
 @dataclass
@@ -253,14 +308,14 @@ class TreeDepth:
 @dataclass
 class SvcPca:
     n_train: int
-    rows: list[dict]  # n_components, train_acc, test_acc, fit_s
+    rows: list[SweepRow]
 
 
 @dataclass
 class SvcKernels:
     n_train: int
     n_components: int
-    rows: list[dict]  # kernel, train_acc, test_acc, fit_s, predict_s, n_support
+    rows: list[KernelRow]
 
 
 @dataclass
@@ -268,14 +323,14 @@ class CSweep:
     classes: list[int]
     points: np.ndarray  # (n, 2) training points in the 2-D PCA plane
     labels: np.ndarray  # 0/1
-    rows: list[dict]  # C, coef, intercept, n_support, support (indices), train_acc, test_acc
+    rows: list[CRow]
     n_test: int
 
 
 @dataclass
 class TreePca:
     max_depth: int
-    rows: list[dict]  # n_components, train_acc, test_acc, fit_s
+    rows: list[SweepRow]
 
 
 # ------------------------------------------------------------------ computations

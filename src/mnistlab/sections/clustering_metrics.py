@@ -6,6 +6,8 @@ matching (one cluster per class, the assignment that maximises agreement), writt
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics
@@ -37,7 +39,26 @@ def cluster_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return matched_contingency(y_true, y_pred, n_classes)[2]
 
 
-def partition_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+class PartitionScores(TypedDict):
+    """External scores of a partition against the labels (all in 0..1 but ARI/AMI, >= -1)."""
+
+    homogeneity: float
+    completeness: float
+    v_measure: float
+    ari: float
+    ami: float
+    rand: float
+    accuracy: float  # best one-to-one matching of clusters to classes (Hungarian)
+
+
+class Silhouette(TypedDict):
+    silhouette: float
+    silhouette_sd: float  # spread over the repeated samples (0 when exact)
+    silhouette_n: int
+    silhouette_exact: bool
+
+
+def partition_scores(y_true: np.ndarray, y_pred: np.ndarray) -> PartitionScores:
     """Every external score the report uses, from scikit-learn (plus Hungarian accuracy)."""
     h, c, v = metrics.homogeneity_completeness_v_measure(y_true, y_pred)
     return {
@@ -52,7 +73,7 @@ def partition_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]
 
 
 def silhouette_estimate(x: np.ndarray, labels: np.ndarray, sample: int, repeats: int,
-                        seed: int) -> dict[str, float]:
+                        seed: int) -> Silhouette:
     """Silhouette: exact up to ``sample`` points, else the mean over ``repeats`` seeded samples
     stratified by cluster, with their standard deviation as the sampling error."""
     if len(np.unique(labels)) < 2:

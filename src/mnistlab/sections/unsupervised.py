@@ -23,7 +23,13 @@ from ..prepare import flat_pixels, stratified_subset
 from ..prepare import project as project_rows
 from ..preprocess import deskew
 from ..step import Step, bind
-from .clustering_metrics import matched_contingency, partition_scores, silhouette_estimate
+from .clustering_metrics import (
+    PartitionScores,
+    Silhouette,
+    matched_contingency,
+    partition_scores,
+    silhouette_estimate,
+)
 
 NAME = "unsupervised"
 TITLE = "2. Unsupervised learning: PCA and clustering"
@@ -120,6 +126,43 @@ def gallery_for(gallery_components: list[int], n_features: int) -> list[int]:
 
 # ------------------------------------------------------------------ results
 
+class KMeansRow(PartitionScores):
+    k: int
+    inertia: float
+    n_iter: int
+    fit_s: float
+    peak_mb: float
+
+
+class InitRow(PartitionScores, Silhouette):
+    init: str
+    n_init: int
+    n_iter: int
+    inertia: float
+    fit_s: float
+    peak_mb: float
+
+
+class ClusteringScores(PartitionScores, Silhouette):
+    pass
+
+
+class FittedClusteringScores(ClusteringScores):
+    fit_s: float
+    peak_mb: float
+
+
+class GmmRow(PartitionScores):
+    covariance: str
+    bic: float
+    aic: float
+    converged: bool
+    n_iter: int
+    fit_s: float
+    peak_mb: float
+    n_parameters: int
+
+
 @dataclass
 class PcaResult:
     n_train: int
@@ -142,7 +185,7 @@ class PcaResult:
 @dataclass
 class KMeansSweep:
     n_components: int
-    rows: list[dict]  # K, inertia, n_iter, fit_s and partition scores
+    rows: list[KMeansRow]
 
 
 @dataclass
@@ -150,7 +193,7 @@ class KMeansInits:
     n_clusters: int
     n_components: int
     n_init: int
-    rows: list[dict]  # init, scores, silhouette, n_iter, fit_s, peak_mb
+    rows: list[InitRow]
     contingency: np.ndarray  # (n_inits, n_classes, K) columns in matched order
     column_clusters: np.ndarray  # (n_inits, K)
     fixed_indices: np.ndarray  # training images used as the fixed init
@@ -158,7 +201,7 @@ class KMeansInits:
 
 @dataclass
 class KMeans2D:
-    scores: dict
+    scores: ClusteringScores
     contingency: np.ndarray
     points: np.ndarray  # (plot_points, 2)
     point_clusters: np.ndarray
@@ -172,7 +215,7 @@ class GmmResult:
     space: str
     n_dims: int
     n_clusters: int
-    rows: list[dict]  # covariance type, scores, bic, aic, converged, n_iter, fit_s, peak_mb
+    rows: list[GmmRow]
     point_clusters: np.ndarray  # (n_types, plot_points)
     points: np.ndarray  # (plot_points, 2): first two PCA components
 
@@ -191,7 +234,7 @@ class BicCurve:
 class BirchResult:
     threshold: float
     n_subclusters: int
-    row: dict
+    row: FittedClusteringScores
 
 
 @dataclass
@@ -201,7 +244,7 @@ class EmbeddingResult:
     input_dim: int
     dim: int
     cluster: str
-    row: dict
+    row: FittedClusteringScores
     embed_s: float
     points: np.ndarray  # (plot_points, 2): first two embedding dimensions
     point_clusters: np.ndarray
