@@ -180,3 +180,51 @@ def test_hostile_class_and_dataset_names_are_escaped_in_the_report(tmp_path, fas
     html = (out / "report.html").read_text()
     assert "<i>zero" not in html and "<b>data" not in html and "a&b" not in html
     assert "&lt;i&gt;zero" in html and "a&amp;b" in html
+
+
+def test_a_second_study_on_the_same_folder_is_refused_in_one_line(tmp_path, fast_config):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "mnistlab", "study", "--dataset", "digits", "--profile",
+            "quick", "--quiet", "--out", str(out), "--config", str(fast_config)]
+    first = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((out / "study.sqlite").is_file() and _finished(out)):  # it has begun
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.1)
+    second = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "another mnistlab study is running" in lines[0]
+    assert f"pid {first.pid}" in lines[0]
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    with sqlite3.connect(out / "study.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and " 0 step(s) computed" in again.stdout, again.stderr
+
+
+def test_a_corrupt_or_truncated_database_is_one_line(quick_run, tmp_path):
+    for how in ("garbage", "truncated"):
+        out = tmp_path / how
+        shutil.copytree(quick_run, out)
+        for extra in out.glob("study.sqlite-*"):  # the WAL would let sqlite repair it
+            extra.unlink()
+        db = out / "study.sqlite"
+        data = db.read_bytes()
+        db.write_bytes(b"not a database\n" * 64 if how == "garbage" else data[:len(data) // 3])
+        for args in (("report", str(out)),
+                     ("study", "--dataset", "digits", "--profile", "quick", "--quiet", "--out",
+                      str(out))):
+            result = run_cli(*args)
+            assert result.returncode == 2, (how, args, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and "not a readable mnistlab database" in lines[0], lines
+
+
+def test_report_headings_are_numbered_once_each(quick_run):
+    import re
+
+    html = (quick_run / "report.html").read_text()
+    numbers = re.findall(r"<h3>(\d+\.\d+(?:-\d+\.\d+)?) ", html)
+    assert len(numbers) > 10 and len(numbers) == len(set(numbers)), numbers

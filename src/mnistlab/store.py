@@ -10,6 +10,7 @@ step or none.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import importlib
 import json
 import logging
@@ -28,6 +29,7 @@ from .errors import StoreError
 log = logging.getLogger(__name__)
 
 DB_NAME = "study.sqlite"
+LOCK_NAME = ".mnistlab.lock"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS steps (
     key TEXT PRIMARY KEY,
@@ -107,6 +109,22 @@ def _fits_current_class(type_path: str, stored_fields: set[str]) -> bool:
         f.name for f in dataclasses.fields(cls)}
 
 
+def _lock_run_folder(folder: Path) -> int:
+    """An exclusive lock on ``folder`` for as long as the returned descriptor is open; a second
+    study on the same folder fails at once, in one line (it would race on the files)."""
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StoreError(f"{folder}: another mnistlab study is running in this run folder "
+                         f"(pid {holder}); wait for it to finish or choose another --out") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -131,24 +149,38 @@ class RunStore:
 
     def __init__(self, folder: str | Path, *, create: bool = True):
         self.folder = Path(folder)
+        self._lock_fd: int | None = None
         db = self.folder / DB_NAME
         if not create and not db.is_file():
             raise StoreError(f"{self.folder}: not a mnistlab run folder (no {DB_NAME}); run "
                              "`mnistlab study --out DIR` first")
-        (self.folder / "arrays").mkdir(parents=True, exist_ok=True)
-        for stale in (self.folder / "arrays").glob(".*"):  # temp files of a killed run
-            stale.unlink(missing_ok=True)
-        self.db = sqlite3.connect(db, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(studies)")}
-        if "context" not in columns:  # a run folder of mnistlab 0.1 before the typed context
-            with self.db:
-                self.db.execute("ALTER TABLE studies ADD COLUMN context TEXT NOT NULL "
-                                "DEFAULT '{}'")
+        if create:  # the writer: one study at a time per run folder
+            (self.folder / "arrays").mkdir(parents=True, exist_ok=True)
+            self._lock_fd = _lock_run_folder(self.folder)
+            for stale in (self.folder / "arrays").glob(".*"):  # temp files of a killed run
+                stale.unlink(missing_ok=True)
+        try:
+            self.db = sqlite3.connect(db, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(studies)")}
+            if "context" not in columns:  # a run folder of mnistlab 0.1 before the typed context
+                with self.db:
+                    self.db.execute("ALTER TABLE studies ADD COLUMN context TEXT NOT NULL "
+                                    "DEFAULT '{}'")
+        except sqlite3.DatabaseError as exc:
+            self._unlock()
+            raise StoreError(f"{db}: not a readable mnistlab database ({exc}); move the run "
+                             "folder away (its results are lost) or choose another --out") from None
 
     def close(self) -> None:
         self.db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     # ------------------------------------------------------------- steps
     def is_done(self, key: str) -> bool:
@@ -245,10 +277,14 @@ class RunStore:
                 (json.dumps(keys), status, time.time(), study_id))
 
     def last_study(self) -> dict:
-        row = self.db.execute(
-            "SELECT id, started, finished, status, dataset, fingerprint, profile, config, "
-            "step_keys, context FROM studies WHERE status='done' ORDER BY id DESC LIMIT 1"
-        ).fetchone()
+        try:
+            row = self.db.execute(
+                "SELECT id, started, finished, status, dataset, fingerprint, profile, config, "
+                "step_keys, context FROM studies WHERE status='done' ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.folder / DB_NAME}: not a readable mnistlab database "
+                             f"({exc}); rerun the study into another --out") from None
         if row is None:
             raise StoreError(f"{self.folder}: no finished study in this run folder; run "
                              "`mnistlab study` to finish it")

@@ -183,7 +183,8 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     best_acc = max(sweep.rows, key=lambda r: r["accuracy"])
     h_first, h_last = sweep.rows[0], sweep.rows[-1]
     blocks += [
-        heading("2.1 k-means: the number of clusters K"),
+        # The seed numbers its clustering questions from 2.1 again; the report numbers on.
+        heading("2.3 k-means: the number of clusters K"),
         sink.block("kmeans-sweep", _sweep_figure(sweep),
                    f"k-means on {sweep.n_components} PCA components for each K: inertia (left) "
                    "and external scores (right)"),
@@ -221,7 +222,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
                      f"stratified samples of {r0['silhouette_n']:,} points: mean ± standard "
                      "deviation, the spread being the sampling error")
     blocks += [
-        heading(f"2.1-2.3 k-means initialisations and the partition at K = {inits.n_clusters}"),
+        heading(f"2.4 k-means initialisations and the partition at K = {inits.n_clusters}"),
         table(["init", "n_init", "iterations", "fit (s)", "inertia", "silhouette"]
               + [SCORE_LABELS[s] for s in SCORES] + ["accuracy"],
               [[r["init"], r["n_init"], r["n_iter"], _f(r["fit_s"], 2), f"{r['inertia']:.5g}",
@@ -240,7 +241,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     # PCA-2 ---------------------------------------------------------------------------
     s2 = k2.scores
     blocks += [
-        heading(f"2.4 k-means with K = {inits.n_clusters} on 2 PCA components"),
+        heading(f"2.5 k-means with K = {inits.n_clusters} on 2 PCA components"),
         sink.block("kmeans-2d", _scatter_figure(
             [(k2.points, k2.point_clusters), (k2.points, k2.point_classes)],
             ["k-means clusters (x: centroids)", "true classes"], k2.centers),
@@ -260,7 +261,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     ]
 
     # GMM -------------------------------------------------------------------------------
-    blocks += [heading("2.5 EM clustering: Gaussian mixtures"), _gmm_table(gmm),
+    blocks += [heading("2.6 EM clustering: Gaussian mixtures"), _gmm_table(gmm),
                sink.block("gmm-scatter", _scatter_figure(
                    [(gmm.points, c) for c in gmm.point_clusters],
                    [f"{r['covariance']} (ARI {r['ari']:.2f})" for r in gmm.rows]),
