@@ -31,9 +31,17 @@ def test_rerun_recomputes_nothing_and_a_changed_parameter_only_its_steps(tmp_pat
     assert first.records and not any(r.cached for r in first.records)
     again = run_study(data, build_config("quick", FAST), out, profile="quick")
     assert all(r.cached for r in again.records)
+    build_report(out)
+    figures = out / "figures"
+    drawn = {f.name: f.stat().st_mtime_ns for f in figures.glob("*.png")}
+    build_report(out)  # nothing changed: every section's blocks come from the cache
+    assert {f.name: f.stat().st_mtime_ns for f in figures.glob("*.png")} == drawn
     changed = build_config("quick", {**FAST, "explore": {"n_samples": 4}})
     partial = run_study(data, changed, out, profile="quick")
     assert [r.name for r in partial.computed] == ["gallery"]
+    build_report(out)  # only the explore section is redrawn
+    redrawn = {f.name for f in figures.glob("*.png") if f.stat().st_mtime_ns != drawn[f.name]}
+    assert "explore-samples.png" in redrawn and all(n.startswith("explore-") for n in redrawn)
     # The PCA target feeds every clustering step: they are recomputed, the explore steps not.
     changed = build_config("quick", {**FAST, "unsupervised": {**FAST["unsupervised"],
                                                               "variance_target": 0.8}})

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from ..sections import SECTIONS
-from ..store import RunStore
+from ..store import RunStore, atomic_write_bytes, to_json
 from . import classic, deep, explore, unsupervised
 from .blocks import Block, FigureSink
 from .context import StudyContext, study_context
@@ -72,35 +76,85 @@ class _FigureCollector(FigureSink):
         return Block("figure", text=caption)
 
 
-def load_study(folder: str | Path) -> StudyResults:
-    """The results of the last finished study in ``folder``, recomputing nothing."""
+def load_study(folder: str | Path, sections: set[str] | None = None) -> StudyResults:
+    """The results of the last finished study in ``folder`` (of ``sections`` only, if given),
+    recomputing nothing."""
     folder = Path(folder)
     store = RunStore(folder, create=False)
     try:
         stored = store.last_study()
-        results = _section_results(store, stored["step_keys"])
+        cost = store.step_rows(stored["step_keys"])
+        wanted = [r["key"] for r in cost if sections is None or r["section"] in sections]
+        if "class_names" not in stored["context"]:  # folders of mnistlab 0.1: from the summary
+            wanted += [r["key"] for r in cost if r["name"] == "summary"]
+        results = _section_results(store, list(dict.fromkeys(wanted)))
         context = study_context(stored, results, folder)
-        cost = store.step_rows(context.step_keys)
     finally:
         store.close()
     return StudyResults(folder, context, results, cost)
 
 
+def _render_version() -> str:
+    """Changes whenever the code that writes the report's text and figures changes."""
+    from .. import __version__
+
+    digest = hashlib.sha256(__version__.encode())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _section_cache(folder: Path, study: StudyContext, section: str, keys: list[str]) -> Path:
+    """Where the rendered blocks of ``section`` are kept: named by everything they depend on
+    (the section's step keys, what the renderer reads of the study, the renderer's code). A
+    renderer reads no other section's parameters, so only its own are part of the name."""
+    payload = to_json({"render": _render_version(), "keys": keys, "seed": study.seed,
+                       "classes": study.class_names, "profile": study.profile,
+                       "dataset": study.dataset,
+                       "params": getattr(study.config, section).model_dump(mode="json")})
+    key = hashlib.sha256(payload.encode()).hexdigest()[:24]
+    return folder / "figures" / f".{section}-{key}.json"
+
+
+def _cached_blocks(path: Path) -> list[Block] | None:
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return [Block(**{**b, "html": Markup(b["html"])}) for b in stored]
+
+
+def _store_blocks(path: Path, section: str, blocks: list[Block]) -> None:
+    for old in path.parent.glob(f".{section}-*.json"):
+        old.unlink(missing_ok=True)
+    atomic_write_bytes(path, json.dumps([dataclasses.asdict(b) for b in blocks]).encode())
+
+
 def build_report(folder: str | Path) -> Path:
     """Write ``folder/report.html`` from the last finished study stored in ``folder``.
 
-    Nothing is recomputed: every number and figure comes from the stored results.
+    Nothing is recomputed: every number and figure comes from the stored results. A section's
+    figures and text are drawn once and kept beside its figures; a rebuild redraws only the
+    sections whose results (or whose renderer) changed.
     """
     from .. import __version__
 
-    loaded = load_study(folder)
-    folder, study, results, cost = loaded.folder, loaded.context, loaded.results, loaded.cost
+    folder = Path(folder)
+    index = load_study(folder, sections=set())
+    study, cost = index.context, index.cost
     sink = FigureSink(folder / "figures")
-    sections = []
-    for section in SECTIONS:
-        if section.NAME in results:
-            blocks = RENDERERS[section.NAME](results[section.NAME], sink, study)
-            sections.append({"anchor": section.NAME, "title": section.TITLE, "blocks": blocks})
+    keys = {section.NAME: [r["key"] for r in cost if r["section"] == section.NAME]
+            for section in SECTIONS}
+    caches = {name: _section_cache(folder, study, name, k) for name, k in keys.items() if k}
+    blocks = {name: _cached_blocks(path) for name, path in caches.items()}
+    stale = {name for name, b in blocks.items() if b is None}
+    if stale:
+        results = load_study(folder, sections=stale).results
+        for name in stale:
+            blocks[name] = RENDERERS[name](results[name], sink, study)
+            _store_blocks(caches[name], name, blocks[name])
+    sections = [{"anchor": section.NAME, "title": section.TITLE, "blocks": blocks[section.NAME]}
+                for section in SECTIONS if section.NAME in blocks]
     # autoescape: the template is named .html.j2, which select_autoescape() would not escape;
     # class and dataset names come from the user's folders.
     env = Environment(loader=PackageLoader("mnistlab"), autoescape=True)

@@ -85,9 +85,13 @@ class Params(BaseModel):
 
     @model_validator(mode="after")
     def _check_architectures(self) -> Params:
-        from ..deep import build_module
+        changed = {name: spec for name, spec in self.models.items()
+                   if spec.arch_params != DEFAULT_MODELS[name].arch_params}
+        if not changed:  # the defaults are valid (tested); building them would import torch
+            return self
+        from ..nets import build_module
 
-        for name, spec in self.models.items():
+        for name, spec in changed.items():
             try:
                 build_module(name, (28, 28), 10, spec.arch_params)
             except (ValueError, TypeError) as exc:
