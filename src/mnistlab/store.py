@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "study.sqlite"
 LOCK_NAME = ".mnistlab.lock"
+NOT_FINISHED = "is not finished"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS steps (
     key TEXT PRIMARY KEY,
@@ -186,24 +187,27 @@ class RunStore:
     def is_done(self, key: str) -> bool:
         """Finished, and what is stored still makes a result of the current code: otherwise
         (arrays file missing or corrupt, result class changed since) the step is recomputed."""
+        problem = self.stored_problem(key)
+        if problem and problem != NOT_FINISHED:  # a new step is no news
+            log.warning("%s: step %s %s; recomputing it", self.folder, key, problem)
+        return problem is None
+
+    def stored_problem(self, key: str) -> str | None:
+        """Why the stored result of ``key`` cannot be loaded by this version, or None."""
         row = self.db.execute("SELECT status, arrays_file, result_type, metrics FROM steps "
                               "WHERE key=?", (key,)).fetchone()
         if row is None or row[0] != "done":
-            return False
+            return NOT_FINISHED
         array_names: list[str] = []
         if row[1] is not None:
             try:
                 with zipfile.ZipFile(self.folder / "arrays" / row[1]) as npz:
                     array_names = [n.removesuffix(".npy") for n in npz.namelist()]
             except (OSError, zipfile.BadZipFile):
-                log.warning("%s: the arrays of step %s are missing or corrupt; recomputing it",
-                            self.folder, key)
-                return False
+                return "has a missing or corrupt arrays file"
         if not _fits_current_class(row[2], set(json.loads(row[3])) | set(array_names)):
-            log.warning("%s: step %s was stored by another version of mnistlab; recomputing it",
-                        self.folder, key)
-            return False
-        return True
+            return "was stored by another version of mnistlab"
+        return None
 
     def mark_running(self, key: str, section: str, name: str, params: dict) -> None:
         with self.db:

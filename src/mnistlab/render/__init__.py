@@ -147,7 +147,12 @@ def build_report(folder: str | Path) -> Path:
             for section in SECTIONS}
     caches = {name: _section_cache(folder, study, name, k) for name, k in keys.items() if k}
     blocks = {name: _cached_blocks(path) for name, path in caches.items()}
-    stale = {name for name, b in blocks.items() if b is None}
+    store = RunStore(folder, create=False)
+    try:  # drawn blocks stand for their results only while those still load (cheap check)
+        stale = {name for name, b in blocks.items()
+                 if b is None or any(store.stored_problem(k) for k in keys[name])}
+    finally:
+        store.close()
     if stale:
         results = load_study(folder, sections=stale).results
         for name in stale:
