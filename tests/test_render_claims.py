@@ -42,3 +42,31 @@ def test_a_flat_validation_curve_is_called_flat():
     text = tree_depth_answer(_tree([0.8, 0.9, 0.95], [0.80, 0.803, 0.801],
                                    [0.79, 0.80, 0.80]))
     assert "stays within 0.005 of it up to depth 3" in text and "declines" not in text
+
+
+def _inits(ari, accuracy, contingency, rand=0.9):
+    import numpy as np
+
+    from mnistlab.sections.unsupervised import KMeansInits
+
+    rows = [{"init": init, "ari": a, "accuracy": acc, "rand": rand, "inertia": 1.0, "n_iter": 5}
+            for init, a, acc in zip(("k-means++", "random", "fixed"), ari, accuracy)]
+    table = np.asarray(contingency)
+    return KMeansInits(3, 10, 1, rows, np.stack([table] * len(rows)),
+                       np.tile(np.arange(3), (len(rows), 1)), np.arange(3))
+
+
+def test_shared_clusters_are_read_from_the_contingency_table():
+    from mnistlab.render.unsupervised import _inits_answer
+
+    names = ["Pullover", "Coat", "Sandal"]
+    # Pullover and Coat both put >= 20 % of their images in cluster 0; Sandal is alone.
+    text = _inits_answer(_inits([0.40, 0.41, 0.42], [0.5, 0.5, 0.5],
+                                [[60, 40, 0], [50, 50, 0], [0, 5, 95]]), names)
+    assert "classes sharing a cluster: Pullover/Coat" in text and "4/9" not in text
+    assert "within 0.020 ARI" in text and "50% of the images" in text
+    text = _inits_answer(_inits([0.2, 0.5, 0.9], [0.4, 0.6, 0.95],
+                                [[90, 5, 5], [5, 90, 5], [5, 5, 90]], rand=0.3), names)
+    assert "no two classes share a cluster" in text
+    assert "up to 0.700 ARI apart" in text and "reaches the classes best" in text
+    assert "much higher than" not in text and "close to" in text

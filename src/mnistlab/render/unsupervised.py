@@ -14,7 +14,7 @@ from ..sections.unsupervised import (
     KMeansSweep,
     PcaResult,
 )
-from .blocks import Block, FigureSink, heading, new_figure, table, text
+from .blocks import Block, FigureSink, esc, heading, new_figure, table, text
 from .context import StudyContext
 from .figures import share_heatmap
 
@@ -235,7 +235,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
             [[str(c) for c in cols] for cols in inits.column_clusters]),
             "Share of each class in each cluster, clusters reordered to their matched class "
             "(a perfect partition is the identity)"),
-        text(_inits_answer(inits)),
+        text(_inits_answer(inits, names)),
     ]
 
     # PCA-2 ---------------------------------------------------------------------------
@@ -301,27 +301,63 @@ def _repeats(study: StudyContext) -> str:
     return str(study.config.unsupervised.silhouette_repeats)
 
 
-def _inits_answer(inits: KMeansInits) -> str:
+# A class "shares" a cluster when at least this much of it lands there.
+SHARE_THRESHOLD = 0.2
+# Spread of ARI between initialisations below which they "end alike".
+INIT_SPREAD_ALIKE = 0.05
+
+
+def shared_clusters(contingency: np.ndarray, class_names: list[str]) -> list[list[str]]:
+    """Groups of classes of which each puts at least SHARE_THRESHOLD of its images in one
+    common cluster (rows = classes, columns = clusters)."""
+    totals = contingency.sum(axis=1, keepdims=True)
+    share = contingency / np.maximum(totals, 1)
+    groups = []
+    for column in share.T:
+        members = [class_names[i] for i in np.flatnonzero(column >= SHARE_THRESHOLD)]
+        if len(members) > 1:
+            groups.append(members)
+    return groups
+
+
+def _inits_answer(inits: KMeansInits, class_names: list[str]) -> str:
     rows = {r["init"]: r for r in inits.rows}
     parts = [f"{name}: ARI {_f(r['ari'])}, accuracy {_f(r['accuracy'])}, inertia "
              f"{r['inertia']:.5g} after {r['n_iter']} iterations"
              for name, r in rows.items()]
     spread = max(r["ari"] for r in inits.rows) - min(r["ari"] for r in inits.rows)
     text_ = (f"Measured at K = {inits.n_clusters} — " + "; ".join(parts) + ". ")
-    text_ += (f"The initialisations end within {spread:.3f} ARI of each other: Lloyd's "
-              "iterations converge to similar local minima of the inertia from any reasonable "
-              "start. k-means++ picks each new centroid with probability proportional to its "
+    if spread < INIT_SPREAD_ALIKE:
+        text_ += (f"The initialisations end within {spread:.3f} ARI of each other: Lloyd's "
+                  "iterations converge to similar local minima of the inertia from these "
+                  "starts. ")
+    else:
+        text_ += (f"The initialisations end up to {spread:.3f} ARI apart: here the start "
+                  "decides which local minimum of the inertia Lloyd's iterations reach. ")
+    text_ += ("k-means++ picks each new centroid with probability proportional to its "
               "squared distance from the centroids already chosen (not \"the farthest point\"), "
-              "which spreads the starts and usually needs fewer iterations; a random start "
-              "picks K images uniformly. Starting from one real image per class (fixed) uses "
-              "the labels, yet does not reach the classes either: the lowest-inertia partition "
-              "of the pixel space is not the partition into digits. ")
-    text_ += ("With the labels, the partition is mediocre: about half of the images land in "
-              "the cluster matched to their class, several digits share clusters (4/9, 3/5/8 "
-              "on MNIST) and others split over two (see the heatmaps). The seed's table gave "
-              "an adjusted Rand equal to its Rand index for one init and to the homogeneity for "
-              "the other; measured properly the Rand index is much higher than the ARI because "
-              "it counts the many pairs correctly kept apart.")
+              "which spreads the starts; a random start picks K images uniformly. ")
+    first = inits.rows[0]
+    if "fixed" in rows:
+        fixed = rows["fixed"]
+        better = fixed["accuracy"] > max(r["accuracy"] for r in inits.rows
+                                         if r["init"] != "fixed") + 0.01
+        text_ += ("Starting from one real image per class (fixed) uses the labels "
+                  + ("and reaches the classes best, "
+                     if better else "yet does not reach the classes better than the others, ")
+                  + f"with accuracy {_f(fixed['accuracy'])}. ")
+    groups = shared_clusters(inits.contingency[0], class_names)
+    text_ += (f"With the labels, {first['accuracy']:.0%} of the images land in the cluster "
+              f"matched to their class ({first['init']})")
+    text_ += ("; classes sharing a cluster: " + ", ".join(esc("/".join(g)) for g in groups)
+              + " (see the heatmaps). " if groups else "; no two classes share a cluster. ")
+    gap = first["rand"] - first["ari"]
+    text_ += (f"The Rand index ({_f(first['rand'])}) is "
+              + ("much higher than" if gap > 0.2 else "close to")
+              + f" the adjusted Rand index ({_f(first['ari'])}): Rand counts the pairs kept "
+              "apart, which most pairs of a K-class problem are, and ARI corrects for chance. "
+              "The seed's table gave an adjusted Rand equal to its Rand index for one init "
+              "and to the homogeneity for the other.")
     return text_
 
 
