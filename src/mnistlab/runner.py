@@ -51,6 +51,13 @@ class PlannedStep:
     needed_keys: dict[str, str | dict[str, str]]
 
 
+def _per_argument(needs: dict, lookup) -> dict:
+    """``lookup`` applied to each name of a step's ``needs`` (a name, or a dict of names)."""
+    return {arg: lookup(names) if isinstance(names, str) else
+            {label: lookup(name) for label, name in names.items()}
+            for arg, names in needs.items()}
+
+
 def plan_study(data: Dataset, config: StudyConfig,
                sections: list[str] | None = None) -> list[PlannedStep]:
     """Every step of every section (or of ``sections``) with its key, before anything is
@@ -66,9 +73,7 @@ def plan_study(data: Dataset, config: StudyConfig,
             continue
         keys: dict[str, str] = {}
         for step in section.plan(data, getattr(config, section.NAME), config.seed):
-            needed = {arg: keys[names] if isinstance(names, str) else
-                      {label: keys[name] for label, name in names.items()}
-                      for arg, names in step.needs.items()}
+            needed = _per_argument(step.needs, keys.__getitem__)
             keys[step.name] = step.key(data.fingerprint, needed)
             planned.append(PlannedStep(section.NAME, step, keys[step.name], needed))
     return planned
@@ -136,9 +141,7 @@ def _run_step(store: RunStore, data: Dataset, item: PlannedStep) -> StepRecord:
     section, step, key = item.section, item.step, item.key
     if store.is_done(key):
         return StepRecord(section, step.name, key, True, 0.0)
-    inputs = {arg: store.load_result(k) if isinstance(k, str) else
-              {label: store.load_result(key_) for label, key_ in k.items()}
-              for arg, k in item.needed_keys.items()}
+    inputs = _per_argument(item.needed_keys, store.load_result)
     if step.files:
         inputs.update(files_dir=store.folder / "models", files_key=key)
     store.mark_running(key, section, step.name,
@@ -146,7 +149,7 @@ def _run_step(store: RunStore, data: Dataset, item: PlannedStep) -> StepRecord:
     log.info("computing %s.%s", section, step.name)
     try:
         with Measured() as cost:
-            result = step.fn(data, **step.arguments, **inputs)
+            result = step(data, **inputs)
     except MnistlabError:
         raise
     except Exception as exc:  # a bug: say which step, keep the original as the cause
