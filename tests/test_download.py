@@ -2,14 +2,15 @@
 
 import gzip
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import make_images, run_cli
+from conftest import SHARED_MNIST, make_images, run_cli
 from mnistlab.datasets import IDX_NAMES, load_dataset
 from mnistlab.download import RemoteFile, fetch_files
-from mnistlab.errors import DownloadError
+from mnistlab.errors import DatasetError, DownloadError
 from mnistlab.idx import write_idx
 
 
@@ -98,10 +99,117 @@ def test_cli_download_failure_is_one_line_with_exit_2():
     assert "Place the file by hand" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_real_mnist_checksums_are_pinned():
-    from mnistlab.datasets import REMOTE
+# ------------------------------------------------- local copies are verified by their content
 
-    mnist = REMOTE["mnist"]
-    assert len(mnist.mirrors) >= 2
-    assert all(len(f.sha256) == 64 for f in mnist.files)
-    assert np.unique([f.name for f in mnist.files]).size == 4
+def _serve_kmnist(http_server, monkeypatch, tmp_path, content_digests=True):
+    """kmnist's real machinery, its digests swapped for those of small files we serve; returns
+    the served arrays by stem."""
+    import mnistlab.datasets as ds
+
+    files, arrays = [], {}
+    for key, stem in IDX_NAMES.items():
+        x, y = make_images(40 if "train" in key else 20, seed=len(files))
+        arrays[stem] = x if key.startswith("x") else y
+        path = tmp_path / "served" / f"{stem}.gz"
+        path.parent.mkdir(exist_ok=True)
+        write_idx(path, arrays[stem])
+        http_server.files[f"/kmnist/{stem}.gz"] = path.read_bytes()
+        content = hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
+        files.append(RemoteFile(f"{stem}.gz", hashlib.sha256(path.read_bytes()).hexdigest(),
+                                content if content_digests else None))
+    system_copy = tmp_path / "system-copy"
+    monkeypatch.setitem(ds.REMOTE, "kmnist", ds.RemoteSpec(
+        tuple(files), (), ds.REMOTE["kmnist"].class_names, (system_copy,)))
+    monkeypatch.setenv("MNISTLAB_MIRRORS_KMNIST", f"{http_server.url}/kmnist/")
+    return arrays
+
+
+def _alter_one_pixel(path, level=6):
+    """Rewrite a gzipped IDX file with one pixel changed (a valid file, the wrong content)."""
+    from mnistlab.idx import read_idx
+
+    x = read_idx(path)
+    x.flat[123] ^= 1
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:16] + x.tobytes(), level))
+
+
+def test_a_corrupted_cached_file_is_detected_and_downloaded_again(http_server, monkeypatch,
+                                                                    tmp_path):
+    import mnistlab.datasets as ds
+
+    served = _serve_kmnist(http_server, monkeypatch, tmp_path)
+    load_dataset("kmnist")
+    cached = ds.data_home() / "kmnist" / "train-images-idx3-ubyte.gz"
+    _alter_one_pixel(cached)
+    monkeypatch.setenv("MNISTLAB_OFFLINE", "1")
+    with pytest.raises(DownloadError, match="train-images-idx3-ubyte.gz: neither the file nor "
+                                            "its decompressed content has the published"):
+        load_dataset("kmnist")
+    result = run_cli("data", "info", "kmnist", env={"MNISTLAB_OFFLINE": "1"})
+    assert result.returncode == 2 and "corrupted or altered copy" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    monkeypatch.delenv("MNISTLAB_OFFLINE")
+    hits = len(http_server.hits)
+    data = load_dataset("kmnist")
+    assert http_server.hits[hits:] == ["/kmnist/train-images-idx3-ubyte.gz"]  # only that file
+    assert np.array_equal(data.x_train, served["train-images-idx3-ubyte"])
+
+
+def test_a_recompressed_copy_is_accepted_by_its_content_and_an_altered_one_skipped(
+        http_server, monkeypatch, tmp_path):
+    """A repackager's copy (other gzip bytes, same content) is good; an altered system copy
+    is skipped for a verified download."""
+    served = _serve_kmnist(http_server, monkeypatch, tmp_path)
+    system_copy = tmp_path / "system-copy"
+    system_copy.mkdir()
+    for stem in served:
+        (system_copy / f"{stem}.gz").write_bytes(gzip.compress(
+            gzip.decompress(http_server.files[f"/kmnist/{stem}.gz"]), compresslevel=1))
+    data = load_dataset("kmnist")
+    assert http_server.hits == [] and data.source == str(system_copy)
+    _alter_one_pixel(system_copy / "t10k-images-idx3-ubyte.gz", level=1)
+    data = load_dataset("kmnist")
+    assert len(http_server.hits) == 4 and data.source != str(system_copy)
+    assert np.array_equal(data.x_test, served["t10k-images-idx3-ubyte"])
+
+
+def test_without_a_published_content_digest_the_file_digest_decides(http_server, monkeypatch,
+                                                                       tmp_path):
+    served = _serve_kmnist(http_server, monkeypatch, tmp_path, content_digests=False)
+    system_copy = tmp_path / "system-copy"
+    system_copy.mkdir()
+    for stem in served:
+        (system_copy / f"{stem}.gz").write_bytes(http_server.files[f"/kmnist/{stem}.gz"])
+    assert load_dataset("kmnist").source == str(system_copy)
+    recompressed = system_copy / "train-labels-idx1-ubyte.gz"
+    recompressed.write_bytes(gzip.compress(gzip.decompress(recompressed.read_bytes()), 1))
+    assert load_dataset("kmnist").source != str(system_copy)  # cannot be told from an altered one
+
+
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="../shared/data/mnist-test-10k absent")
+def test_the_pinned_mnist_content_digests_are_those_of_the_official_test_set():
+    from mnistlab.datasets import REMOTE
+    from mnistlab.idx import read_idx
+
+    files = {f.name: f for f in REMOTE["mnist"].files}
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        path = SHARED_MNIST / name
+        # This copy was recompressed: only the content digest can recognise it.
+        assert hashlib.sha256(path.read_bytes()).hexdigest() != files[name].sha256
+        read_idx(path, sha256=[files[name].content_sha256])
+        with pytest.raises(DatasetError, match="corrupted or altered"):
+            read_idx(path, sha256=[files[name].sha256])
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+                    .exists(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_debian_fashion_mnist_is_recognised_by_its_content_digests():
+    from mnistlab.datasets import FASHION_DEBIAN_DIR, REMOTE
+
+    for f in REMOTE["fashion-mnist"].files:
+        raw = (FASHION_DEBIAN_DIR / f.name).read_bytes()
+        assert hashlib.sha256(raw).hexdigest() != f.sha256  # repackaged by Debian
+        assert hashlib.sha256(gzip.decompress(raw)).hexdigest() == f.content_sha256
+    assert load_dataset("fashion-mnist").source == str(FASHION_DEBIAN_DIR)

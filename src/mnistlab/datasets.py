@@ -8,6 +8,7 @@ sees a malformed array.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import zipfile
 from collections.abc import Callable, Sequence
@@ -21,6 +22,8 @@ from .download import RemoteFile, fetch_files
 from .errors import DatasetError, DownloadError
 from .idx import read_idx
 from .prepare import stratified_subset  # noqa: F401 (re-exported: its old home)
+
+log = logging.getLogger(__name__)
 
 IDX_NAMES = {
     "x_train": "train-images-idx3-ubyte",
@@ -177,15 +180,19 @@ def _find_idx_file(folder: Path, stem: str) -> Path:
 
 
 def load_idx_folder(folder: str | Path, name: str | None = None,
-                    class_names: Sequence[str] | None = None) -> Dataset:
-    """Read the four MNIST-layout IDX files (gzipped or not) of ``folder``."""
+                    class_names: Sequence[str] | None = None,
+                    digests: dict[str, Sequence[str]] | None = None) -> Dataset:
+    """Read the four MNIST-layout IDX files (gzipped or not) of ``folder``; ``digests`` maps a
+    file's stem (``train-images-idx3-ubyte``) to the SHA-256s that identify a good copy of it,
+    gzipped or not (see :func:`read_idx`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder (idx: expects a folder of the four IDX files)")
     arrays = {}
     for key, stem in IDX_NAMES.items():
         path = _find_idx_file(folder, stem)
-        arrays[key] = read_idx(path, expected_ndim=3 if key.startswith("x") else 1)
+        arrays[key] = read_idx(path, expected_ndim=3 if key.startswith("x") else 1,
+                               sha256=(digests or {}).get(stem, ()))
         arrays[f"{key}_path"] = path
     for x, y in (("x_train", "y_train"), ("x_test", "y_test")):
         if len(arrays[x]) != len(arrays[y]):
@@ -298,36 +305,49 @@ class RemoteSpec:
         return env.split() if env else list(self.mirrors)
 
 
-def _files(*pairs: str) -> tuple[RemoteFile, ...]:
-    return tuple(RemoteFile(f"{stem}.gz", sha) for stem, sha in zip(IDX_NAMES.values(), pairs))
+def _files(*digests: tuple[str, str | None]) -> tuple[RemoteFile, ...]:
+    """The four files, each with (SHA-256 of the .gz as published, SHA-256 of its content)."""
+    return tuple(RemoteFile(f"{stem}.gz", gz, content)
+                 for stem, (gz, content) in zip(IDX_NAMES.values(), digests))
 
 
+# Content digests: MNIST's and Fashion-MNIST's as several public projects pin them (MNIST's
+# test files and Debian's Fashion-MNIST were checked against them here); KMNIST's are not
+# published, so a KMNIST copy is recognised by its .gz digest only.
 REMOTE = {
     "mnist": RemoteSpec(
-        _files("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-               "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-               "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-               "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+        _files(("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+               ("3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+               ("8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+               ("f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")),
         ("https://ossci-datasets.s3.amazonaws.com/mnist/",
          "https://storage.googleapis.com/cvdf-datasets/mnist/",
          "http://yann.lecun.com/exdb/mnist/"),
         tuple(DIGIT_NAMES),
     ),
     "fashion-mnist": RemoteSpec(
-        _files("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-               "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-               "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-               "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+        _files(("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+               ("a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+               ("346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+               ("67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")),
         ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
          "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
         tuple(FASHION_NAMES),
         (FASHION_DEBIAN_DIR,),
     ),
     "kmnist": RemoteSpec(
-        _files("51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
-               "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
-               "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
-               "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c"),
+        _files(("51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4", None),
+               ("e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17", None),
+               ("edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5", None),
+               ("20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c", None)),
         ("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",
          "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"),
         tuple(KMNIST_NAMES),
@@ -335,26 +355,50 @@ REMOTE = {
 }
 
 
-def _local_copy(name: str) -> Path | None:
-    """A folder that already holds all four files: the cache or a system package's folder."""
+def _digests(spec: RemoteSpec) -> dict[str, tuple[str, ...]]:
+    return {f.name.removesuffix(".gz"): f.digests for f in spec.files}
+
+
+def _local_copies(name: str) -> list[Path]:
+    """Folders that already hold all four files: the cache, then a system package's folder."""
     spec = REMOTE[name]
-    for folder in (data_home() / name, *spec.local_dirs):
-        if all((folder / f.name).is_file() for f in spec.files):
-            return folder
-    return None
+    return [folder for folder in (data_home() / name, *spec.local_dirs)
+            if all((folder / f.name).is_file() for f in spec.files)]
+
+
+def _local_copy(name: str) -> Path | None:
+    copies = _local_copies(name)
+    return copies[0] if copies else None
 
 
 def _load_remote(name: str, show_progress: bool = False) -> Dataset:
+    """The first local copy whose content is verified; else a download. A corrupted or altered
+    copy is never used: a bad cached file is downloaded again, a bad system copy skipped."""
     spec = REMOTE[name]
-    folder = _local_copy(name)
-    if folder is None:
-        if offline():
-            raise DownloadError(f"{name} is not in {data_home() / name} and MNISTLAB_OFFLINE is "
-                                "set, so it was not downloaded")
-        fetch_files(spec.files, spec.mirror_list(name), data_home() / name,
-                    show_progress=show_progress)
-        folder = data_home() / name
-    return load_idx_folder(folder, name=name, class_names=spec.class_names)
+    bad_copies: list[str] = []
+    for folder in _local_copies(name):
+        try:
+            data = load_idx_folder(folder, name=name, class_names=spec.class_names,
+                                   digests=_digests(spec))
+        except DatasetError as exc:
+            bad_copies.append(str(exc))
+            continue
+        _warn_skipped(bad_copies)
+        return data
+    if offline():
+        raise DownloadError(bad_copies[0] if bad_copies else
+                            f"{name} is not in {data_home() / name} and MNISTLAB_OFFLINE is "
+                            "set, so it was not downloaded")
+    _warn_skipped(bad_copies)
+    fetch_files(spec.files, spec.mirror_list(name), data_home() / name,
+                show_progress=show_progress)  # replaces any cached file of the wrong digest
+    return load_idx_folder(data_home() / name, name=name, class_names=spec.class_names,
+                           digests=_digests(spec))
+
+
+def _warn_skipped(bad_copies: list[str]) -> None:
+    for problem in bad_copies:
+        log.warning("%s; not using that copy", problem)
 
 
 def _load_mnist_5k(seed: int = 0) -> Dataset:

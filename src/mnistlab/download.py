@@ -29,10 +29,17 @@ TIMEOUT_S = 30
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a dataset: its name on every mirror and its SHA-256."""
+    """One file of a dataset: its name on every mirror, the SHA-256 of the file as the mirrors
+    serve it and, where published, of its decompressed content (what a repackaged copy keeps)."""
 
     name: str
     sha256: str
+    content_sha256: str | None = None
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        """Every digest that identifies a good copy."""
+        return (self.sha256,) + ((self.content_sha256,) if self.content_sha256 else ())
 
 
 def sha256_of(path: Path) -> str:
