@@ -94,6 +94,16 @@ def quick_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def full_digits_run(tmp_path_factory):
+    """The full profile (the defaults: every sweep point, every network in its own process) on
+    scikit-learn's digits, run once through the CLI; its run folder."""
+    out = tmp_path_factory.mktemp("full") / "run"
+    result = run_cli("study", "--dataset", "digits", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.fixture
 def fast_config(tmp_path):
     """A TOML file that turns off the slowest steps, for tests about the runner itself."""

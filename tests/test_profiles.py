@@ -1,0 +1,85 @@
+"""Each profile's values reach the computations: read back from what the steps stored, on a
+real quick run (mnist-5k) and a real full run (digits)."""
+
+import pytest
+
+from mnistlab import build_config, load_study
+from mnistlab.sections import SECTIONS, classic, deep, explore, unsupervised
+
+
+def _leaves(overrides: dict, prefix=()):
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
+def _get(model, path):
+    for part in path:
+        model = model[part] if isinstance(model, dict) else getattr(model, part)
+    return model
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=lambda s: s.NAME)
+def test_every_quick_override_is_in_the_quick_config_and_not_the_full_one(section):
+    full, quick = build_config("full"), build_config("quick")
+    leaves = list(_leaves(section.QUICK))
+    assert leaves
+    for path, value in leaves:
+        assert _get(getattr(quick, section.NAME), path) == value, path
+        assert _get(getattr(full, section.NAME), path) != value, path  # a real override
+
+
+def test_the_quick_profile_reaches_every_step(quick_run):
+    study = load_study(quick_run)
+    assert study.context.profile == "quick" and study.context.config == build_config("quick")
+    r = study.results
+    assert r["explore"]["holdout"].n_fit == explore.QUICK["holdout_train"]
+    assert r["explore"]["holdout"].n_eval == explore.QUICK["holdout_eval"]
+    assert r["unsupervised"]["pca"].n_train == unsupervised.QUICK["max_train"]
+    assert [row["k"] for row in r["unsupervised"]["kmeans_sweep"].rows] == \
+        unsupervised.QUICK["kmeans_k"]
+    assert r["unsupervised"]["bic"].ks == unsupervised.QUICK["bic_k"]
+    assert r["unsupervised"]["bic"].n_samples == unsupervised.QUICK["bic_sample"]
+    assert len(r["unsupervised"]["gmm"].points) == unsupervised.QUICK["plot_points"]
+    c = r["classic"]
+    val = build_config("quick").classic.validation_fraction
+    n_fit = round(classic.QUICK["max_train"] * (1 - val))
+    assert abs(c["tree_depth"].n_fit - n_fit) <= 1
+    assert c["tree_depth"].depths == classic.QUICK["tree_depths"]
+    assert [row["n_components"] for row in c["svc_pca"].rows] == classic.QUICK["svc_pca_components"]
+    assert c["svc_pca"].n_train == classic.QUICK["svc_sweep_max_train"]
+    assert [row["n_components"] for row in c["tree_pca"].rows] == \
+        classic.QUICK["tree_pca_components"]
+    assert c["learning_curve"].sizes[:-1] == classic.QUICK["learning_curve_sizes"]
+    assert c["model:logistic"].row["train_score_n"] == classic.QUICK["train_score_sample"]
+    assert len(c["c_sweep"].labels) <= classic.QUICK["c_max_train"]
+    for name, spec in deep.QUICK["models"].items():
+        run = r["deep"][f"train:{name}"]
+        assert run.n_train == deep.QUICK["max_train"]
+        assert run.spec["epochs"] == spec["epochs"] and run.epochs_run <= spec["epochs"]
+        assert not run.isolated
+    for demo in (v for k, v in r["deep"].items() if k.startswith("overfit:")):
+        assert demo.epochs <= deep.QUICK["overfit_max_epochs"]
+
+
+def test_the_full_profile_uses_all_the_data_and_every_default(full_digits_run):
+    study = load_study(full_digits_run)
+    full = build_config("full")
+    assert study.context.profile == "full" and study.context.config == full
+    r = study.results
+    n_train = 1437  # scikit-learn's digits, 80 % of 1,797
+    assert r["explore"]["holdout"].n_fit == min(n_train, full.explore.holdout_train)
+    assert r["unsupervised"]["pca"].n_train == n_train
+    assert [row["k"] for row in r["unsupervised"]["kmeans_sweep"].rows] == \
+        full.unsupervised.kmeans_k
+    assert r["unsupervised"]["bic"].ks == full.unsupervised.bic_k
+    c = r["classic"]
+    assert c["tree_depth"].depths == full.classic.tree_depths
+    assert c["learning_curve"].sizes[-1] == c["tree_depth"].n_fit
+    assert abs(c["tree_depth"].n_fit - n_train * (1 - full.classic.validation_fraction)) <= 1
+    for name, spec in full.deep.enabled().items():
+        run = r["deep"][f"train:{name}"]
+        assert run.n_train == n_train and run.spec["epochs"] == spec.epochs
+        assert run.isolated  # the full profile trains each network in its own process
