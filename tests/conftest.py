@@ -104,6 +104,29 @@ def full_digits_run(tmp_path_factory):
     return out
 
 
+FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion_like_run(tmp_path_factory):
+    """The quick study on 2,000 + 500 real Fashion-MNIST images given as a user's npz file (so
+    nothing tells mnistlab they are not digits but the data), run once through the CLI."""
+    if not (FASHION_DEBIAN / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    from mnistlab.datasets import load_idx_folder, stratified_subset
+
+    data = load_idx_folder(FASHION_DEBIAN)
+    folder = tmp_path_factory.mktemp("clothes")
+    x_tr, y_tr = stratified_subset(data.x_train, data.y_train, 2000, 0)
+    x_te, y_te = stratified_subset(data.x_test, data.y_test, 500, 0)
+    np.savez(folder / "clothes.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    out = folder / "run"
+    result = run_cli("study", "--dataset", f"npz:{folder / 'clothes.npz'}", "--profile", "quick",
+                     "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.fixture
 def fast_config(tmp_path):
     """A TOML file that turns off the slowest steps, for tests about the runner itself."""

@@ -113,9 +113,22 @@ def bad_files(tmp_path):
      ("--out", "is a file")),
     (lambda f: ("report", str(f["a_file"].parent / "no-such-run")), ("no such run folder",)),
     (lambda f: ("report", str(f["empty_idx"])), ("not a mnistlab run folder",)),
+    (lambda f: ("data", "info", "folder:"), ("'folder:' names no path",)),
+    (lambda f: ("study", "--dataset", "npz: "), ("'npz: ' names no path",)),
+    (lambda f: ("study", "--dataset", "digits", "--seed", "4294967296"),
+     ("seed", "less than or equal to 4294967295")),
+    (lambda f: ("study", "--dataset", "digits", "--out", "/proc/no-such/run"),
+     ("/proc/no-such/run", "cannot create the run folder")),
 ])
 def test_mistakes_are_one_line_and_exit_2(bad_files, make_args, words):
     _assert_one_line_error(run_cli(*make_args(bad_files)), *words)
+
+
+def test_version_is_printed():
+    from mnistlab import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"mnistlab {__version__}"
 
 
 def test_unwritable_out_folder_is_one_line(tmp_path):

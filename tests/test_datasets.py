@@ -69,6 +69,7 @@ def test_image_folder_any_size(tmp_path):
 
 @pytest.mark.skipif(not (FASHION_DEBIAN_DIR / "train-images-idx3-ubyte.gz").exists(),
                     reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.cli
 def test_fashion_mnist_from_the_debian_package():
     result = run_cli("data", "info", "fashion-mnist")
     assert result.returncode == 0, result.stderr
@@ -77,6 +78,7 @@ def test_fashion_mnist_from_the_debian_package():
 
 
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="../shared/data/mnist-test-10k absent")
+@pytest.mark.cli
 def test_official_mnist_test_set_std_is_79_17(tmp_path):
     images = SHARED_MNIST / "t10k-images-idx3-ubyte.gz"
     from mnistlab.idx import read_idx
@@ -96,6 +98,7 @@ def test_official_mnist_test_set_std_is_79_17(tmp_path):
     assert s.test_counts[1] == 1135 and round(s.test_imbalance, 3) == round(1135 / 892, 3)
 
 
+@pytest.mark.cli
 def test_data_list_names_every_dataset():
     result = run_cli("data", "list")
     assert result.returncode == 0
@@ -174,11 +177,17 @@ BAD_CASES = ["missing-file", "bad-magic", "truncated", "count-mismatch", "label-
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_input_is_one_line_naming_the_problem(tmp_path, case):
+def test_bad_input_is_an_error_naming_the_problem(tmp_path, case):
     dataset, message = _bad(tmp_path, case)
     with pytest.raises(DatasetError, match=None) as info:
         load_dataset(dataset)
     assert message in str(info.value)
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_is_one_line_naming_the_problem(tmp_path, case):
+    dataset, message = _bad(tmp_path, case)
     result = run_cli("data", "info", dataset)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and message in result.stderr

@@ -91,6 +91,7 @@ def test_a_named_dataset_downloads_through_its_mirrors(http_server, monkeypatch,
     assert len(http_server.hits) == hits  # cached
 
 
+@pytest.mark.cli
 def test_cli_download_failure_is_one_line_with_exit_2():
     result = run_cli("data", "info", "mnist")
     assert result.returncode == 2
@@ -145,14 +146,23 @@ def test_a_corrupted_cached_file_is_detected_and_downloaded_again(http_server, m
     with pytest.raises(DownloadError, match="train-images-idx3-ubyte.gz: neither the file nor "
                                             "its decompressed content has the published"):
         load_dataset("kmnist")
-    result = run_cli("data", "info", "kmnist", env={"MNISTLAB_OFFLINE": "1"})
-    assert result.returncode == 2 and "corrupted or altered copy" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     monkeypatch.delenv("MNISTLAB_OFFLINE")
     hits = len(http_server.hits)
     data = load_dataset("kmnist")
     assert http_server.hits[hits:] == ["/kmnist/train-images-idx3-ubyte.gz"]  # only that file
     assert np.array_equal(data.x_train, served["train-images-idx3-ubyte"])
+
+
+@pytest.mark.cli
+def test_a_corrupted_copy_offline_is_one_line_from_the_cli(http_server, monkeypatch, tmp_path):
+    import mnistlab.datasets as ds
+
+    _serve_kmnist(http_server, monkeypatch, tmp_path)
+    load_dataset("kmnist")
+    _alter_one_pixel(ds.data_home() / "kmnist" / "train-images-idx3-ubyte.gz")
+    result = run_cli("data", "info", "kmnist", env={"MNISTLAB_OFFLINE": "1"})
+    assert result.returncode == 2 and "corrupted or altered copy" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
 def test_a_recompressed_copy_is_accepted_by_its_content_and_an_altered_one_skipped(

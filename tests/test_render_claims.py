@@ -70,3 +70,278 @@ def test_shared_clusters_are_read_from_the_contingency_table():
     assert "no two classes share a cluster" in text
     assert "up to 0.700 ARI apart" in text and "reaches the classes best" in text
     assert "much higher than" not in text and "close to" in text
+
+
+def test_the_seed_comparisons_of_the_kmeans_answer_appear_only_on_mnist_like_digits():
+    from mnistlab.render.unsupervised import _inits_answer
+
+    inits = _inits([0.4, 0.41, 0.42], [0.5, 0.5, 0.5], [[60, 40, 0], [50, 50, 0], [0, 5, 95]])
+    assert "seed" not in _inits_answer(inits, ["a", "b", "c"])
+    assert "The seed's MNIST table" in _inits_answer(inits, ["a", "b", "c"], seed_comparable=True)
+
+
+# ------------------------------------------------------------------ PCA
+
+def _pca(ratio, constant=0, black=0, n_features=None, marks=None):
+    import numpy as np
+
+    from mnistlab.sections.unsupervised import PcaResult
+
+    ratio = np.asarray(ratio, dtype=float)
+    n = n_features or len(ratio)
+    cumulative = np.cumsum(ratio)
+    marks = marks or {f"{m:g}": int(np.searchsorted(cumulative, m - 1e-12) + 1)
+                      for m in (0.8, 0.9)}
+    return PcaResult(1000, n, ratio, np.zeros(n), np.eye(n), marks, marks["0.9"], 0.9, 0,
+                     np.zeros((1, n)), [1], np.zeros((1, 1, n)), [0.1], [0.1], 0.5, constant,
+                     black)
+
+
+def test_pca_answer_counts_the_constant_pixels_it_speaks_of():
+    from mnistlab.render.unsupervised import pca_answer
+
+    ratio = [0.5, 0.3, 0.15, 0.04, 0.01, 0, 0, 0]
+    text = pca_answer(_pca(ratio, constant=3, black=3), seed_comparable=False)
+    assert "3 of the 8 pixels are black in every training image" in text
+    text = pca_answer(_pca(ratio, constant=2, black=0), seed_comparable=False)
+    assert "2 of the 8 pixels have the same value in every training image" in text
+    text = pca_answer(_pca([0.4, 0.3, 0.2, 0.095, 0.005]), seed_comparable=False)
+    assert "no pixel is constant" in text and "black" not in text
+    assert "seed" not in text
+
+
+def test_pca_answer_checks_the_seeds_200_components_on_mnist_only():
+    import numpy as np
+
+    from mnistlab.render.unsupervised import pca_answer
+
+    far = np.full(784, 1 / 784)  # flat spectrum: 90 % needs 706 components
+    text = pca_answer(_pca(far, n_features=784), seed_comparable=True)
+    assert "on these MNIST digits 706 do" in text and "does not hold" in text
+    near = np.concatenate([np.full(200, 0.9 / 200), np.full(584, 0.1 / 584)])
+    assert "the seed's figure holds" in pca_answer(_pca(near, n_features=784), True)
+    assert "seed" not in pca_answer(_pca(far, n_features=784), seed_comparable=False)
+
+
+def test_homogeneity_is_said_to_rise_only_when_it_does():
+    from mnistlab.render.unsupervised import kmeans_k_answer
+    from mnistlab.sections.unsupervised import KMeansSweep
+
+    def sweep(h, c):
+        return KMeansSweep(5, [{"k": k, "homogeneity": hh, "completeness": cc, "accuracy": 0.5}
+                               for k, hh, cc in zip((2, 50), h, c)])
+
+    text = kmeans_k_answer(sweep([0.2, 0.8], [0.7, 0.4]))
+    assert "Homogeneity rises with K" in text and "Completeness falls" in text
+    text = kmeans_k_answer(sweep([0.5, 0.502], [0.5, 0.5]))
+    assert "Homogeneity barely moves" in text and "purer" not in text
+    assert "Completeness barely moves" in text and "split over more" not in text
+
+
+def test_the_2d_partition_is_compared_as_measured():
+    from mnistlab.render.unsupervised import pca2_answer
+
+    row = {"silhouette": 0.1, "silhouette_exact": True, "ari": 0.4, "accuracy": 0.6}
+    text = pca2_answer(0.2, {**row, "silhouette": 0.35, "ari": 0.2, "accuracy": 0.4}, row, 50)
+    assert "higher than in 50" in text and "worse" in text and "overlap" in text
+    text = pca2_answer(0.2, {**row, "silhouette": 0.05}, row, 50)
+    assert "not higher" in text and "no worse" in text and "overlap" not in text
+
+
+# ------------------------------------------------------------------ mixtures and embedding
+
+def _gmm_parts(emb_acc=None, constant=5):
+    import numpy as np
+
+    from mnistlab.sections.unsupervised import BicCurve, EmbeddingResult, GmmResult
+
+    rows = [{"covariance": c, "ari": a, "accuracy": acc, "bic": b, "fit_s": 2.0,
+             "n_parameters": 100} for c, a, acc, b in (("full", 0.4, 0.6, 10.0),
+                                                     ("diag", 0.3, 0.5, 20.0))]
+    gmm = GmmResult("pca", 20, 10, rows, np.zeros((2, 3)), np.zeros((3, 2)))
+    bic = BicCurve("full", 1000, [5, 10, 15], [3, 2, 1], [3, 2, 1], 15)
+    inits = _inits([0.3, 0.3, 0.3], [0.5, 0.5, 0.5], [[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    pca = _pca([0.5, 0.3, 0.2], constant=constant, black=constant, n_features=784)
+    emb = None
+    if emb_acc is not None:
+        emb = EmbeddingResult("UMAP", False, 50, 10, "gmm", {"accuracy": emb_acc}, 1.0,
+                              np.zeros((3, 2)), np.zeros(3), np.zeros(3), np.zeros((3, 3)))
+    return gmm, bic, inits, pca, emb
+
+
+def test_the_embedding_is_called_better_than_the_mixtures_only_when_it_is():
+    from mnistlab.render.unsupervised import _gmm_answer
+
+    text = _gmm_answer(*_gmm_parts(emb_acc=0.95))
+    assert "cluster far better after the nonlinear embedding" in text
+    text = _gmm_answer(*_gmm_parts(emb_acc=0.59))
+    assert "does not cluster them clearly better" in text and "far better" not in text
+    text = _gmm_answer(*_gmm_parts(emb_acc=None, constant=0))
+    assert "embedding" not in text and "constant pixels" not in text
+    assert "not at the 10 classes" in text and "1,049" not in text
+    assert "1,049 s on MNIST" in _gmm_answer(*_gmm_parts(emb_acc=0.9), seed_comparable=True)
+
+
+def test_the_embedding_text_cites_the_seed_on_mnist_only():
+    from mnistlab.render.unsupervised import _embedding_text
+
+    *_, emb = _gmm_parts(emb_acc=0.7)
+    emb.row.update(ari=0.5, homogeneity=0.6)
+    kmeans = {"accuracy": 0.69, "homogeneity": 0.5}
+    text = _embedding_text(emb, 10, kmeans)
+    assert "no better than" in text and "0.485" not in text and "deskewed" not in text
+    kmeans["accuracy"] = 0.5
+    text = _embedding_text(emb, 10, kmeans, seed_comparable=True)
+    assert "better than k-means" in text and "no better" not in text and "0.485" in text
+
+
+# ------------------------------------------------------------------ classic
+
+def test_naive_bayes_is_said_to_learn_from_few_examples_only_when_it_does():
+    from mnistlab.render.classic import nb_vs_logistic
+
+    text = nb_vs_logistic([100, 1000, 10000], [0.70, 0.75, 0.76], [0.60, 0.80, 0.90])
+    assert "leads with the fewest images" in text and "overtakes it by 1,000 images" in text
+    assert "keeps improving" in text
+    text = nb_vs_logistic([100, 1000, 10000], [0.454, 0.55, 0.56], [0.706, 0.85, 0.9])
+    assert "behind at every size, even the smallest" in text and "leads" not in text
+    text = nb_vs_logistic([100, 1000], [0.80, 0.90], [0.60, 0.65])
+    assert "never catches up" in text and "naive Bayes gains more" in text
+
+
+def _c_rows(accs, capped=(), train=0.99):
+    return [{"C": c, "test_acc": a, "train_acc": train, "hit_max_iter": i in capped,
+             "n_iter": 1_000_000 if i in capped else 50}
+            for i, (c, a) in enumerate(zip((1e-4, 1, 100, 1e5), accs))]
+
+
+def test_the_c_sweep_says_barely_moves_only_when_accuracy_barely_moves():
+    from mnistlab.render.classic import c_accuracy_answer
+
+    text = c_accuracy_answer(_c_rows([0.995, 0.996, 0.996, 0.996]), 200)
+    assert "barely moves" in text and "almost linearly separable" in text
+    assert "200 test images" in text and "iteration cap" not in text
+    text = c_accuracy_answer(_c_rows([0.9165, 0.945, 0.945, 0.809], capped={3}), 2000)
+    assert "barely" not in text and "C matters here (a spread of 0.0285" in text
+    assert "At C = 100000 libsvm stopped at its iteration cap" in text
+    assert "which is why its accuracy is the lowest" in text
+    text = c_accuracy_answer(_c_rows([0.99, 0.991, 0.991, 0.995], capped={3}, train=1.0), 100)
+    assert "barely moves" in text and "are linearly separable" in text
+    assert "which is why" not in text
+
+
+def _sweep_rows(fit, train, test, ns=(10, 50, 100)):
+    return [{"n_components": n, "fit_s": f, "train_acc": tr, "test_acc": te}
+            for n, f, tr, te in zip(ns, fit, train, test)]
+
+
+def test_svc_fit_time_and_gap_are_described_as_measured():
+    from mnistlab.render.classic import svc_pca_answer
+
+    text = svc_pca_answer(_sweep_rows([1, 2, 4], [0.9, 0.97, 1.0], [0.88, 0.9, 0.89]))
+    assert "fit time grows" in text and "widens" in text and "peaks at 50 components" in text
+    text = svc_pca_answer(_sweep_rows([4, 2, 1], [0.9, 0.92, 0.93], [0.88, 0.9, 0.91]))
+    assert "fit time falls" in text and "does not widen" in text and "grows" not in text
+
+
+def test_pca_influence_is_measured_against_the_raw_pixels():
+    from mnistlab.render.classic import pca_influence_answer
+
+    svc = _sweep_rows([1, 2, 4], [1, 1, 1], [1, 1, 1])
+    text = pca_influence_answer(_sweep_rows([1, 1, 1], [1, 1, 1], [0.3, 0.85, 0.8]), 0.8, svc)
+    assert text.startswith("Yes: the tree scores 0.300 on 10") and "above 0.800" in text
+    assert "fit time rising" in text
+    text = pca_influence_answer(_sweep_rows([1, 1, 1], [1, 1, 1], [0.70, 0.702, 0.701]), 0.8,
+                                _sweep_rows([4, 2, 1], [1, 1, 1], [1, 1, 1]))
+    assert text.startswith("Barely") and "below 0.800" in text and "fit time falling" in text
+
+
+def test_the_tree_depth_answer_quotes_the_seed_on_digits_only():
+    tree = _tree([0.5, 0.8, 0.95, 1.0], [0.5, 0.75, 0.78, 0.76], [0.5, 0.74, 0.77, 0.75])
+    assert "digits" not in tree_depth_answer(tree) and "Depth counts" in tree_depth_answer(tree)
+    assert "10 digits" in tree_depth_answer(tree, seed_comparable=True)
+
+
+# ------------------------------------------------------------------ deep
+
+def _run(name, val_loss, val_acc=None, params=1000, epoch_s=1.0, test_acc=0.9, smoothing=0.0):
+    import numpy as np
+
+    from mnistlab.sections.deep import TrainResult
+
+    n = len(val_loss)
+    val_acc = val_acc or [0.8 + 0.01 * i for i in range(n)]
+    history = {"train_loss": [0.5] * n, "train_acc": [0.9] * n, "val_loss": list(val_loss),
+               "val_acc": val_acc, "seconds": [epoch_s] * n}
+    z = np.zeros(1)
+    return TrainResult(name, {"label_smoothing": smoothing, "schedule": "constant"}, 100,
+                       history, list(val_loss), 0.3, test_acc, epoch_s * n, n, 0.1, params,
+                       100.0, 50.0, 2, True, 1, "w", np.eye(2), z, z, z, z, z, z, z)
+
+
+def _arch(**layers):
+    from mnistlab.sections.deep import Architectures
+
+    return Architectures({}, {}, {name: [{"layer": f"{i} ({t})", "output_shape": [None, w]}
+                                         for i, (t, w) in enumerate(spec)]
+                                  for name, spec in layers.items()},
+                         {name: 1000 for name in layers})
+
+
+def test_overfitting_is_a_rise_beyond_the_losss_own_noise():
+    from mnistlab.render.deep import overfit_verdict, overfitting_answer
+
+    rising = [0.5, 0.3, 0.25, 0.24, 0.26, 0.29, 0.33, 0.38]
+    assert overfit_verdict(rising)[3] and overfit_verdict(rising)[0] == 4
+    wobble = [0.5, 0.2, 0.1, 0.090, 0.095, 0.088, 0.093, 0.092]  # the mlp-2 case: +0.004
+    turn, rise, noise, overfits = overfit_verdict(wobble)
+    assert turn == 6 and not overfits and rise < 2 * noise
+    assert not overfit_verdict([0.5, 0.4, 0.3, 0.2])[3]
+    arch = _arch(a=[("Linear", 10), ("Dropout", 10), ("Linear", 2)], b=[("Linear", 2)])
+    text = overfitting_answer([_run("a", rising), _run("b", wobble)], arch)
+    assert "a: validation loss lowest at epoch 4 of 8, then 0.140 higher" in text
+    assert "beyond its epoch-to-epoch noise" in text and "Here a overfits" in text
+    assert "b: validation loss lowest at epoch 6 of 8, but only 0.004 higher" in text
+    assert "no sign of overfitting yet" in text
+    text = overfitting_answer([_run("a", wobble), _run("b", [0.5, 0.4, 0.3])], arch)
+    assert "None of them overfits within 8 epochs (a with dropout, the others without)" in text
+    assert "b: validation loss still falling at the last epoch (3)" in text
+    assert "(none uses dropout)" in overfitting_answer([_run("b", wobble)],
+                                                       _arch(b=[("Linear", 2)]))
+
+
+def test_cnn_and_mlp_are_compared_as_measured():
+    from mnistlab.render.deep import cnn_vs_mlp
+
+    text = cnn_vs_mlp(_run("cnn-seed", [0.1], params=50_000, epoch_s=8, test_acc=0.99),
+                      _run("mlp-2", [0.1], params=600_000, epoch_s=2, test_acc=0.98))
+    assert "fewer parameters, more computation" in text and "per error avoided" in text
+    text = cnn_vs_mlp(_run("cnn-seed", [0.1], params=700_000, epoch_s=8, test_acc=0.90),
+                      _run("mlp-2", [0.1], params=600_000, epoch_s=2, test_acc=0.91))
+    assert "The CNN has the more parameters here" in text and "few" not in text
+    assert "MLP is as accurate or more and faster per epoch" in text
+    text = cnn_vs_mlp(_run("cnn-seed", [0.1], params=50_000, epoch_s=1, test_acc=0.95),
+                      _run("mlp-2", [0.1], params=600_000, epoch_s=2, test_acc=0.90))
+    assert "both faster per epoch and more accurate" in text
+
+
+def test_the_overfit_demo_quotes_the_seed_on_mnist_only():
+    from mnistlab.render.deep import _demo_answer
+    from mnistlab.sections.deep import OverfitResult
+
+    demos = [OverfitResult("mlp-1", 10, 30, 1.0, 0.3, 3.0, [1.0]),
+             OverfitResult("cnn-seed", 10, 150, 0.9, 0.2, 3.0, [0.9])]
+    arch = _arch(**{"mlp-1": [("Linear", 2)], "cnn-seed": [("Linear", 2)]})
+    text = _demo_answer(demos, arch, [_run("mlp-1", [0.1], test_acc=0.95)], False)
+    assert "mlp-1 (1,000 parameters) memorises them all after 30 epochs" in text
+    assert "cnn-seed (1,000 parameters) reaches 90% training accuracy" in text
+    assert "against 0.950 when trained on all the images" in text and "The seed" not in text
+    assert "0.26 for its MLP" in _demo_answer(demos, arch, [], True)
+
+
+def test_loss_curves_compare_like_with_like():
+    from mnistlab.render.deep import _curves_caption
+
+    assert "label smoothing" not in _curves_caption([_run("mlp-1", [0.2, 0.1])])
+    caption = _curves_caption([_run("cnn-fast", [0.2, 0.1], smoothing=0.1)])
+    assert "(cnn-fast (0.1)): both loss curves include it" in caption

@@ -38,6 +38,8 @@ def _candidates(value, annotation):
         return [value + 1, value - 1, value * 2 or 1]
     if isinstance(value, float):
         return [value * 0.5, value * 1.5, value + 0.01]
+    if value == "auto" and bool in typing.get_args(annotation):  # auto or an explicit bool
+        return [False, True]
     if isinstance(value, str):
         choices = [a for a in typing.get_args(annotation) if isinstance(a, str)]
         return [c for c in choices if c != value]
@@ -111,6 +113,8 @@ def test_changing_one_value_rekeys_exactly_its_readers(digits, section, name, va
      {f"unsupervised.{s}" for s in ("pca", "kmeans_sweep", "kmeans_inits", "kmeans_2d", "gmm",
                                     "bic", "birch")}),
     ({"unsupervised": {"embedding_dim": 5}}, {"unsupervised.embedding"}),
+    ({"unsupervised": {"embedding_deskew": True}}, set()),  # auto deskews digits
+    ({"unsupervised": {"embedding_deskew": False}}, {"unsupervised.embedding"}),
     ({"deep": {"models": {"cnn-fast": {"epochs": 2}}}}, {"deep.train:cnn-fast"}),
     ({"deep": {"models": {"cnn-fast": {"arch_params": {"channels": [8, 16, 32]}}}}},
      {"deep.train:cnn-fast", "deep.architectures"}),
@@ -168,3 +172,16 @@ def test_weights_on_disk_belong_to_the_cached_result_they_came_with(digits, tmp_
         model = TorchClassifier.load(out / result.weights_file)
         accuracy = float(np.mean(model.predict(digits.x_test) == digits.y_test))
         assert accuracy == pytest.approx(result.test_acc)
+
+
+def test_auto_deskew_straightens_digits_only(digits):
+    import dataclasses
+
+    def deskew(data, value="auto"):
+        config = build_config("full", {"unsupervised": {"embedding_deskew": value}})
+        (step,) = [p.step for p in plan_study(data, config) if p.step.name == "embedding"]
+        return step.arguments["embedding_deskew"]
+
+    clothes = dataclasses.replace(digits, digits=False)
+    assert deskew(digits) is True and deskew(clothes) is False
+    assert deskew(clothes, True) is True and deskew(digits, False) is False

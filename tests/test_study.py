@@ -153,7 +153,7 @@ def test_a_result_stored_by_another_version_is_recomputed_by_the_advised_rerun(t
     assert run_cli("report", str(out)).returncode == 0
 
 
-def test_a_missing_arrays_file_is_recomputed(tmp_path, fast_config):
+def test_a_missing_arrays_file_or_weights_file_is_recomputed(tmp_path, fast_config):
     out = tmp_path / "run"
     args = ("study", "--dataset", "digits", "--profile", "quick", "--quiet", "--out", str(out),
             "--config", str(fast_config))
@@ -163,9 +163,14 @@ def test_a_missing_arrays_file_is_recomputed(tmp_path, fast_config):
         pca = db.execute("SELECT arrays_file FROM steps WHERE name='pca'").fetchone()[0]
     (out / "arrays" / gallery).unlink()
     (out / "arrays" / pca).write_bytes(b"PK\x03\x04 truncated")
+    (weights,) = (out / "models").glob("mlp-1-*.safetensors")
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")  # one weight altered
     rerun = run_cli(*args)
     assert rerun.returncode == 0, rerun.stderr
-    assert "2 step(s) computed" in rerun.stdout and "Traceback" not in rerun.stderr
+    assert "3 step(s) computed" in rerun.stdout and "Traceback" not in rerun.stderr
+    from mnistlab.deep import TorchClassifier
+
+    TorchClassifier.load(weights)  # rewritten whole
 
 
 def test_hostile_class_and_dataset_names_are_escaped_in_the_report(tmp_path, fast_config):

@@ -42,10 +42,21 @@ INTERRUPTED = "interrupted: finished steps are saved; run the same command again
 _state: dict = {"debug": False, "run_folder": None}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"mnistlab {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
     debug: Annotated[bool, typer.Option(
         "--debug", help="show the full traceback of an unexpected error")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="print mnistlab's version and exit")] = False,
 ) -> None:
     _state["debug"] = debug
 

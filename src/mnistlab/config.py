@@ -26,7 +26,9 @@ class StudyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(0, ge=0, description="seed of every random choice in the study")
+    # numpy and scikit-learn take seeds below 2**32
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice in the "
+                      "study")
     explore: sections.explore.Params = Field(default_factory=sections.explore.Params)
     unsupervised: sections.unsupervised.Params = Field(
         default_factory=sections.unsupervised.Params)

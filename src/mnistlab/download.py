@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from .errors import DownloadError
+from .store import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,6 @@ class RemoteFile:
     def digests(self) -> tuple[str, ...]:
         """Every digest that identifies a good copy."""
         return (self.sha256,) + ((self.content_sha256,) if self.content_sha256 else ())
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _transfer(url: str, target: Path, progress: Progress | None) -> str:
@@ -130,7 +123,7 @@ def _fetch_one(
     remote: RemoteFile, mirrors: Sequence[str], dest: Path, progress: Progress | None
 ) -> Path:
     final = dest / remote.name
-    if final.exists() and sha256_of(final) == remote.sha256:
+    if final.exists() and sha256_file(final) == remote.sha256:
         return final
     failures = []
     for mirror in mirrors:

@@ -17,7 +17,7 @@ from .errors import ConfigError, MnistlabError, StepFailed
 from .measure import Measured
 from .sections import SECTIONS
 from .step import Step
-from .store import RunStore
+from .store import NOT_FINISHED, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,8 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
         outcome.study_id = store.begin_study(
             data.name, data.fingerprint, profile, config_toml(config),
             {"seed": config.seed, "class_names": data.class_names,
-             "image_shape": list(data.image_shape), "source": data.source})
+             "image_shape": list(data.image_shape), "source": data.source,
+             "digits": data.digits})
         with progress.running():
             section = None
             for item in planned:
@@ -128,8 +129,10 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
                     section = item.section
                     progress.section(titles[section],
                                      sum(p.section == section for p in planned))
-                progress.step(item.step.name)
-                outcome.records.append(_run_step(store, data, item))
+                problem = store.stored_problem(item.key)
+                progress.step(item.step.name if problem in (None, NOT_FINISHED) else
+                              f"{item.step.name} (recomputing: it {problem})")
+                outcome.records.append(_run_step(store, data, item, problem))
                 progress.advance()
         store.record_study_steps(outcome.study_id, [p.key for p in planned], "done")
     finally:
@@ -137,10 +140,13 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
     return outcome
 
 
-def _run_step(store: RunStore, data: Dataset, item: PlannedStep) -> StepRecord:
+def _run_step(store: RunStore, data: Dataset, item: PlannedStep,
+              problem: str | None) -> StepRecord:
     section, step, key = item.section, item.step, item.key
-    if store.is_done(key):
+    if problem is None:
         return StepRecord(section, step.name, key, True, 0.0)
+    if problem != NOT_FINISHED:
+        log.info("%s.%s %s; recomputing it", section, step.name, problem)
     inputs = _per_argument(item.needed_keys, store.load_result)
     if step.files:
         inputs.update(files_dir=store.folder / "models", files_key=key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import importlib
 import json
 import logging
@@ -126,6 +127,14 @@ def _lock_run_folder(folder: Path) -> int:
     return fd
 
 
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -156,7 +165,11 @@ class RunStore:
             raise StoreError(f"{self.folder}: not a mnistlab run folder (no {DB_NAME}); run "
                              "`mnistlab study --out DIR` first")
         if create:  # the writer: one study at a time per run folder
-            (self.folder / "arrays").mkdir(parents=True, exist_ok=True)
+            try:
+                (self.folder / "arrays").mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{self.folder}: cannot create the run folder "
+                                 f"({exc.strerror or exc})") from None
             self._lock_fd = _lock_run_folder(self.folder)
             for stale in (self.folder / "arrays").glob(".*"):  # temp files of a killed run
                 stale.unlink(missing_ok=True)
@@ -205,8 +218,24 @@ class RunStore:
                     array_names = [n.removesuffix(".npy") for n in npz.namelist()]
             except (OSError, zipfile.BadZipFile):
                 return "has a missing or corrupt arrays file"
-        if not _fits_current_class(row[2], set(json.loads(row[3])) | set(array_names)):
+        fields = json.loads(row[3])
+        if not _fits_current_class(row[2], set(fields) | set(array_names)):
             return "was stored by another version of mnistlab"
+        return self._file_problem(fields)
+
+    def _file_problem(self, fields: dict) -> str | None:
+        """A result names the files it wrote in the run folder as ``<x>_file`` fields, each
+        with its SHA-256 in ``<x>_sha256``: a missing or altered one makes the step stale."""
+        for name, relative in fields.items():
+            digest = fields.get(name.removesuffix("_file") + "_sha256")
+            if not name.endswith("_file") or digest is None:
+                continue
+            try:
+                if sha256_file(self.folder / relative) == digest:
+                    continue
+            except OSError:
+                pass
+            return f"has a missing or corrupt file {relative}"
         return None
 
     def mark_running(self, key: str, section: str, name: str, params: dict) -> None:

@@ -23,6 +23,13 @@ class StudyContext:
     config: StudyConfig
     config_toml: str  # as the user can save it and pass it back with --config
     step_keys: list[str]
+    digits: bool = False  # handwritten digits: words about strokes and writing apply
+    image_shape: tuple[int, ...] = ()
+
+    @property
+    def mnist_like(self) -> bool:
+        """28x28 handwritten digits: the seed's MNIST numbers are comparable with this run's."""
+        return self.digits and tuple(self.image_shape) == (28, 28)
 
 
 def study_context(study: dict, results: dict, folder: Path) -> StudyContext:
@@ -34,6 +41,11 @@ def study_context(study: dict, results: dict, folder: Path) -> StudyContext:
     names = study["context"].get("class_names")
     if names is None and "summary" in results.get("explore", {}):  # folders of mnistlab 0.1
         names = results["explore"]["summary"].class_names
+    from ..datasets import DIGIT_DATASETS
+
+    stored = study["context"]
     return StudyContext(study["dataset"], study["fingerprint"], study["profile"],
                         study["started"], config.seed, names or [], config, study["config"],
-                        study["step_keys"])
+                        study["step_keys"],
+                        digits=stored.get("digits", study["dataset"] in DIGIT_DATASETS),
+                        image_shape=tuple(stored.get("image_shape", ())))

@@ -17,8 +17,10 @@ def _curves_figure(runs: list[TrainResult]):
         epochs = np.arange(1, len(h["train_loss"]) + 1)
         ax = fig.add_subplot(len(runs), 2, 2 * i + 1)
         ax.plot(epochs, h["train_loss"], "o-", ms=3, label="training")
-        ax.plot(epochs, h["val_loss"], "s-", ms=3, label="validation")
-        ax.set_ylabel(f"{r.name}\ncross-entropy")
+        ax.plot(epochs, r.val_loss_criterion, "s-", ms=3, label="validation")
+        smoothing = r.spec.get("label_smoothing", 0)
+        ax.set_ylabel(f"{r.name}\ncross-entropy"
+                      + (f"\n(label smoothing {smoothing:g})" if smoothing else ""))
         ax.legend(fontsize=7)
         ax = fig.add_subplot(len(runs), 2, 2 * i + 2)
         ax.plot(epochs, h["train_acc"], "o-", ms=3, label="training")
@@ -57,15 +59,6 @@ def _examples_figure(runs: list[TrainResult], names: list[str], errors: bool):
             if j == 0:
                 ax.set_ylabel(r.name, fontsize=8)
     return fig
-
-
-def _overfit_turn(r: TrainResult) -> tuple[int, float]:
-    val = np.asarray(r.history["val_loss"], dtype=float)
-    if not np.isfinite(val).any():
-        return 0, float("nan")
-    best = int(np.nanargmin(val)) + 1
-    gap = r.history["train_acc"][-1] - r.history["val_acc"][-1]
-    return best, gap
 
 
 def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
@@ -117,9 +110,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     if runs:
         blocks += [
             heading("Learning curves"),
-            sink.block("deep-curves", _curves_figure(runs),
-                       "Loss and accuracy per epoch, training (measured during the epoch, "
-                       "dropout on) vs validation"),
+            sink.block("deep-curves", _curves_figure(runs), _curves_caption(runs)),
             heading("4.5 Test results"),
             table(["model", "test loss", "test accuracy", "errors"],
                   [[r.name, f"{r.test_loss:.4f}", f"{r.test_acc:.4f}",
@@ -135,19 +126,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
 
     # 4.6 ------------------------------------------------------------------------------
     blocks.append(heading("4.6 Is there overfitting?"))
-    lines = []
-    for r in runs:
-        turn, gap = _overfit_turn(r)
-        n_epochs = len(r.history["val_loss"])
-        lines.append(f"{r.name}: validation loss lowest at epoch {turn} of {n_epochs}"
-                     + (" (it rises after: the network has started to overfit)"
-                        if 0 < turn < n_epochs else " (still falling at the end)")
-                     + f", final train-validation accuracy gap {gap:+.4f}")
-    blocks.append(text("Read from the curves — " + "; ".join(lines) + ". A positive gap that "
-                       "grows with the epochs while the validation loss rises is overfitting; "
-                       "dropout and the small number of epochs keep it small here. Remedies: "
-                       "early stopping on the validation loss, more dropout or weight decay, "
-                       "data augmentation, more data."))
+    blocks.append(text(overfitting_answer(runs, arch)))
     if demos:
         blocks.append(table(["model", "training images", "epochs to 100 % train accuracy",
                              "train accuracy", "test accuracy", "test loss"],
@@ -155,12 +134,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
                               f"{d.test_acc:.4f}", f"{d.test_loss:.3f}"] for d in demos],
                             "Demonstration: training on a handful of images until they are "
                             "all right"))
-        blocks.append(text("With " + f"{demos[0].n_images}" + " training images a network "
-                           "with hundreds of thousands of parameters memorises them all (100 % "
-                           "training accuracy) and generalises poorly: "
-                           + "; ".join(f"{d.name} scores {d.test_acc:.3f} on the test set "
-                                       f"after {d.epochs} epochs" for d in demos)
-                           + " (the seed measured 0.26 for its MLP and 0.40 for its CNN)."))
+        blocks.append(text(_demo_answer(demos, arch, runs, study.mnist_like)))
 
     # 4.7 and cost -----------------------------------------------------------------------
     if runs:
@@ -180,31 +154,151 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
                           "Models trained in the study's own process (isolate = false, the "
                           "quick profile's setting): peak RSS includes the earlier sections, "
                           "only the second column is the model's")),
-                   text(_cost_answer(runs))]
+                   text(_cost_answer(runs, arch))]
     return blocks
 
 
-def _cost_answer(runs: list[TrainResult]) -> str:
+def _curves_caption(runs: list[TrainResult]) -> str:
+    smoothed = [f"{r.name} ({r.spec['label_smoothing']:g})" for r in runs
+                if r.spec.get("label_smoothing")]
+    return ("Loss and accuracy per epoch: training (measured during the epoch, dropout on) vs "
+            "validation" + (f". Networks trained with label smoothing ({', '.join(smoothed)}): "
+                            "both loss curves include it, so they compare like with like (the "
+                            "test loss of 4.5 is plain cross-entropy)" if smoothed else ""))
+
+
+def _has(arch: Architectures, name: str, layer_type: str) -> bool:
+    return any(layer_type in row["layer"] for row in arch.layers.get(name, []))
+
+
+def overfit_verdict(val_loss: list[float]) -> tuple[int, float, float, bool]:
+    """(epoch of the lowest validation loss, rise from it to the last epoch, the loss's own
+    epoch-to-epoch noise, overfitting?). Overfitting is a rise beyond twice that noise (the
+    median absolute change between epochs over the second half of training), not any rise."""
+    v = np.asarray(val_loss, dtype=float)
+    if not np.isfinite(v).any():
+        return 0, float("nan"), float("nan"), False
+    best = int(np.nanargmin(v))
+    rise = float(v[-1] - v[best])
+    changes = np.abs(np.diff(v))
+    noise = float(np.median(changes[len(changes) // 2:])) if len(changes) else 0.0
+    return best + 1, rise, noise, best + 1 < len(v) and rise > 2 * noise
+
+
+def _overfit_line(r: TrainResult) -> tuple[str, bool]:
+    turn, rise, noise, overfits = overfit_verdict(r.history["val_loss"])
+    n = len(r.history["val_loss"])
+    if turn == 0:
+        return f"{r.name}: no validation split, nothing to read", False
+    peak_acc = int(np.argmax(r.history["val_acc"])) + 1
+    gap = r.history["train_acc"][-1] - r.history["val_acc"][-1]
+    if turn == n:
+        line = f"{r.name}: validation loss still falling at the last epoch ({n})"
+    elif overfits:
+        line = (f"{r.name}: validation loss lowest at epoch {turn} of {n}, then {rise:.3f} "
+                f"higher at the end, beyond its epoch-to-epoch noise ({noise:.3f}): it has "
+                "started to overfit")
+    else:
+        line = (f"{r.name}: validation loss lowest at epoch {turn} of {n}, but only "
+                f"{rise:.3f} higher at the end, within its epoch-to-epoch noise ({noise:.3f}): "
+                "no sign of overfitting yet")
+    return (line + f"; validation accuracy peaks at epoch {peak_acc}, final train-validation "
+            f"accuracy gap {gap:+.4f}"), overfits
+
+
+def overfitting_answer(runs: list[TrainResult], arch: Architectures) -> str:
+    lines = [_overfit_line(r) for r in runs]
+    text_ = ("Read from the curves — " + "; ".join(line for line, _ in lines) + ". A positive "
+             "gap that grows with the epochs while the validation loss rises beyond its noise "
+             "is overfitting. ")
+    overfitting = [r.name for r, (_, o) in zip(runs, lines) if o]
+    dropout = [r.name for r in runs if _has(arch, r.name, "Dropout")]
+    if overfitting:
+        text_ += f"Here {', '.join(overfitting)} overfit{'s' if len(overfitting) == 1 else ''}. "
+    elif runs:
+        text_ += (f"None of them overfits within {max(r.epochs_run for r in runs)} epochs"
+                  + (f" ({', '.join(dropout)} with dropout, the others without)" if dropout
+                     else " (none uses dropout)") + ". ")
+    return text_ + ("Remedies: early stopping on the validation loss, more dropout or weight "
+                    "decay, data augmentation, more data.")
+
+
+def _demo_answer(demos: list[OverfitResult], arch: Architectures, runs: list[TrainResult],
+                 seed_comparable: bool) -> str:
+    full = {r.name: r.test_acc for r in runs}
+    parts = []
+    for d in demos:
+        part = (f"{d.name} ({arch.params.get(d.name, 0):,} parameters) "
+                + ("memorises them all" if d.train_acc >= 1.0 else
+                   f"reaches {d.train_acc:.0%} training accuracy")
+                + f" after {d.epochs} epochs and scores {d.test_acc:.3f} on the test set")
+        if d.name in full:
+            part += f" (against {full[d.name]:.3f} when trained on all the images)"
+        parts.append(part)
+    text_ = f"With {demos[0].n_images} training images, " + "; ".join(parts) + ". "
+    text_ += ("With far more parameters than images, a network can fit every training image "
+              "and still have learned little that carries over to new ones.")
+    if seed_comparable:
+        text_ += " The seed measured 0.26 for its MLP and 0.40 for its CNN on MNIST."
+    return text_
+
+
+def _mlp_shape(arch: Architectures, name: str) -> str:
+    widths = [row["output_shape"][-1] for row in arch.layers.get(name, [])
+              if "Linear" in row["layer"]][:-1]
+    if not widths:
+        return name
+    shape = (f"{len(widths)} hidden layer{'s' if len(widths) > 1 else ''} of "
+             + " and ".join(str(w) for w in dict.fromkeys(widths)) + " units")
+    return shape + (" with dropout" if _has(arch, name, "Dropout") else "")
+
+
+def _cost_answer(runs: list[TrainResult], arch: Architectures | None = None) -> str:
     by = {r.name: r for r in runs}
+    arch = arch or Architectures({}, {}, {}, {})
     parts = []
     if "mlp-1" in by and "mlp-2" in by:
         a, b = by["mlp-1"], by["mlp-2"]
-        parts.append(f"Going from one hidden layer of 128 units to two of 512 with dropout "
-                     f"multiplies the parameters by {b.n_params / a.n_params:.1f} and moves "
-                     f"test accuracy from {a.test_acc:.4f} to {b.test_acc:.4f}.")
-    if "cnn-seed" in by:
-        c = by["cnn-seed"]
-        mlp = by.get("mlp-2") or by.get("mlp-1")
-        if mlp:
-            parts.append(f"The seed's CNN reaches {c.test_acc:.4f} against {mlp.test_acc:.4f} "
-                         f"for {mlp.name}, at {c.train_s / max(c.epochs_run, 1):.1f} s per "
-                         f"epoch against {mlp.train_s / max(mlp.epochs_run, 1):.1f} s: a "
-                         "convolution reuses each weight at every position, so it has few "
-                         "parameters for its compute, while an MLP has many parameters for "
-                         "little compute. The seed concluded the MLP was \"more efficient\"; "
-                         "per second of training it is, per error avoided it is not.")
+        parts.append(f"Going from {_mlp_shape(arch, 'mlp-1')} (mlp-1) to "
+                     f"{_mlp_shape(arch, 'mlp-2')} (mlp-2) multiplies the parameters by "
+                     f"{b.n_params / a.n_params:.1f} and moves test accuracy from "
+                     f"{a.test_acc:.4f} to {b.test_acc:.4f}.")
+    mlp = by.get("mlp-2") or by.get("mlp-1")
+    if "cnn-seed" in by and mlp:
+        parts.append(cnn_vs_mlp(by["cnn-seed"], mlp))
     if "cnn-fast" in by:
         f = by["cnn-fast"]
-        parts.append(f"cnn-fast (BatchNorm, one-cycle schedule, {f.n_params:,} parameters) "
+        tricks = [t for t, present in (("BatchNorm", _has(arch, "cnn-fast", "BatchNorm")),
+                                       (f"{f.spec.get('schedule')} schedule",
+                                        f.spec.get("schedule") not in (None, "constant")),
+                                       (f"label smoothing {f.spec.get('label_smoothing', 0):g}",
+                                        bool(f.spec.get("label_smoothing"))))
+                  if present]
+        parts.append(f"cnn-fast ({', '.join(tricks + [f'{f.n_params:,} parameters'])}) "
                      f"reaches {f.test_acc:.4f} in {f.train_s:.1f} s of training.")
     return " ".join(parts)
+
+
+def cnn_vs_mlp(c: TrainResult, mlp: TrainResult) -> str:
+    """The seed's CNN against an MLP: parameters, time per epoch, accuracy, each compared."""
+    c_s, m_s = c.train_s / max(c.epochs_run, 1), mlp.train_s / max(mlp.epochs_run, 1)
+    text_ = (f"The seed's CNN reaches {c.test_acc:.4f} against {mlp.test_acc:.4f} for "
+             f"{mlp.name}, with {c.n_params:,} parameters against {mlp.n_params:,} and "
+             f"{c_s:.1f} s per epoch against {m_s:.1f} s. ")
+    if c.n_params < mlp.n_params and c_s > m_s:
+        text_ += ("A convolution reuses each weight at every position of the image: fewer "
+                  "parameters, more computation. ")
+    elif c.n_params >= mlp.n_params:
+        text_ += ("The CNN has the more parameters here: its convolution shares weights, but "
+                  "the dense layer after it reads every position of every feature map. ")
+    more_accurate = c.test_acc > mlp.test_acc + 0.001
+    if m_s < c_s and more_accurate:
+        text_ += ("The seed concluded the MLP was \"more efficient\"; per second of training "
+                  "it is, per error avoided it is not.")
+    elif not more_accurate:
+        text_ += ("Here the MLP is as accurate or more" + (" and faster per epoch" if m_s < c_s
+                                                          else "")
+                  + ": the seed's \"more efficient\" holds on this data.")
+    else:
+        text_ += "Here the CNN is both faster per epoch and more accurate."
+    return text_

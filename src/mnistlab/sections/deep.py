@@ -124,6 +124,9 @@ class TrainResult:
     spec: dict
     n_train: int
     history: dict[str, list[float]]
+    # Per epoch, the validation loss under the training criterion (label smoothing included):
+    # what the training loss can be compared with; history["val_loss"] is plain cross-entropy.
+    val_loss_criterion: list[float]
     test_loss: float
     test_acc: float
     train_s: float
@@ -135,7 +138,8 @@ class TrainResult:
     threads: int
     isolated: bool
     train_pid: int  # the process that trained it: another than the study's when isolated
-    weights_file: str
+    weights_file: str  # relative to the run folder
+    weights_sha256: str  # the store checks it: altered or missing weights make the step stale
     confusion: np.ndarray
     example_images: np.ndarray
     example_pred: np.ndarray
@@ -196,6 +200,7 @@ def train_model(data: Dataset, *, name: str, spec: ModelSpec, max_train: int, is
     files_dir.mkdir(parents=True, exist_ok=True)
     weights = files_dir / f"{name}-{files_key[:16]}.safetensors"
     from ..deep_process import fit_evaluate
+    from ..store import sha256_file
 
     out = _call(isolate, fit_evaluate, name, {**spec.estimator_params(), "seed": seed}, x, y,
                 data.x_test, data.y_test, threads, str(weights))
@@ -205,14 +210,17 @@ def train_model(data: Dataset, *, name: str, spec: ModelSpec, max_train: int, is
     wrong = np.flatnonzero(pred != data.y_test)
     wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:n_examples]
     first = np.arange(min(n_examples, len(pred)))
+    history = dict(out["history"])
     return TrainResult(
-        name=name, spec=spec.model_dump(), n_train=len(y), history=out["history"],
+        name=name, spec=spec.model_dump(), n_train=len(y), history=history,
+        val_loss_criterion=history.pop("val_loss_criterion"),
         test_loss=out["test_loss"], test_acc=float(np.mean(pred == data.y_test)),
         train_s=out["train_s"], epochs_run=len(out["history"]["train_loss"]),
         infer_s_per_10k=out["infer_s_per_10k"], n_params=out["n_params"],
         peak_mb=out["peak_mb"], baseline_mb=out["baseline_mb"], threads=out["threads"],
         isolated=isolate, train_pid=out["pid"],
         weights_file=str(weights.relative_to(files_dir.parent)),
+        weights_sha256=sha256_file(weights),
         confusion=confusion_matrix(data.y_test, pred, labels=range(data.n_classes)),
         example_images=data.x_test[first], example_pred=pred[first].astype(np.int64),
         example_true=data.y_test[first], error_images=data.x_test[wrong],

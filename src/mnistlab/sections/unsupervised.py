@@ -75,9 +75,10 @@ class Params(BaseModel):
     embedding_dim: int = Field(10, ge=2, description="UMAP output dimensions")
     embedding_neighbors: int = Field(15, ge=2, description="UMAP n_neighbors")
     embedding_input_dim: int = Field(50, ge=2, description="PCA components fed to UMAP")
-    embedding_deskew: bool = Field(True, description="straighten each image by its moments "
-                                   "before the embedding (slanted and upright writings of a "
-                                   "digit become neighbours)")
+    embedding_deskew: bool | Literal["auto"] = Field(
+        "auto", description="straighten each image by its moments before the embedding "
+        "(slanted and upright writings of a digit become neighbours); auto: for the named "
+        "digit datasets only")
     embedding_n_init: int = Field(10, ge=1, description="restarts of the clustering in the "
                                   "embedding; the best by its own objective is kept")
     embedding_cluster: Literal["gmm", "kmeans"] = Field("gmm", description="clustering in the "
@@ -180,6 +181,8 @@ class PcaResult:
     gallery_mse: list[float]  # of that image, per n
     dataset_mse: list[float]  # average over the training set, per n (from the eigenvalues)
     fit_s: float
+    constant_pixels: int  # pixels of the same value in every training image used
+    black_pixels: int  # of which: always 0 (black)
 
 
 @dataclass
@@ -302,6 +305,8 @@ def fit_pca(
                              / n_features), 0.0)
                    for n in gallery_ns]
     x_full, _ = stratified_subset(data.x_train, data.y_train, max_train or None, seed)
+    flat = x_full.reshape(len(x_full), -1)
+    constant = flat.min(axis=0) == flat.max(axis=0)
     return PcaResult(
         n_train=len(x), n_features=n_features, explained_variance_ratio=ratio, mean=mean,
         components=components, marks={f"{m:g}": smallest_n(m) for m in variance_marks},
@@ -309,7 +314,8 @@ def fit_pca(
         gallery_index=index, gallery_image=x_full[index],
         gallery_components=gallery_ns,
         gallery_reconstructions=np.stack(recon).astype(np.float32), gallery_mse=mse,
-        dataset_mse=dataset_mse, fit_s=fit_s)
+        dataset_mse=dataset_mse, fit_s=fit_s, constant_pixels=int(constant.sum()),
+        black_pixels=int((constant & (flat[0] == 0)).sum()))
 
 
 def project(x: np.ndarray, pca: PcaResult, n: int) -> np.ndarray:
@@ -573,7 +579,10 @@ def embedding_clusters(
 
 
 def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
-    params = params.model_copy(update={"n_clusters": params.n_clusters or data.n_classes})
+    params = params.model_copy(update={
+        "n_clusters": params.n_clusters or data.n_classes,
+        "embedding_deskew": (data.digits if params.embedding_deskew == "auto"
+                             else params.embedding_deskew)})
     gallery_for(params.gallery_components, int(np.prod(data.image_shape)))  # fails early
 
     def step(step_name: str, fn, /, **needs: str) -> Step:

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Mutation testing of the modules that guard data and results (idx, datasets, download, store,
+# step, runner) against the fast in-process tests: [tool.mutmut] in pyproject.toml says which.
+# Not part of CI (it takes about 20 minutes on 2 cores). Prints the score per module and every
+# surviving mutant; `.venv/bin/mutmut show NAME` shows one's diff.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf mutants
+# joblib's loky workers, started in mutmut's own process, would be reaped by its os.wait
+export JOBLIB_MULTIPROCESSING=0
+start=$(date +%s)
+.venv/bin/mutmut run --max-children "${JOBS:-2}" > mutants.log 2>&1 || {
+    tail -n 30 mutants.log; exit 1; }
+echo "mutmut run: $(( $(date +%s) - start )) s"
+.venv/bin/mutmut results --all | .venv/bin/python bench/mutation_score.py

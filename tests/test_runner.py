@@ -1,0 +1,212 @@
+"""The runner, in process, on sections made for the test: each step gets exactly its arguments
+and the results it needs, a finished step is never recomputed, a failure names its step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from conftest import make_images
+from mnistlab import build_config
+from mnistlab.datasets import Dataset
+from mnistlab.errors import ConfigError, DatasetError, StepFailed
+from mnistlab.runner import plan_study, run_study
+from mnistlab.step import bind, call_step
+from mnistlab.store import RunStore
+
+CALLS: list[tuple] = []
+
+
+@dataclass
+class Count:
+    total: int
+    values: np.ndarray
+
+
+def count_pixels(data, *, n_samples, seed):
+    CALLS.append(("count", n_samples, seed))
+    return Count(int(data.x_train[:n_samples].sum()), np.arange(n_samples))
+
+
+def add_one(data, *, counted):
+    CALLS.append(("add", counted.total))
+    return Count(counted.total + 1, counted.values + 1)
+
+
+def combine(data, *, parts, files_dir, files_key):
+    CALLS.append(("combine", sorted(parts), files_key))
+    files_dir.mkdir(parents=True, exist_ok=True)
+    (files_dir / f"combined-{files_key}.txt").write_text("weights")
+    return Count(sum(p.total for p in parts.values()), np.zeros(1))
+
+
+def fails(data, *, n_samples):
+    raise ZeroDivisionError("a bug")
+
+
+def rejects(data, *, n_samples):
+    raise DatasetError("the user's data is wrong")
+
+
+def _plan(data, params, seed):
+    return [bind("count", count_pixels, params, seed),
+            bind("add", add_one, params, seed, needs={"counted": "count"}),
+            bind("combine", combine, params, seed, needs={"parts": {"a": "count", "b": "add"}},
+                 files=True)]
+
+
+@pytest.fixture
+def tiny():
+    x, y = make_images(40, size=6, seed=3)
+    return Dataset("tiny", x[:30], y[:30].astype(np.int64), x[30:], y[30:].astype(np.int64),
+                   [str(i) for i in range(10)])
+
+
+@pytest.fixture
+def fake_sections(monkeypatch):
+    """One section named explore (so the config's explore parameters are its parameters)."""
+    section = SimpleNamespace(NAME="explore", TITLE="Fake first steps", plan=_plan)
+    monkeypatch.setattr("mnistlab.runner.SECTIONS", [section])
+    CALLS.clear()
+    return section
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def section(self, title, n_steps):
+        self.events.append(("section", title, n_steps))
+
+    def step(self, name):
+        self.events.append(("step", name))
+
+    def advance(self):
+        self.events.append(("advance",))
+
+    def running(self):
+        import contextlib
+
+        return contextlib.nullcontext(self)
+
+
+def test_each_step_gets_its_arguments_and_the_results_it_needs(tiny, fake_sections, tmp_path):
+    config = build_config("full", {"explore": {"n_samples": 5}}, seed=4)
+    progress = Recorder()
+    outcome = run_study(tiny, config, tmp_path / "run", progress=progress)
+    total = int(tiny.x_train[:5].sum())
+    assert CALLS[:2] == [("count", 5, 4), ("add", total)]
+    assert CALLS[2][:2] == ("combine", ["a", "b"])
+    keys = [r.key for r in outcome.records]
+    assert CALLS[2][2] == keys[2]  # files_key is the step's own key
+    assert (tmp_path / "run" / "models" / f"combined-{keys[2]}.txt").is_file()
+    assert [r.name for r in outcome.computed] == ["count", "add", "combine"]
+    assert progress.events == [("section", "Fake first steps", 3),
+                               ("step", "count"), ("advance",), ("step", "add"), ("advance",),
+                               ("step", "combine"), ("advance",)]
+    store = RunStore(tmp_path / "run", create=False)
+    try:
+        assert store.load_result(keys[2]).total == 2 * total + 1
+        study = store.last_study()
+        assert study["step_keys"] == keys and study["status"] == "done"
+        assert study["context"]["seed"] == 4 and study["profile"] == "full"
+        assert study["context"]["class_names"] == tiny.class_names
+    finally:
+        store.close()
+
+
+def test_a_finished_step_is_never_recomputed(tiny, fake_sections, tmp_path):
+    config = build_config("full")
+    first = run_study(tiny, config, tmp_path / "run")
+    CALLS.clear()
+    again = run_study(tiny, config, tmp_path / "run")
+    assert CALLS == [] and again.computed == []
+    assert [r.key for r in again.records] == [r.key for r in first.records]
+    assert all(r.cached and r.wall_s == 0.0 for r in again.records)
+    assert again.study_id == first.study_id + 1
+    # A changed argument recomputes its step and every step that reads it.
+    CALLS.clear()
+    changed = run_study(tiny, build_config("full", {"explore": {"n_samples": 3}}), tmp_path / "run")
+    assert [r.name for r in changed.computed] == ["count", "add", "combine"]
+
+
+def test_keys_follow_arguments_needs_and_data(tiny, fake_sections):
+    base = plan_study(tiny, build_config("full"))
+    assert len({p.key for p in base}) == 3
+    assert base[1].needed_keys == {"counted": base[0].key}
+    assert base[2].needed_keys == {"parts": {"a": base[0].key, "b": base[1].key}}
+    reseeded = plan_study(tiny, build_config("full", seed=9))
+    assert reseeded[0].key != base[0].key and reseeded[1].key != base[1].key
+    import dataclasses
+
+    other = dataclasses.replace(tiny, x_train=tiny.x_train[::-1].copy())
+    assert [p.key for p in plan_study(other, build_config("full"))] != [p.key for p in base]
+    assert [p.key for p in plan_study(tiny, build_config("full"))] == [p.key for p in base]
+
+
+def test_a_bug_names_its_step_and_keeps_the_cause(tiny, fake_sections, tmp_path):
+    fake_sections.plan = lambda data, params, seed: [bind("boom", fails, params, seed)]
+    with pytest.raises(StepFailed) as info:
+        run_study(tiny, build_config("full"), tmp_path / "run")
+    assert info.value.where == "explore.boom"
+    assert str(info.value) == "explore.boom: ZeroDivisionError: a bug"
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    store = RunStore(tmp_path / "run")  # the folder was released
+    store.close()
+
+
+def test_a_users_mistake_passes_through_unchanged(tiny, fake_sections, tmp_path):
+    fake_sections.plan = lambda data, params, seed: [bind("reject", rejects, params, seed)]
+    with pytest.raises(DatasetError, match="the user's data is wrong"):
+        run_study(tiny, build_config("full"), tmp_path / "run")
+
+
+def test_unknown_sections_are_a_config_error(tiny, fake_sections):
+    with pytest.raises(ConfigError, match="sections: unknown section 'clasic' \\(use explore\\)"):
+        plan_study(tiny, build_config("full"), ["clasic"])
+    assert plan_study(tiny, build_config("full"), []) == []
+    assert len(plan_study(tiny, build_config("full"), ["explore"])) == 3
+
+
+def test_call_step_computes_uncached_as_the_study_binds(tiny, tmp_path):
+    CALLS.clear()
+    params = build_config("full", {"explore": {"n_samples": 2}}).explore
+    result = call_step(count_pixels, tiny, params, seed=5)
+    assert CALLS == [("count", 2, 5)] and result.total == int(tiny.x_train[:2].sum())
+    made = call_step(combine, tiny, params, parts={"x": result}, files_dir=tmp_path / "m",
+                     files_key="abc")
+    assert made.total == result.total and (tmp_path / "m" / "combined-abc.txt").is_file()
+
+
+def test_bind_fills_each_argument_from_the_right_place():
+    params = build_config("full").explore
+    step = bind("count", count_pixels, params, 3)
+    assert step.arguments == {"n_samples": params.n_samples, "seed": 3}
+    step = bind("count", count_pixels, params, 3, n_samples=99)
+    assert step.arguments == {"n_samples": 99, "seed": 3}  # given wins over params
+    assert step.qualname == "test_runner.count_pixels"
+    with pytest.raises(TypeError, match="no value for add_one's argument 'counted'"):
+        bind("add", add_one, params, 0)
+    with pytest.raises(TypeError, match=r"takes no argument\(s\) \['bogus'\]"):
+        bind("count", count_pixels, params, 0, bogus=1)
+    with_files = bind("combine", combine, params, 0, needs={"parts": {}}, files=True)
+    assert with_files.arguments == {} and with_files.files
+    with pytest.raises(TypeError, match="no value for combine's argument 'files_dir'"):
+        bind("combine", combine, params, 0, needs={"parts": {}})
+
+
+def test_a_step_with_a_damaged_arrays_file_is_recomputed_and_the_progress_says_why(
+        tiny, fake_sections, tmp_path):
+    config = build_config("full")
+    first = run_study(tiny, config, tmp_path / "run")
+    (tmp_path / "run" / "arrays" / f"{first.records[0].key}.npz").write_bytes(b"damaged")
+    CALLS.clear()
+    progress = Recorder()
+    again = run_study(tiny, config, tmp_path / "run", progress=progress)
+    assert [r.name for r in again.computed] == ["count"]  # same result: "add" keeps its own
+    assert ("step", "count (recomputing: it has a missing or corrupt arrays file)") in \
+        progress.events
+    assert ("step", "add") in progress.events
