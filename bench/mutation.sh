@@ -5,7 +5,7 @@
 # surviving mutant; `.venv/bin/mutmut show NAME` shows one's diff.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rm -rf mutants
+[ "${1:-}" = "--resume" ] || rm -rf mutants  # --resume keeps the verdicts of a stopped run
 # joblib's loky workers, started in mutmut's own process, would be reaped by its os.wait
 export JOBLIB_MULTIPROCESSING=0
 start=$(date +%s)

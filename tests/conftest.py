@@ -146,6 +146,8 @@ class FileServer:
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.truncate: set[str] = set()
+        self.no_length: set[str] = set()  # sent without a Content-Length header
+        self.on_request = lambda: None  # called before each body is sent
         self.hits: list[str] = []
         server = self
 
@@ -157,8 +159,11 @@ class FileServer:
                     self.send_error(404)
                     return
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                if self.path not in server.no_length:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                self.wfile.flush()
+                server.on_request()
                 self.wfile.write(body[: len(body) // 2] if self.path in server.truncate else body)
 
             def log_message(self, *args):

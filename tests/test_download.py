@@ -223,3 +223,76 @@ def test_debian_fashion_mnist_is_recognised_by_its_content_digests():
         assert hashlib.sha256(raw).hexdigest() != f.sha256  # repackaged by Debian
         assert hashlib.sha256(gzip.decompress(raw)).hexdigest() == f.content_sha256
     assert load_dataset("fashion-mnist").source == str(FASHION_DEBIAN_DIR)
+
+
+# ------------------------------------------------- transfers: hangs, truncation, placement
+
+def test_a_mirror_that_never_answers_times_out_and_the_next_is_tried(http_server, tmp_path,
+                                                                      monkeypatch):
+    import socket
+
+    import mnistlab.download as download
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the connection, never sends a byte
+    monkeypatch.setattr(download, "TIMEOUT_S", 0.5)
+    body = _payload()
+    http_server.files["/m2/a.gz"] = body
+    try:
+        (path,) = fetch_files([_remote("a.gz", body)],
+                              [f"http://127.0.0.1:{silent.getsockname()[1]}/",
+                               http_server.url + "/m2/"], tmp_path)
+    finally:
+        silent.close()
+    assert path.read_bytes() == body
+
+
+def test_a_truncated_transfer_is_named_as_such(http_server, tmp_path):
+    body = _payload()
+    http_server.files["/m1/a.gz"] = body
+    http_server.truncate.add("/m1/a.gz")
+    with pytest.raises(DownloadError, match=rf"truncated transfer: {len(body) // 2} of "
+                                            rf"{len(body)} bytes"):
+        fetch_files([_remote("a.gz", body)], [http_server.url + "/m1/"], tmp_path)
+
+
+def test_a_transfer_without_content_length_is_judged_by_its_digest(http_server, tmp_path):
+    body = _payload()
+    http_server.files["/m1/a.gz"] = body
+    http_server.no_length.add("/m1/a.gz")
+    (path,) = fetch_files([_remote("a.gz", body)], [http_server.url + "/m1/"],
+                          tmp_path / "new" / "nested")  # created, parents too
+    assert path.read_bytes() == body
+
+
+def test_a_file_is_written_beside_its_target_then_renamed(http_server, tmp_path):
+    """The partial download lives in the cache folder itself (same filesystem, so the final
+    rename is atomic) and is gone afterwards."""
+    body = _payload()
+    http_server.files["/m1/a.gz"] = body
+    seen = []
+    http_server.on_request = lambda: seen.append(sorted(p.name for p in tmp_path.iterdir()))
+    fetch_files([_remote("a.gz", body)], [http_server.url + "/m1/"], tmp_path)
+    assert len(seen) == 1 and len(seen[0]) == 1
+    assert seen[0][0].startswith(".a.gz.") and seen[0][0].endswith(".part")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gz"]
+
+
+def test_the_progress_bar_names_each_file(http_server, tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import mnistlab.download as download
+
+    body = _payload()
+    http_server.files["/m1/a.gz"] = body
+    screen = io.StringIO()
+    monkeypatch.setattr(download, "PROGRESS_CONSOLE",
+                        Console(file=screen, force_terminal=True, width=100))
+    fetch_files([_remote("a.gz", body)], [http_server.url + "/m1/"], tmp_path,
+                show_progress=True)
+    drawn = screen.getvalue()
+    assert "a.gz" in drawn and "m1" not in drawn  # the file's name, not its URL
+    assert f"{len(body)}/{len(body)} bytes" in drawn  # what arrived, of the announced total

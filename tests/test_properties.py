@@ -7,7 +7,7 @@ import gzip
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -107,3 +107,64 @@ def test_npz_that_is_not_an_archive_is_one_line(tmp_path, payload):
     path.write_bytes(payload)
     with pytest.raises(DatasetError, match="bad.npz"):
         load_dataset(f"npz:{path}")
+
+
+CLASS_NAMES = st.text("abcxyz_-", min_size=1, max_size=5)
+# Weighted so that about half of the folders are good ones.
+ODDITIES = [None] * 12 + ["other size", "garbage", "stray text file"]
+
+
+@SETTINGS
+@given(data=st.data())
+def test_an_image_folder_loads_what_was_written_or_fails_in_one_line(tmp_path_factory, data):
+    """Random class folders of PNG/BMP images (grey, colour, transparent), some of another
+    size, some not images at all, stray non-image files: the loader returns exactly the grey
+    pixels of every image in sorted order, or one DatasetError naming a path of the folder."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("images")
+    n_classes = data.draw(st.sampled_from([2, 3, 1]))  # the first is where shrinking goes
+    classes = data.draw(st.lists(CLASS_NAMES, min_size=n_classes, max_size=n_classes,
+                                 unique=True))
+    mode = data.draw(st.sampled_from(["L", "RGB", "RGBA"]))
+    suffix = ".png" if mode == "RGBA" else data.draw(st.sampled_from([".png", ".bmp"]))
+    channels = {"L": (), "RGB": (3,), "RGBA": (4,)}[mode]
+    expected = {"train": ([], []), "test": ([], [])}
+    broken = False
+    for split in ("train", "test"):
+        for index, name in enumerate(sorted(classes)):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            written = 0
+            for i in range(data.draw(st.sampled_from([1, 2, 1, 2, 0]))):
+                oddity = data.draw(st.sampled_from(ODDITIES))
+                path = folder / f"{i}{suffix}"
+                if oddity == "garbage":
+                    path.write_bytes(b"\x89PNG\r\n not really")
+                    broken = True
+                    continue
+                if oddity == "stray text file":
+                    (folder / f"{i}.txt").write_text("notes")
+                    continue
+                shape = (5, 4) if oddity == "other size" else (4, 4)
+                broken |= oddity == "other size"
+                pixels = data.draw(hnp.arrays(np.uint8, shape + channels))
+                Image.fromarray(pixels, mode).save(path)
+                with Image.open(path) as img:
+                    expected[split][0].append(np.asarray(img.convert("L")))
+                expected[split][1].append(index)
+                written += 1
+            broken |= split == "train" and written == 0  # a class needs training images
+    try:
+        loaded = load_dataset(f"folder:{root}")
+    except DatasetError as exc:
+        assert str(root) in str(exc) and "\n" not in str(exc)
+        event("DatasetError")
+        return
+    event("loaded")
+    assert not broken and len(classes) >= 2 and expected["test"][0]
+    assert loaded.class_names == sorted(classes)
+    for split, x, y in (("train", loaded.x_train, loaded.y_train),
+                        ("test", loaded.x_test, loaded.y_test)):
+        assert np.array_equal(x, np.stack(expected[split][0]))
+        assert y.tolist() == expected[split][1]

@@ -305,3 +305,27 @@ def test_a_file_field_without_its_digest_is_not_checked(store):
     globals()["NamedSource"] = Named
     _save(store, "k8", Named("nowhere/at/all.txt"))
     assert store.stored_problem("k8") is None
+
+
+def test_step_rows_name_no_function_where_none_was_recorded(store):
+    with store.db:
+        store.db.execute("INSERT INTO steps (key, section, name, params, status) VALUES "
+                         "('old', 'explore', 'summary', '\"a string from 0.1\"', 'done'), "
+                         "('nofn', 'explore', 'gallery', '{\"arguments\": {}}', 'done')")
+    assert [r["fn"] for r in store.step_rows(["old", "nofn"])] == ["", ""]
+
+
+def test_an_unreadable_studies_table_is_one_error_naming_the_database(tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    with sqlite3.connect(folder / DB_NAME) as db:
+        db.execute("CREATE TABLE studies (id INTEGER PRIMARY KEY, started REAL)")
+    store = RunStore(folder, create=False)
+    try:
+        with pytest.raises(StoreError) as info:
+            store.last_study()
+    finally:
+        store.close()
+    message = str(info.value)
+    assert message.startswith(f"{folder / DB_NAME}: not a readable mnistlab database (")
+    assert message.endswith("); rerun the study into another --out")

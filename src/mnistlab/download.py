@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
 TIMEOUT_S = 30
+PROGRESS_CONSOLE = None  # rich's console on stderr; tests give their own
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ def fetch_files(
             DownloadColumn(),
             TransferSpeedColumn(),
             transient=True,
+            console=PROGRESS_CONSOLE,
         )
         if show_progress
         else None

@@ -8,16 +8,19 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
-from matplotlib.figure import Figure
 
 from ..sections import SECTIONS
 from ..store import RunStore, atomic_write_bytes, to_json
 from . import classic, deep, explore, unsupervised
 from .blocks import Block, FigureSink
 from .context import StudyContext, study_context
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["StudyContext", "StudyResults", "build_report", "load_study"]
 

@@ -354,9 +354,12 @@ def svc_pca_answer(rows: list[SweepRow]) -> str:
     gap0, gap1 = first["train_acc"] - first["test_acc"], last["train_acc"] - last["test_acc"]
     text_ = (f"Test accuracy peaks at {best['n_components']} components ({best['test_acc']:.3f}). "
              f"The fit time {fit} with the dimension ({first['fit_s']:.2f} s at "
-             f"{first['n_components']}, {last['fit_s']:.2f} s at {last['n_components']}): each "
-             "kernel evaluation is a distance in that space, but fewer support vectors may be "
-             "needed when the classes separate better. The seed's conclusion (\"the higher the "
+             f"{first['n_components']}, {last['fit_s']:.2f} s at {last['n_components']})"
+             + (": each kernel evaluation is a distance in that space. " if fit == "grows" else
+                f", with {first['n_support']:,} then {last['n_support']:,} support vectors: the "
+                "fit's cost is the number of support vectors times the cost of one kernel "
+                "evaluation, which grows with the dimension. ")
+             + "The seed's conclusion (\"the higher the "
              "number of components, the more overfitting\") reads the train-test gap, which "
              f"here goes from {gap0:.3f} to {gap1:.3f}")
     if gap1 > gap0 + ACCURACY_NOISE:

@@ -291,14 +291,13 @@ def cnn_vs_mlp(c: TrainResult, mlp: TrainResult) -> str:
     elif c.n_params >= mlp.n_params:
         text_ += ("The CNN has the more parameters here: its convolution shares weights, but "
                   "the dense layer after it reads every position of every feature map. ")
-    more_accurate = c.test_acc > mlp.test_acc + 0.001
-    if m_s < c_s and more_accurate:
-        text_ += ("The seed concluded the MLP was \"more efficient\"; per second of training "
-                  "it is, per error avoided it is not.")
-    elif not more_accurate:
-        text_ += ("Here the MLP is as accurate or more" + (" and faster per epoch" if m_s < c_s
-                                                          else "")
-                  + ": the seed's \"more efficient\" holds on this data.")
-    else:
-        text_ += "Here the CNN is both faster per epoch and more accurate."
-    return text_
+    cnn_more_accurate = c.test_acc > mlp.test_acc + 0.001
+    if m_s < c_s:
+        return text_ + ("The seed concluded the MLP was \"more efficient\"; per second of "
+                        "training it is, per error avoided it is not." if cnn_more_accurate else
+                        "Here the MLP is faster per epoch and as accurate or more: the seed's "
+                        "\"more efficient\" holds on this data.")
+    return text_ + ("Here the CNN is both faster per epoch and more accurate: the seed's "
+                    "\"more efficient\" does not hold on this data." if cnn_more_accurate else
+                    "Here the CNN is faster per epoch and the MLP more accurate: neither is "
+                    "simply \"more efficient\".")

@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import TypedDict
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from sklearn import metrics
 
 from ..prepare import stratified_subset
 
@@ -26,6 +24,8 @@ def matched_contingency(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int):
     table = np.zeros((n_classes, len(clusters)), dtype=np.int64)
     cluster_index = np.searchsorted(clusters, y_pred)
     np.add.at(table, (y_true, cluster_index), 1)
+    from scipy.optimize import linear_sum_assignment  # imported here: a report needs none
+
     rows, cols = linear_sum_assignment(table, maximize=True)
     accuracy = float(table[rows, cols].sum() / len(y_true))
     order = list(cols[np.argsort(rows)])
@@ -60,6 +60,8 @@ class Silhouette(TypedDict):
 
 def partition_scores(y_true: np.ndarray, y_pred: np.ndarray) -> PartitionScores:
     """Every external score the report uses, from scikit-learn (plus Hungarian accuracy)."""
+    from sklearn import metrics
+
     h, c, v = metrics.homogeneity_completeness_v_measure(y_true, y_pred)
     return {
         "homogeneity": float(h),
@@ -76,6 +78,8 @@ def silhouette_estimate(x: np.ndarray, labels: np.ndarray, sample: int, repeats:
                         seed: int) -> Silhouette:
     """Silhouette: exact up to ``sample`` points, else the mean over ``repeats`` seeded samples
     stratified by cluster, with their standard deviation as the sampling error."""
+    from sklearn import metrics
+
     if len(np.unique(labels)) < 2:
         return {"silhouette": float("nan"), "silhouette_sd": 0.0, "silhouette_n": len(labels),
                 "silhouette_exact": True}

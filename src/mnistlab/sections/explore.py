@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import stats
 
 from ..datasets import Dataset
 from ..prepare import stratified_subset
@@ -107,6 +106,8 @@ def summarize(data: Dataset) -> Summary:
     stats_tr, stats_te = pixel_statistics(data.x_train), pixel_statistics(data.x_test)
     present = (tr + te) > 0
     table = np.stack([tr[present], te[present]])
+    from scipy import stats  # here, not at import: `mnistlab report` never needs it
+
     chi2_p = float(stats.chi2_contingency(table)[1]) if present.sum() > 1 else 1.0
     p_tr, p_te = tr / tr.sum(), te / te.sum()
     return Summary(
