@@ -56,6 +56,7 @@ def test_idx_folder_plain_or_gzipped(tmp_path):
     a = load_dataset(f"idx:{write_idx_folder(tmp_path / 'gz')}")
     b = load_dataset(f"idx:{write_idx_folder(tmp_path / 'raw', gz=False)}")
     assert a.fingerprint == b.fingerprint
+    assert (a.name, a.source) == (f"idx:{tmp_path / 'gz'}", str(tmp_path / "gz"))
     assert a.x_train.shape == (200, 28, 28) and a.n_classes == 10
 
 
@@ -65,6 +66,7 @@ def test_npz_as_keras_saves_it(tmp_path):
     np.savez(tmp_path / "d.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
     data = load_dataset(f"npz:{tmp_path / 'd.npz'}")
     assert data.image_shape == (12, 12) and np.array_equal(data.x_test, x_te)
+    assert (data.name, data.source) == (f"npz:{tmp_path / 'd.npz'}", str(tmp_path / "d.npz"))
 
 
 def test_labels_are_made_contiguous_and_keep_their_names(tmp_path):
@@ -89,6 +91,7 @@ def _write_image_folder(root: Path, size=(10, 12)):
 def test_image_folder_any_size(tmp_path):
     data = load_dataset(f"folder:{_write_image_folder(tmp_path / 'pets')}")
     assert data.class_names == ["cat", "dog"]
+    assert (data.name, data.source) == (f"folder:{tmp_path / 'pets'}", str(tmp_path / "pets"))
     assert data.x_train.shape == (8, 10, 12) and data.x_test.shape == (4, 10, 12)
 
 

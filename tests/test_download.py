@@ -296,3 +296,55 @@ def test_the_progress_bar_names_each_file(http_server, tmp_path, monkeypatch):
     drawn = screen.getvalue()
     assert "a.gz" in drawn and "m1" not in drawn  # the file's name, not its URL
     assert f"{len(body)}/{len(body)} bytes" in drawn  # what arrived, of the announced total
+
+
+def test_a_bad_cached_copy_falls_back_to_a_good_system_copy_without_downloading(
+        http_server, monkeypatch, tmp_path):
+    import mnistlab.datasets as ds
+
+    served = _serve_kmnist(http_server, monkeypatch, tmp_path)
+    load_dataset("kmnist")  # fills the cache
+    system_copy = tmp_path / "system-copy"
+    system_copy.mkdir()
+    for stem in served:
+        (system_copy / f"{stem}.gz").write_bytes(http_server.files[f"/kmnist/{stem}.gz"])
+    _alter_one_pixel(ds.data_home() / "kmnist" / "t10k-images-idx3-ubyte.gz")
+    hits = len(http_server.hits)
+    data = load_dataset("kmnist")
+    assert len(http_server.hits) == hits and data.source == str(system_copy)
+    assert (data.name, data.class_names[:2], data.digits) == ("kmnist", ["o", "ki"], False)
+
+
+def test_a_local_copy_of_mnist_is_known_to_be_digits(http_server, monkeypatch, tmp_path):
+    import mnistlab.datasets as ds
+
+    _serve_kmnist(http_server, monkeypatch, tmp_path)
+    monkeypatch.setitem(ds.REMOTE, "mnist", ds.RemoteSpec(
+        ds.REMOTE["kmnist"].files, (), tuple(ds.DIGIT_NAMES), (tmp_path / "served",)))
+    data = load_dataset("mnist")
+    assert (data.name, data.digits, data.source) == ("mnist", True, str(tmp_path / "served"))
+    assert data.class_names == [str(d) for d in range(10)]
+
+
+def test_the_cache_defaults_to_the_users_cache_folder(monkeypatch, tmp_path):
+    import mnistlab.datasets as ds
+
+    monkeypatch.delenv("MNISTLAB_DATA")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ds.data_home() == tmp_path / ".cache" / "mnistlab"
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path / "elsewhere"))
+    assert ds.data_home() == tmp_path / "elsewhere"
+
+
+def test_mirrors_can_be_replaced_per_dataset(monkeypatch):
+    import mnistlab.datasets as ds
+
+    monkeypatch.setenv("MNISTLAB_MIRRORS_FASHION_MNIST", "http://a/ http://b/")
+    assert ds.REMOTE["fashion-mnist"].mirror_list("fashion-mnist") == ["http://a/", "http://b/"]
+    monkeypatch.delenv("MNISTLAB_MIRRORS_KMNIST")
+    assert ds.REMOTE["kmnist"].mirror_list("kmnist") == list(ds.REMOTE["kmnist"].mirrors)
+    assert ds.offline() is False
+    monkeypatch.setenv("MNISTLAB_OFFLINE", "0")
+    assert ds.offline() is False
+    monkeypatch.setenv("MNISTLAB_OFFLINE", "1")
+    assert ds.offline() is True

@@ -210,3 +210,41 @@ def test_a_step_with_a_damaged_arrays_file_is_recomputed_and_the_progress_says_w
     assert ("step", "count (recomputing: it has a missing or corrupt arrays file)") in \
         progress.events
     assert ("step", "add") in progress.events
+
+
+def test_the_outcome_and_the_stored_context_say_what_ran(tiny, fake_sections, tmp_path):
+    first = run_study(tiny, build_config("full"), tmp_path / "run", profile="quick")
+    assert first.folder == tmp_path / "run" and first.study_id == 1
+    again = run_study(tiny, build_config("full"), str(tmp_path / "run"))
+    assert again.folder == tmp_path / "run" and again.study_id == 2
+    assert [(r.section, r.name, r.cached) for r in again.records] == [
+        ("explore", "count", True), ("explore", "add", True), ("explore", "combine", True)]
+    store = RunStore(tmp_path / "run", create=False)
+    try:
+        context = store.last_study()["context"]
+    finally:
+        store.close()
+    assert context == {"seed": 0, "class_names": tiny.class_names, "image_shape": [6, 6],
+                       "source": tiny.source, "digits": False}
+
+
+def test_only_the_sections_asked_for_run(tiny, fake_sections, tmp_path):
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run", sections=[])
+    assert outcome.records == [] and CALLS == []
+
+
+def test_a_recomputed_step_is_logged_with_its_reason(tiny, fake_sections, tmp_path, caplog):
+    import logging
+
+    first = run_study(tiny, build_config("full"), tmp_path / "run")
+    (tmp_path / "run" / "arrays" / f"{first.records[1].key}.npz").unlink()
+    with caplog.at_level(logging.INFO, logger="mnistlab.runner"):
+        run_study(tiny, build_config("full"), tmp_path / "run")
+    assert "explore.add has a missing or corrupt arrays file; recomputing it" in caplog.text
+    assert "computing explore.add" in caplog.text and "computing explore.count" not in caplog.text
+
+
+def test_a_step_called_alone_names_itself_in_a_binding_error():
+    params = build_config("full").explore
+    with pytest.raises(TypeError, match="step add_one: no value for add_one's argument"):
+        call_step(add_one, None, params)
