@@ -348,3 +348,13 @@ def test_mirrors_can_be_replaced_per_dataset(monkeypatch):
     assert ds.offline() is False
     monkeypatch.setenv("MNISTLAB_OFFLINE", "1")
     assert ds.offline() is True
+
+
+def test_the_catalog_knows_which_datasets_are_here(http_server, monkeypatch, tmp_path):
+    from mnistlab.datasets import CATALOG
+
+    available = {info.name: info.available for info in CATALOG}
+    _serve_kmnist(http_server, monkeypatch, tmp_path)
+    assert not available["kmnist"]()
+    load_dataset("kmnist")  # now cached
+    assert available["kmnist"]() and available["digits"]() and available["mnist-5k"]()

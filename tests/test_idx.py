@@ -96,3 +96,11 @@ def test_a_wrong_digest_names_the_file_and_what_to_do(tmp_path):
 def test_only_idx_dtypes_can_be_written(tmp_path):
     with pytest.raises(ValueError, match="dtype uint16 cannot be stored in IDX"):
         write_idx(tmp_path / "x-idx", np.zeros(3, np.uint16))
+
+
+def test_what_is_read_is_a_writable_array_of_its_own(tmp_path):
+    path = tmp_path / "w-idx"
+    write_idx(path, np.arange(12, dtype=np.uint8).reshape(3, 4))
+    array = read_idx(path)
+    assert array.flags.writeable and array.flags.owndata
+    array[0, 0] = 99  # a user may edit what was read

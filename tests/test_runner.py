@@ -248,3 +248,9 @@ def test_a_step_called_alone_names_itself_in_a_binding_error():
     params = build_config("full").explore
     with pytest.raises(TypeError, match="step add_one: no value for add_one's argument"):
         call_step(add_one, None, params)
+
+
+def test_a_step_called_alone_uses_the_studys_default_seed(tiny):
+    CALLS.clear()
+    call_step(count_pixels, tiny, build_config("full").explore)
+    assert CALLS == [("count", build_config("full").explore.n_samples, 0)]
