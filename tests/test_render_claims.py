@@ -127,12 +127,15 @@ def test_homogeneity_is_said_to_rise_only_when_it_does():
     from mnistlab.render.unsupervised import kmeans_k_answer
     from mnistlab.sections.unsupervised import KMeansSweep
 
-    def sweep(h, c):
-        return KMeansSweep(5, [{"k": k, "homogeneity": hh, "completeness": cc, "accuracy": 0.5}
-                               for k, hh, cc in zip((2, 50), h, c)])
+    def sweep(h, c, inertia=(10.0, 5.0)):
+        return KMeansSweep(5, [{"k": k, "homogeneity": hh, "completeness": cc, "accuracy": 0.5,
+                                "inertia": i} for k, hh, cc, i in zip((2, 50), h, c, inertia)])
 
     text = kmeans_k_answer(sweep([0.2, 0.8], [0.7, 0.4]))
     assert "Homogeneity rises with K" in text and "Completeness falls" in text
+    assert "the inertia only decreases with K" in text
+    text = kmeans_k_answer(sweep([0.2, 0.8], [0.7, 0.4], inertia=(5.0, 6.0)))
+    assert "rises from K = 2 to K = 50 here" in text and "only decreases" not in text
     text = kmeans_k_answer(sweep([0.5, 0.502], [0.5, 0.5]))
     assert "Homogeneity barely moves" in text and "purer" not in text
     assert "Completeness barely moves" in text and "split over more" not in text

@@ -253,9 +253,8 @@ def _mlp_shape(arch: Architectures, name: str) -> str:
     return shape + (" with dropout" if _has(arch, name, "Dropout") else "")
 
 
-def _cost_answer(runs: list[TrainResult], arch: Architectures | None = None) -> str:
+def _cost_answer(runs: list[TrainResult], arch: Architectures) -> str:
     by = {r.name: r for r in runs}
-    arch = arch or Architectures({}, {}, {}, {})
     parts = []
     if "mlp-1" in by and "mlp-2" in by:
         a, b = by["mlp-1"], by["mlp-2"]

@@ -323,9 +323,15 @@ def kmeans_k_answer(sweep: KMeansSweep) -> str:
               "exactly 1. " if h == "rises" else ". ")
     text_ += (f"Completeness {c} ({_f(first['completeness'])} to {_f(last['completeness'])})"
               + (": each class is split over more clusters. " if c == "falls" else ". "))
+    rises = [(a["k"], b["k"]) for a, b in zip(sweep.rows, sweep.rows[1:])
+             if b["inertia"] > a["inertia"]]
+    inertia = ("the inertia only decreases with K" if not rises else
+               f"the inertia, which the best partition can only lower as K grows, rises from "
+               f"K = {rises[0][0]} to K = {rises[0][1]} here (Lloyd's iterations stopped in a "
+               "worse local minimum)")
     return text_ + ("Neither alone can choose K; the V-measure, ARI and AMI balance both, and "
-                    "the inertia only decreases with K. Cluster accuracy peaks at K = "
-                    f"{best_acc['k']} ({_f(best_acc['accuracy'])}).")
+                    f"{inertia}. Cluster accuracy peaks at K = {best_acc['k']} "
+                    f"({_f(best_acc['accuracy'])}).")
 
 
 def pca2_answer(explained: float, s2: dict, r0: dict, n_components: int) -> str:
