@@ -11,6 +11,8 @@ from mnistlab.errors import DatasetError
 from mnistlab.idx import write_idx
 from mnistlab.sections.explore import pixel_statistics, summarize
 
+DIGITS_FINGERPRINT = "88357933919a52cf36984faa684cc2f5"
+
 
 def test_mnist_5k_is_real_balanced_and_split_80_20():
     data = load_dataset("mnist-5k")
@@ -45,6 +47,34 @@ def test_bundled_datasets_are_split_80_20_stratified_and_reproducibly(name, n_tr
     train, test = np.bincount(data.y_train), np.bincount(data.y_test)
     assert np.all(np.abs(train / n_train * n_test - test) <= 1)
     assert load_dataset(name).fingerprint == data.fingerprint  # the same split every time
+
+
+def test_the_bundled_splits_are_pinned():
+    """A change to how mnist-5k or digits is read or split would silently change every stored
+    result: their fingerprints are fixed."""
+    assert load_dataset("mnist-5k").fingerprint == "a8a7a7d712f24be3f07ff8240a850b4d"
+    assert load_dataset("digits").fingerprint == DIGITS_FINGERPRINT
+
+
+def test_dotted_idx_file_names_are_read(tmp_path):
+    folder = write_idx_folder(tmp_path / "dotted")
+    for path in folder.iterdir():
+        path.rename(folder / path.name.replace("-idx", ".idx"))
+    data = load_dataset(f"idx:{folder}")
+    assert data.fingerprint == load_dataset(f"idx:{write_idx_folder(tmp_path / 'plain')}") \
+        .fingerprint
+
+
+def test_the_user_formats_name_themselves_when_called_directly(tmp_path):
+    from mnistlab.datasets import load_idx_folder, load_image_folder, load_npz
+
+    x, y = make_images(20, size=6)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    assert load_npz(tmp_path / "d.npz").name == f"npz:{tmp_path / 'd.npz'}"
+    folder = write_idx_folder(tmp_path / "idx")
+    assert load_idx_folder(folder).name == f"idx:{folder}"
+    root = _write_image_folder(tmp_path / "pets")
+    assert load_image_folder(root).name == f"folder:{root}"
 
 
 def test_only_the_named_digit_datasets_are_digits(tmp_path):
@@ -159,7 +189,8 @@ def _bad(tmp_path: Path, case: str) -> tuple[str, str]:
         return f"idx:{folder}", "y_test holds label 42, which no training image has"
     if case == "npz-missing-array":
         np.savez(tmp_path / "d.npz", x_train=np.zeros((2, 4, 4), np.uint8))
-        return f"npz:{tmp_path / 'd.npz'}", "missing array(s) y_train, x_test, y_test"
+        return (f"npz:{tmp_path / 'd.npz'}",
+                "d.npz: missing array(s) y_train, x_test, y_test (has x_train)")
     if case == "npz-one-hot":
         x = np.zeros((4, 4, 4), np.uint8)
         np.savez(tmp_path / "d.npz", x_train=x, y_train=np.eye(4), x_test=x, y_test=np.eye(4))
@@ -178,19 +209,33 @@ def _bad(tmp_path: Path, case: str) -> tuple[str, str]:
         return f"folder:{root}", "0.png: unreadable image"
     if case == "image-sizes-differ":
         root = _write_image_folder(tmp_path / "pets")
-        Image.fromarray(np.zeros((5, 5), np.uint8)).save(root / "train" / "dog" / "9.png")
-        return f"folder:{root}", "9.png: image is 5x5 but earlier images are 12x10"
+        Image.fromarray(np.zeros((5, 7), np.uint8)).save(root / "train" / "dog" / "9.png")
+        return f"folder:{root}", "9.png: image is 7x5 but earlier images are 12x10"
     if case == "class-without-images":  # a class name with a slash made nested folders
         root = _write_image_folder(tmp_path / "pets")
         nested = root / "train" / "a" / "b"
         nested.mkdir(parents=True)
         Image.fromarray(np.zeros((10, 12), np.uint8)).save(nested / "0.png")
-        return f"folder:{root}", "no image directly in this class folder"
+        return f"folder:{root}", ("a: no image directly in this class folder (images in "
+                                  "subfolders are not read; a class needs training images)")
     if case == "one-class":
         root = _write_image_folder(tmp_path / "pets")
         for split in ("train", "test"):
             shutil.rmtree(root / split / "dog")
         return f"folder:{root}", "1 class subfolder(s); a classification needs at least 2"
+    if case == "npz-empty":
+        np.savez(tmp_path / "e.npz")
+        return f"npz:{tmp_path / 'e.npz'}", "e.npz: missing array(s) x_train, y_train, x_test, " \
+                                            "y_test (has none)"
+    if case == "npz-missing-file":
+        return f"npz:{tmp_path / 'nothing.npz'}", f"{tmp_path / 'nothing.npz'}: file not found"
+    if case == "idx-not-a-folder":
+        return (f"idx:{tmp_path / 'nowhere'}", f"{tmp_path / 'nowhere'}: not a folder (idx: "
+                "expects a folder of the four IDX files)")
+    if case == "idx-dotted-3d-labels":  # the dotted names some copies use are found too
+        (folder / "train-labels-idx1-ubyte.gz").rename(folder / "train-labels.idx1-ubyte.gz")
+        write_idx(folder / "train-labels.idx1-ubyte.gz", np.zeros((200, 1, 1), np.uint8))
+        return f"idx:{folder}", "train-labels.idx1-ubyte.gz: IDX file has 3 dimensions, expected 1"
     if case == "unknown-name":
         return "mnits", "--dataset mnits: unknown dataset"
     if case == "unknown-format":
@@ -198,7 +243,8 @@ def _bad(tmp_path: Path, case: str) -> tuple[str, str]:
     raise AssertionError(case)
 
 
-BAD_CASES = ["missing-file", "bad-magic", "truncated", "count-mismatch", "label-unseen",
+BAD_CASES = ["npz-empty", "npz-missing-file", "idx-not-a-folder", "idx-dotted-3d-labels",
+             "missing-file", "bad-magic", "truncated", "count-mismatch", "label-unseen",
              "npz-missing-array", "npz-one-hot", "npz-float-pixels", "not-npz",
              "unreadable-image", "image-sizes-differ", "class-without-images", "one-class",
              "unknown-name", "unknown-format"]

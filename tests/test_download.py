@@ -358,3 +358,41 @@ def test_the_catalog_knows_which_datasets_are_here(http_server, monkeypatch, tmp
     assert not available["kmnist"]()
     load_dataset("kmnist")  # now cached
     assert available["kmnist"]() and available["digits"]() and available["mnist-5k"]()
+
+
+def test_offline_without_a_copy_is_one_error_saying_so(monkeypatch):
+    import mnistlab.datasets as ds
+
+    monkeypatch.setenv("MNISTLAB_OFFLINE", "1")
+    with pytest.raises(DownloadError) as info:
+        load_dataset("kmnist")
+    assert str(info.value) == (f"kmnist is not in {ds.data_home() / 'kmnist'} and "
+                               "MNISTLAB_OFFLINE is set, so it was not downloaded")
+
+
+def test_a_downloaded_mnist_is_named_digits_and_shows_its_progress(http_server, monkeypatch,
+                                                                    tmp_path, caplog):
+    import io
+    import logging
+
+    from rich.console import Console
+
+    import mnistlab.datasets as ds
+    import mnistlab.download as download
+
+    _serve_kmnist(http_server, monkeypatch, tmp_path)
+    monkeypatch.setitem(ds.REMOTE, "mnist", ds.RemoteSpec(
+        ds.REMOTE["kmnist"].files, (), tuple(ds.DIGIT_NAMES)))
+    monkeypatch.setenv("MNISTLAB_MIRRORS_MNIST", f"{http_server.url}/kmnist/")
+    screen = io.StringIO()
+    monkeypatch.setattr(download, "PROGRESS_CONSOLE",
+                        Console(file=screen, force_terminal=True, width=100))
+    data = load_dataset("mnist", show_progress=True)
+    assert (data.name, data.digits, data.class_names[0]) == ("mnist", True, "0")
+    assert "train-images-idx3-ubyte.gz" in screen.getvalue()
+    # A damaged cached file: said once, in one warning, and downloaded again.
+    _alter_one_pixel(ds.data_home() / "mnist" / "t10k-images-idx3-ubyte.gz")
+    with caplog.at_level(logging.WARNING, logger="mnistlab.datasets"):
+        load_dataset("mnist")
+    assert caplog.text.count("; not using that copy") == 1
+    assert "t10k-images-idx3-ubyte.gz: neither the file nor" in caplog.text

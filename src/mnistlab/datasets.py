@@ -245,11 +245,9 @@ def _read_image_split(split_dir: Path, class_dirs: list[str]):
             raise DatasetError(f"{folder}: no image directly in this class folder (images in "
                                "subfolders are not read; a class needs training images)")
         for file in files:
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
             try:
                 with Image.open(file) as img:
-                    pixels = np.asarray(img.convert("L"), dtype=np.uint8)
+                    pixels = np.asarray(img.convert("L"))  # mode L is uint8
             except (UnidentifiedImageError, OSError) as exc:
                 raise DatasetError(f"{file}: unreadable image ({exc})") from None
             if shape is None:
@@ -379,7 +377,7 @@ def _local_copy(name: str) -> Path | None:
     return copies[0] if copies else None
 
 
-def _load_remote(name: str, show_progress: bool = False) -> Dataset:
+def _load_remote(name: str, *, show_progress: bool) -> Dataset:
     """The first local copy whose content is verified; else a download. A corrupted or altered
     copy is never used: a bad cached file is downloaded again, a bad system copy skipped."""
     spec = REMOTE[name]
@@ -400,8 +398,7 @@ def _load_remote(name: str, show_progress: bool = False) -> Dataset:
     _warn_skipped(bad_copies)
     fetch_files(spec.files, spec.mirror_list(name), data_home() / name,
                 show_progress=show_progress)  # replaces any cached file of the wrong digest
-    data = load_idx_folder(data_home() / name, name=name, class_names=spec.class_names,
-                           digests=_digests(spec))
+    data = load_idx_folder(data_home() / name, name=name, class_names=spec.class_names)
     return dataclasses.replace(data, digits=name in DIGIT_DATASETS)
 
 
