@@ -31,6 +31,8 @@ def _only(pattern: str, old: str, new: str) -> bool:
 EQUIVALENT = [
     ("SQL text changed in letter case only: SQLite keywords and identifiers are case-insensitive",
      lambda old, new: old.lower() == new.lower() and SQL.search(old)),
+    ("HTTP header name in other letter case: header names are case-insensitive",
+     lambda old, new: "headers.get(" in old and old.lower() == new.lower()),
     ("block size of a read: a digest does not depend on the size of the blocks it is fed",
      lambda old, new: _only(r"\.read\([^)]*\)", old, new)),
     ("gzip compression level: the decompressed content is the same at any level",

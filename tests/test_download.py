@@ -60,11 +60,12 @@ def test_all_mirrors_down_lists_every_url_and_the_manual_route(http_server, tmp_
     mirrors = [http_server.url + "/m1/", http_server.url + "/gone/", "http://127.0.0.1:9/"]
     with pytest.raises(DownloadError) as info:
         fetch_files([_remote("a.gz", body)], mirrors, tmp_path)
-    message = str(info.value)
-    for mirror in mirrors:
-        assert mirror.rstrip("/") + "/a.gz" in message
-    assert "SHA-256 mismatch" in message and "404" in message
-    assert f"Place the file by hand at {tmp_path / 'a.gz'}" in message
+    got = hashlib.sha256(_payload(seed=9)).hexdigest()
+    assert str(info.value) == (
+        f"could not download a.gz: tried {mirrors[0]}a.gz (SHA-256 mismatch (got {got[:12]}..., "
+        f"expected {_remote('a.gz', body).sha256[:12]}...)); {mirrors[1]}a.gz (HTTP 404 Not "
+        f"Found); http://127.0.0.1:9/a.gz ([Errno 111] Connection refused). Place the file by "
+        f"hand at {tmp_path / 'a.gz'} (SHA-256 {_remote('a.gz', body).sha256})")
     assert list(tmp_path.iterdir()) == []  # the bad transfer was deleted
 
 
@@ -291,10 +292,12 @@ def test_the_progress_bar_names_each_file(http_server, tmp_path, monkeypatch):
     screen = io.StringIO()
     monkeypatch.setattr(download, "PROGRESS_CONSOLE",
                         Console(file=screen, force_terminal=True, width=100))
+    fetch_files([_remote("a.gz", body)], [http_server.url + "/m1/"], tmp_path / "quiet")
+    assert screen.getvalue() == ""  # no bar unless asked for
     fetch_files([_remote("a.gz", body)], [http_server.url + "/m1/"], tmp_path,
                 show_progress=True)
     drawn = screen.getvalue()
-    assert "a.gz" in drawn and "m1" not in drawn  # the file's name, not its URL
+    assert "\x1b[2Ka.gz " in drawn and "m1" not in drawn  # the file's name, not its URL
     assert f"{len(body)}/{len(body)} bytes" in drawn  # what arrived, of the announced total
 
 
@@ -396,3 +399,12 @@ def test_a_downloaded_mnist_is_named_digits_and_shows_its_progress(http_server, 
         load_dataset("mnist")
     assert caplog.text.count("; not using that copy") == 1
     assert "t10k-images-idx3-ubyte.gz: neither the file nor" in caplog.text
+
+
+def test_a_transfer_of_many_chunks_arrives_whole(http_server, tmp_path):
+    import mnistlab.download as download
+
+    body = bytes(range(256)) * (3 * download.CHUNK // 256) + b"tail"
+    http_server.files["/m1/big.gz"] = body
+    (path,) = fetch_files([_remote("big.gz", body)], [http_server.url + "/m1/"], tmp_path)
+    assert path.read_bytes() == body

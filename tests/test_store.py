@@ -103,7 +103,8 @@ def test_a_damaged_arrays_file_makes_the_step_not_done(store, damage, caplog):
     with caplog.at_level(logging.WARNING, logger="mnistlab.store"):
         assert not store.is_done("k4")
     assert store.stored_problem("k4") == "has a missing or corrupt arrays file"
-    assert "step k4 has a missing or corrupt arrays file; recomputing it" in caplog.text
+    assert (f"{store.folder}: step k4 has a missing or corrupt arrays file; recomputing it"
+            in caplog.text)
 
 
 def test_a_new_step_is_no_news(store, caplog):
@@ -208,8 +209,10 @@ def test_temporary_files_of_a_killed_run_are_removed_on_open(tmp_path):
 
 
 def test_studies_are_recorded_and_the_last_finished_one_is_read(store):
-    with pytest.raises(StoreError, match="no finished study in this run folder"):
+    with pytest.raises(StoreError) as info:
         store.last_study()
+    assert str(info.value) == (f"{store.folder}: no finished study in this run folder; run "
+                               "`mnistlab study` to finish it")
     first = store.begin_study("digits", "fp1", "quick", "seed = 0\n", {"seed": 0})
     store.record_study_steps(first, ["a", "b"], "done")
     second = store.begin_study("digits", "fp2", "full", "seed = 1\n", {"seed": 1})
@@ -221,6 +224,7 @@ def test_studies_are_recorded_and_the_last_finished_one_is_read(store):
     study = store.last_study()
     assert (study["id"], study["profile"], study["config"], study["status"]) == \
         (second, "full", "seed = 1\n", "done")
+    assert study["dataset"] == "digits"
     assert study["finished"] >= study["started"]
 
 

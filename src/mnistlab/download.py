@@ -8,7 +8,6 @@ is truncated or has the wrong SHA-256 is deleted and the next mirror tried.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import tempfile
 import urllib.error
@@ -21,8 +20,6 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from .errors import DownloadError
 from .store import sha256_file
-
-log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
 TIMEOUT_S = 30
@@ -44,13 +41,14 @@ class RemoteFile:
         return (self.sha256,) + ((self.content_sha256,) if self.content_sha256 else ())
 
 
-def _transfer(url: str, target: Path, progress: Progress | None) -> str:
-    """Stream ``url`` into ``target``; return the SHA-256 of what arrived."""
+def _transfer(url: str, target: Path, progress: Progress | None, label: str) -> str:
+    """Stream ``url`` into ``target``, shown as ``label`` on the progress bar; return the
+    SHA-256 of what arrived."""
     digest = hashlib.sha256()
     with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-        task = progress.add_task(url.rsplit("/", 1)[-1], total=total) if progress else None
+        task = progress.add_task(label, total=total) if progress else None
         received = 0
         with open(target, "wb") as out:
             while chunk := response.read(CHUNK):
@@ -134,21 +132,17 @@ def _fetch_one(
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            digest = _transfer(url, tmp, progress)
+            digest = _transfer(url, tmp, progress, label=remote.name)
             if digest != remote.sha256:
                 raise OSError(f"SHA-256 mismatch (got {digest[:12]}..., "
                               f"expected {remote.sha256[:12]}...)")
             os.replace(tmp, final)
-            log.info("downloaded %s", url)
             return final
+        # Each failure is kept for the error, which lists them all if no mirror works.
         except urllib.error.HTTPError as exc:
-            reason = f"HTTP {exc.code} {exc.reason}"
-            failures.append(f"{url} ({reason})")
-            log.info("mirror failed: %s: %s", url, reason)
+            failures.append(f"{url} (HTTP {exc.code} {exc.reason})")
         except (OSError, ValueError) as exc:  # URLError is an OSError
-            reason = getattr(exc, "reason", None) or exc
-            failures.append(f"{url} ({reason})")
-            log.info("mirror failed: %s: %s", url, reason)
+            failures.append(f"{url} ({getattr(exc, 'reason', None) or exc})")
         finally:
             tmp.unlink(missing_ok=True)
     raise DownloadError(
