@@ -288,3 +288,77 @@ def test_one_changed_pixel_or_label_changes_the_fingerprint_and_every_step_key(e
     after = {(p.section, p.step.name): p.key for p in plan_study(edited, config)}
     assert before.keys() == after.keys()
     assert not [s for s in before if before[s] == after[s]]  # nothing is reused
+
+
+def _arrays(x_train=None, y_train=None, x_test=None, y_test=None):
+    images = np.zeros((4, 3, 2), np.uint8)
+    labels = np.array([0, 1, 0, 1])
+    return [images if x_train is None else x_train, labels if y_train is None else y_train,
+            images[:2] if x_test is None else x_test, labels[:2] if y_test is None else y_test]
+
+
+@pytest.mark.parametrize("arrays, class_names, message", [
+    (_arrays(x_train=np.zeros((4, 3, 2, 3), np.uint8)), None,
+     "x_train must have shape (n, height, width), got (4, 3, 2, 3)"),
+    (_arrays(x_test=np.zeros((2, 3, 1, 2), np.uint8)), None,
+     "x_test must have shape (n, height, width), got (2, 3, 1, 2)"),
+    (_arrays(x_test=np.zeros((0, 3, 2), np.uint8)), None, "x_test holds no image"),
+    (_arrays(x_train=np.zeros((4, 3, 2), np.complex64)), None,
+     "x_train has dtype complex64, expected uint8"),
+    (_arrays(x_train=np.full((4, 3, 2), -1)), None,
+     "x_train must hold pixel values 0..255 (dtype int64, range -1..-1)"),
+    (_arrays(x_train=np.full((4, 3, 2), 256)), None,
+     "x_train must hold pixel values 0..255 (dtype int64, range 256..256)"),
+    (_arrays(x_train=np.full((4, 3, 2), 2.5)), None,
+     "x_train must hold pixel values 0..255 (dtype float64, range 2.5..2.5)"),
+    (_arrays(x_test=np.zeros((2, 2, 3), np.uint8)), None,
+     "train images are (3, 2) but test images are (2, 3)"),
+    (_arrays(y_train=np.eye(4, 2)), None,
+     "y_train has shape (4, 2): labels must be 1-D class indices, not one-hot rows (use argmax)"),
+    (_arrays(y_test=np.zeros((2, 1, 1), np.int64)), None,
+     "y_test must be a 1-D array of integer labels (shape (2, 1, 1), dtype int64)"),
+    (_arrays(y_test=np.array([0.0, 1.0])), None,
+     "y_test must be a 1-D array of integer labels (shape (2,), dtype float64)"),
+    (_arrays(y_test=np.array([0, 1, 1])), None, "y_test has 3 labels for 2 images"),
+    (_arrays(y_train=np.array([0, 1, 2, 1])), ["a", "b"], "y_train holds label 2, outside 0..1"),
+    (_arrays(y_test=np.array([-1, 1])), ["a", "b"], "y_test holds label -1, outside 0..1"),
+    (_arrays(y_train=np.array([-3, 1, 0, 1]), y_test=np.array([0, 1])), None,
+     "negative label -3"),
+])
+def test_each_array_mistake_is_named_exactly(arrays, class_names, message):
+    from mnistlab.datasets import validate_arrays
+
+    with pytest.raises(DatasetError) as info:
+        validate_arrays("here.npz", *arrays, class_names=class_names)
+    assert str(info.value) == f"here.npz: {message}"
+
+
+def test_what_validation_accepts_it_returns_canonical():
+    from mnistlab.datasets import validate_arrays
+
+    x_tr, y_tr, x_te, y_te, names = validate_arrays(
+        "ok", np.full((4, 3, 2, 1), 7.0), np.array([[5], [9], [5], [9]]),
+        np.full((2, 3, 2), 255, np.int32), np.array([9, 5]))
+    assert x_tr.shape == (4, 3, 2) and x_tr.dtype == np.uint8 and x_tr.max() == 7
+    assert x_te.dtype == np.uint8 and x_te.max() == 255
+    assert names == ["5", "9"] and y_tr.tolist() == [0, 1, 0, 1] and y_te.tolist() == [1, 0]
+    assert y_tr.dtype == np.int64
+    _, y_tr, _, _, names = validate_arrays("ok", *_arrays(), class_names=["a", "b"])
+    assert names == ["a", "b"] and y_tr.tolist() == [0, 1, 0, 1]
+
+
+def test_a_format_prefix_splits_at_the_first_colon(tmp_path):
+    x, y = make_images(20, size=6)
+    folder = tmp_path / "a:b"
+    folder.mkdir()
+    np.savez(folder / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    data = load_dataset(f"npz:{folder / 'd.npz'}")
+    assert data.name == f"npz:{folder / 'd.npz'}" and data.source == str(folder / "d.npz")
+    with pytest.raises(DatasetError) as info:
+        load_dataset("csv:/tmp/x")
+    assert str(info.value) == ("--dataset csv:/tmp/x: unknown format 'csv' (use idx:PATH, "
+                               "npz:PATH, folder:PATH)")
+    with pytest.raises(DatasetError) as info:
+        load_dataset("mnits")
+    assert str(info.value) == ("--dataset mnits: unknown dataset (known: mnist, fashion-mnist, "
+                               "kmnist, mnist-5k, digits; or idx:PATH, npz:FILE, folder:PATH)")
