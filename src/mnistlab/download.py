@@ -19,7 +19,6 @@ from pathlib import Path
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from .errors import DownloadError
-from .store import sha256_file
 
 CHUNK = 1 << 16
 TIMEOUT_S = 30
@@ -39,6 +38,11 @@ class RemoteFile:
     def digests(self) -> tuple[str, ...]:
         """Every digest that identifies a good copy."""
         return (self.sha256,) + ((self.content_sha256,) if self.content_sha256 else ())
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _transfer(url: str, target: Path, progress: Progress | None, label: str) -> str:
@@ -123,7 +127,7 @@ def _fetch_one(
     remote: RemoteFile, mirrors: Sequence[str], dest: Path, progress: Progress | None
 ) -> Path:
     final = dest / remote.name
-    if final.exists() and sha256_file(final) == remote.sha256:
+    if final.exists() and _sha256(final) == remote.sha256:
         return final
     failures = []
     for mirror in mirrors:
