@@ -56,6 +56,53 @@ def test_the_bundled_splits_are_pinned():
     assert load_dataset("digits").fingerprint == DIGITS_FINGERPRINT
 
 
+def test_the_mnist_5k_split_is_kept_and_anything_wrong_with_it_is_split_again(tmp_path):
+    """The cached split must give the very split scikit-learn makes, and a damaged, altered or
+    foreign cached file must never be used."""
+    from sklearn.model_selection import train_test_split
+
+    from mnistlab.datasets import _stratified_split, data_home
+
+    expected = load_dataset("mnist-5k").fingerprint
+    cached = data_home() / "mnist-5k" / "split-80-20-seed0.npz"
+    assert cached.is_file()
+    y = np.repeat(np.arange(10), 30)
+    want = train_test_split(np.arange(300), test_size=0.2, stratify=y, random_state=3)
+    for attempt in ("made", "read"):
+        got = _stratified_split(y, 3, cache=tmp_path)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)), attempt
+    made = tmp_path / "split-80-20-seed3.npz"
+    with np.load(made) as stored:
+        fields = dict(stored)
+    swapped = {**fields, "train": fields["train"][::-1].copy()}  # a wrong order of images
+    other_labels = np.roll(y, 1)
+    damaged = {"bytes": None, "order": swapped}
+    for how, content in damaged.items():
+        if content is None:
+            made.write_bytes(made.read_bytes()[:100])
+        else:
+            np.savez(made, **content)
+        got = _stratified_split(y, 3, cache=tmp_path)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), how
+    # the cache was made for other labels: those labels get their own split
+    want_other = train_test_split(np.arange(300), test_size=0.2, stratify=other_labels,
+                                  random_state=3)
+    got = _stratified_split(other_labels, 3, cache=tmp_path)
+    assert np.array_equal(got[1], want_other[1])
+    cached.write_bytes(b"not a zip")
+    assert load_dataset("mnist-5k").fingerprint == expected
+
+
+def test_an_unwritable_cache_only_costs_time(tmp_path):
+    from mnistlab.datasets import _stratified_split
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    y = np.repeat(np.arange(5), 10)
+    train, test = _stratified_split(y, 0, cache=blocker / "sub")
+    assert sorted(np.concatenate([train, test])) == list(range(50)) and len(test) == 10
+
+
 def test_dotted_idx_file_names_are_read(tmp_path):
     folder = write_idx_folder(tmp_path / "dotted")
     for path in folder.iterdir():

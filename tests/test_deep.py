@@ -109,6 +109,35 @@ def test_bad_architecture_parameters_are_rejected(override, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("arch, arch_params", [
+    ("mlp-1", {}), ("mlp-2", {"hidden": [16]}), ("cnn-seed", {}), ("cnn-fast", {}),
+    ("cnn-fast", {"channels": [4]}), ("cnn-fast", {"channels": [4, 4, 4, 4]})])
+def test_the_torch_free_shape_check_agrees_with_building_and_running_the_network(arch,
+                                                                                 arch_params):
+    """The plan checks networks against the images without torch; what it accepts must build
+    and run, what it refuses must not."""
+    from mnistlab.architectures import image_shape_problem
+
+    for shape in [(h, w) for h in range(1, 12) for w in (1, 3, 4, 8, 9)]:
+        problem = image_shape_problem(arch, shape, arch_params)
+        try:
+            module = build_module(arch, shape, 3, arch_params)
+            out = module.eval()(torch.zeros(2, 1, *shape))
+        except (ValueError, RuntimeError) as exc:
+            assert problem is not None, (shape, exc)
+        else:
+            assert problem is None and out.shape == (2, 3), shape
+
+
+def test_the_plan_refuses_a_network_the_images_are_too_small_for():
+    data = load_dataset("digits")  # 8x8: 28x28 passes the config check, 8x8 not the plan's
+    params = build_config("full", {"deep": {"models": {
+        "cnn-fast": {"arch_params": {"channels": [8, 8, 8, 8, 8]}}}}}).deep
+    with pytest.raises(ConfigError, match=r"^deep.models.cnn-fast: cannot work on images of "
+                       r"8x8 \(cnn-fast: 5 blocks pool 8x8 images to nothing"):
+        section.plan(data, params, seed=0)
+
+
 def test_estimator_rejects_bad_parameters(mnist5k):
     with pytest.raises(ValueError, match="TorchClassifier: arch must be one of"):
         TorchClassifier("resnet").fit(mnist5k.x_train[:50], mnist5k.y_train[:50])

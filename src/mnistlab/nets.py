@@ -11,7 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
-ARCHITECTURES = ("mlp-1", "mlp-2", "cnn-seed", "cnn-fast")
+from .architectures import ARCHITECTURES, CNN_FAST_CHANNELS, image_shape_problem
+
+__all__ = ["ARCHITECTURES", "build_module", "count_parameters", "layer_table"]
 
 
 def _mlp(in_features: int, hidden: list[int], n_classes: int, dropout: float) -> nn.Sequential:
@@ -65,23 +67,20 @@ def build_module(arch: str, image_shape: tuple[int, int], n_classes: int,
         ``hidden`` and ``dropout`` for MLPs, ``channels`` and ``dropout`` for cnn-fast.
     """
     p = dict(arch_params or {})
-    h, w = image_shape
+    problem = image_shape_problem(arch, image_shape, p)
+    if problem:
+        raise ValueError(problem)
     if arch == "mlp-1":
-        return _mlp(h * w, p.get("hidden", [128]), n_classes, p.get("dropout", 0.0))
+        return _mlp(image_shape[0] * image_shape[1], p.get("hidden", [128]), n_classes,
+                    p.get("dropout", 0.0))
     if arch == "mlp-2":
-        return _mlp(h * w, p.get("hidden", [512, 512]), n_classes, p.get("dropout", 0.2))
+        return _mlp(image_shape[0] * image_shape[1], p.get("hidden", [512, 512]), n_classes,
+                    p.get("dropout", 0.2))
     if arch == "cnn-seed":
-        if h < 4 or w < 4:
-            raise ValueError(f"cnn-seed needs images of at least 4x4 pixels, got {h}x{w}")
         return _cnn_seed(image_shape, n_classes)
     if arch == "cnn-fast":
-        channels = p.get("channels", [32, 64, 128])
-        if not channels or min(channels) < 1:
-            raise ValueError(f"cnn-fast channels must be positive integers, got {channels}")
-        if min(h, w) // 2 ** (len(channels) - 1) < 1:
-            raise ValueError(f"cnn-fast: {len(channels)} blocks pool {h}x{w} images to nothing; "
-                             "use fewer channels entries")
-        return _cnn_fast(image_shape, n_classes, channels, p.get("dropout", 0.0))
+        return _cnn_fast(image_shape, n_classes, p.get("channels", CNN_FAST_CHANNELS),
+                         p.get("dropout", 0.0))
     raise ValueError(f"unknown architecture {arch!r} (use one of {', '.join(ARCHITECTURES)})")
 
 

@@ -245,15 +245,14 @@ def overfit(data: Dataset, *, name: str, spec: ModelSpec, overfit_images: int,
 
 
 def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
-    from ..deep import build_module
+    from ..architectures import image_shape_problem
     from ..errors import ConfigError
 
     for name, spec in params.enabled().items():  # the config against this data's images
-        try:
-            build_module(name, data.image_shape, data.n_classes, spec.arch_params)
-        except (ValueError, TypeError, RuntimeError) as exc:
+        problem = image_shape_problem(name, data.image_shape, spec.arch_params)
+        if problem:
             raise ConfigError(f"deep.models.{name}: cannot work on images of "
-                              f"{data.image_shape[0]}x{data.image_shape[1]} ({exc})") from None
+                              f"{data.image_shape[0]}x{data.image_shape[1]} ({problem})")
 
     def step(step_name: str, fn, /, **given) -> Step:
         return bind(step_name, fn, params, seed, **given)
