@@ -7,6 +7,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from mnistlab import build_config, load_dataset
 from mnistlab.errors import ConfigError
+from mnistlab.saved import load_pipeline
 from mnistlab.sections import classic as c
 from mnistlab.step import call_step
 
@@ -26,14 +27,19 @@ def params():
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
-def test_every_model_learns_mnist_5k(mnist5k, params, name):
-    result = call_step(c.fit_model, mnist5k, params, name=name)
+def test_every_model_learns_mnist_5k(mnist5k, params, name, tmp_path):
+    result = call_step(c.fit_model, mnist5k, params, name=name, files_dir=tmp_path / "models",
+                       files_key="0123456789abcdef0123")
     row = result.row
     assert row["test_acc"] > FLOORS[name], row
     assert 0 <= row["val_acc"] <= 1 and row["train_acc"] >= row["test_acc"] - 0.05
     assert row["fit_s"] > 0 and row["size_mb"] > 0 and row["peak_mb"] > 0
     assert result.test_pred.shape == mnist5k.y_test.shape
     assert np.mean(result.test_pred == mnist5k.y_test) == pytest.approx(row["test_acc"])
+    # the saved pipeline reads raw images and predicts exactly what the study measured
+    assert result.model_file == f"models/{name}-0123456789abcdef.skops"
+    saved = load_pipeline(tmp_path / result.model_file, result.versions)
+    assert np.array_equal(saved.predict(mnist5k.x_test), result.test_pred)
 
 
 def test_truncated_tree_equals_trees_refitted_at_each_depth(mnist5k):
@@ -70,13 +76,15 @@ def test_c_sweep_counts_the_estimators_support_vectors(mnist5k, params):
     assert sweep.rows[0]["n_support"] > sweep.rows[-1]["n_support"]  # small C: wide margin
 
 
-def test_representation_is_chosen_on_validation_and_feeds_the_pca_models(mnist5k, params):
+def test_representation_is_chosen_on_validation_and_feeds_the_pca_models(mnist5k, params,
+                                                                          tmp_path):
     rep = call_step(c.choose_representation, mnist5k, params)
     assert set(rep.val_acc) == {"linear", "sqrt"}
     assert rep.transform == max(rep.val_acc, key=rep.val_acc.get)
     fixed = call_step(c.choose_representation, mnist5k, params, pixel_transform="sqrt")
     assert fixed.transform == "sqrt" and fixed.val_acc == {}
-    result = call_step(c.fit_model, mnist5k, params, name="svc-rbf", representation=fixed)
+    result = call_step(c.fit_model, mnist5k, params, name="svc-rbf", representation=fixed,
+                       files_dir=tmp_path, files_key="k" * 24)
     assert result.row["representation"] == "PCA-100 of sqrt(pixels)"
     assert result.row["test_acc"] > 0.9
 

@@ -224,8 +224,10 @@ def test_the_outcome_and_the_stored_context_say_what_ran(tiny, fake_sections, tm
         context = store.last_study()["context"]
     finally:
         store.close()
+    machine = context.pop("machine")
     assert context == {"seed": 0, "class_names": tiny.class_names, "image_shape": [6, 6],
                        "source": tiny.source, "digits": False}
+    assert machine["usable_cores"] >= 1 and machine["libraries"]["numpy"] == np.__version__
 
 
 def test_only_the_sections_asked_for_run(tiny, fake_sections, tmp_path):

@@ -19,6 +19,7 @@ _EXPORTS = {
     "DownloadError": "errors", "MnistlabError": "errors", "StoreError": "errors",
     "build_report": "render", "load_study": "render", "StudyResults": "render",
     "run_study": "runner", "plan_study": "runner", "call_step": "step",
+    "load_model": "saved", "open_models": "saved", "TrainedModel": "saved",
 }
 __all__ = sorted(_EXPORTS)
 

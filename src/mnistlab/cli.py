@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -225,6 +226,136 @@ def report(folder: Annotated[Path, typer.Argument(help="a run folder")]) -> None
         raise StoreError(f"{folder}: no such run folder")
     _state["run_folder"] = folder
     out.print(f"Report: {build_report(folder)}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="a run folder of a finished study")],
+    inputs: Annotated[list[Path], typer.Argument(
+        help="image files (PNG, JPEG, WEBP, BMP, GIF; any size, colour or grey), folders of "
+             "them, or IDX / npz batches of the dataset's shape")],
+    model: Annotated[list[str] | None, typer.Option(  # noqa: UP007
+        "--model", "-m", help="a model name, best (highest validation accuracy) or all; "
+                              "repeat for several [default: all]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout, one row per image "
+                                                       "and model")] = False,
+) -> None:
+    """Predict the class of images with the models a study trained.
+
+    Digit datasets: an image not already of the dataset's shape is prepared as MNIST was (ink
+    on a dark field, cropped, longer side 20 px, centred by mass in 28x28); other datasets:
+    resized.
+    """
+    if as_json and as_csv:
+        raise MnistlabError("--json and --csv: choose one")
+    from .predict import gather, predict_all
+    from .saved import open_models
+
+    if not run.is_dir():
+        raise StoreError(f"{run}: no such run folder")
+    models = open_models(run, model or ["all"])
+    first = models[0]
+    batch = gather(inputs, first.image_shape, _run_digits(run))
+    results = predict_all(models, batch)
+    classes = first.class_names
+    if as_json:
+        _print_json(batch, results, classes)
+    elif as_csv:
+        _print_csv(batch, results, classes)
+    else:
+        _print_table(batch, results, classes, models)
+
+
+def _run_digits(run: Path) -> bool:
+    from .render import load_study
+
+    return load_study(run, sections=set()).context.digits
+
+
+def _print_json(batch, results, classes) -> None:
+    import json
+
+    items = []
+    for i, name in enumerate(batch.names):
+        item = {"input": name, "predictions": {}}
+        if batch.labels is not None:
+            item["label"] = int(batch.labels[i])
+        for model_name, r in results.items():
+            k = int(r["pred"][i])
+            item["predictions"][model_name] = {
+                "class": k, "name": classes[k], "kind": r["kind"],
+                ("probabilities" if r["kind"] == "probability" else "scores"):
+                    [round(float(v), 6) for v in r["scores"][i]]}
+        items.append(item)
+    sys.stdout.write(json.dumps(items, indent=1) + "\n")
+
+
+def _print_csv(batch, results, classes) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["input", "label", "model", "class", "name", "kind",
+                     *[f"p_{c}" for c in classes]])
+    for i, name in enumerate(batch.names):
+        label = "" if batch.labels is None else int(batch.labels[i])
+        for model_name, r in results.items():
+            k = int(r["pred"][i])
+            writer.writerow([name, label, model_name, k, classes[k], r["kind"],
+                             *[f"{v:.6g}" for v in r["scores"][i]]])
+
+
+def _print_table(batch, results, classes, models) -> None:
+    grid = Table("input", *[m.name for m in models], title="predicted class (top probability "
+                 "or, for SVMs, top decision score)")
+    for i, name in enumerate(batch.names):
+        cells = []
+        for m in models:
+            r = results[m.name]
+            k = int(r["pred"][i])
+            cells.append(f"{classes[k]} ({r['scores'][i][k]:.3f}"
+                         f"{'' if r['kind'] == 'probability' else ' score'})")
+        grid.add_row(name, *cells)
+    out.print(grid)
+    if batch.labels is not None:
+        accuracy = ", ".join(f"{m.name} {np.mean(results[m.name]['pred'] == batch.labels):.4f}"
+                             for m in models)
+        out.print(f"accuracy on the {len(batch.labels):,} labelled images: {accuracy}",
+                  highlight=False, soft_wrap=True)
+
+
+@app.command()
+def serve(
+    run: Annotated[Path, typer.Argument(help="a run folder of a finished study")],
+    host: Annotated[str, typer.Option(help="address to listen on; anything but the loopback "
+                                           "exposes the models to the network")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
+) -> None:
+    """Serve the study's models: a draw-a-digit page at / and a JSON API under /api
+    (its OpenAPI schema at /openapi.json). Ctrl-C stops it."""
+    import socket
+
+    if not run.is_dir():
+        raise StoreError(f"{run}: no such run folder")
+    from .server import LOOPBACK, create_app
+
+    try:  # a port in use is the user's to choose again, not a uvicorn traceback
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise MnistlabError(f"--host {host} --port {port}: cannot listen there "
+                            f"({exc.strerror or exc})") from None
+    if host not in LOOPBACK:
+        err.print(f"warning: serving on {host}: anyone who can reach this machine on port "
+                  f"{port} can use the models (no authentication)", highlight=False,
+                  soft_wrap=True)
+    application = create_app(run, host=host)
+    import uvicorn
+
+    shown = f"[{host}]" if ":" in host else host
+    out.print(f"Serving the models of {run} at http://{shown}:{port}/ (Ctrl-C stops)",
+              highlight=False, soft_wrap=True)
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 
 
 def _write_traceback(exc: BaseException) -> Path:

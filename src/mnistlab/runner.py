@@ -111,6 +111,8 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
     StudyOutcome
         The run folder, the study id, and which steps were computed or found done.
     """
+    from .leaderboard import machine_card
+
     progress = progress or _NullProgress()
     planned = plan_study(data, config, sections)
     titles = {section.NAME: section.TITLE for section in SECTIONS}
@@ -121,7 +123,7 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
             data.name, data.fingerprint, profile, config_toml(config),
             {"seed": config.seed, "class_names": data.class_names,
              "image_shape": list(data.image_shape), "source": data.source,
-             "digits": data.digits})
+             "digits": data.digits, "machine": machine_card()})
         with progress.running():
             section = None
             for item in planned:

@@ -171,6 +171,9 @@ def build_report(folder: str | Path) -> Path:
         started=datetime.datetime.fromtimestamp(study.started).strftime("%Y-%m-%d %H:%M"),
         total_wall=f"{sum(r['wall_s'] or 0 for r in cost):.1f} s",
     )
+    from ..leaderboard import write_leaderboard
+
+    write_leaderboard(folder, load_study(folder, sections={"classic", "deep"}))
     target = folder / "report.html"
     tmp = target.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")

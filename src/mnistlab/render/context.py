@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import StudyConfig
@@ -25,6 +25,7 @@ class StudyContext:
     step_keys: list[str]
     digits: bool = False  # handwritten digits: words about strokes and writing apply
     image_shape: tuple[int, ...] = ()
+    machine: dict = field(default_factory=dict)  # where it ran: CPU, cores, library versions
 
     @property
     def mnist_like(self) -> bool:
@@ -48,4 +49,5 @@ def study_context(study: dict, results: dict, folder: Path) -> StudyContext:
                         study["started"], config.seed, names or [], config, study["config"],
                         study["step_keys"],
                         digits=stored.get("digits", study["dataset"] in DIGIT_DATASETS),
-                        image_shape=tuple(stored.get("image_shape", ())))
+                        image_shape=tuple(stored.get("image_shape", ())),
+                        machine=stored.get("machine", {}))

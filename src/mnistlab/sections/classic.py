@@ -16,6 +16,7 @@ import pickle
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
@@ -274,6 +275,12 @@ class ModelResult:
     row: ModelRow
     test_pred: np.ndarray  # (n_test,) int16
     test_confidence: np.ndarray  # (n_test,) float32: probability / score of the prediction
+    # The fitted pipeline from raw images (skops), relative to the run folder; the store checks
+    # its digest: an altered or missing file makes the step stale.
+    model_file: str
+    model_sha256: str
+    versions: dict[str, str]  # of the libraries that fitted and saved it
+    params: dict[str, Any]  # every scikit-learn parameter (nested ones as their repr)
 
 
 @dataclass
@@ -395,21 +402,29 @@ def fit_model(
     pca_components: int,
     train_score_sample: int,
     seed: int,
+    files_dir: Path,
+    files_key: str,
 ) -> ModelResult:
+    """Fit one model of the leaderboard and save it, with its inputs' preparation, as a
+    scikit-learn pipeline from raw images in ``files_dir/NAME-KEY.skops`` (no pickle)."""
+    from ..pipeline import ImageInputs
+
     split = make_split(data, max_train, validation_fraction, seed)
     rep = "pixels"
-    x_fit, x_val, x_test = split.x_fit, split.x_val, split.x_test
-    pca_s = 0.0
+    inputs = ImageInputs.from_projection(data.image_shape, "linear")
     with Measured() as cost:
+        started = time.perf_counter()
         if name in PCA_MODELS:
-            representation = representation or Representation("linear", {}, 0)
-            started = time.perf_counter()
-            project = _pca_inputs(split, representation, pca_components)
-            x_fit, x_val, x_test = (project(x) for x in (split.x_fit, split.x_val,
-                                                          split.x_test))
-            pca_s = time.perf_counter() - started
-            rep = (f"PCA-{x_fit.shape[1]}" if representation.transform == "linear"
-                   else f"PCA-{x_fit.shape[1]} of {representation.transform}(pixels)")
+            how = (representation or Representation("linear", {}, 0)).transform
+            projection = PcaProjection(transform_pixels(split.x_fit, how), pca_components)
+            inputs = ImageInputs.from_projection(data.image_shape, how, projection,
+                                                 pca_components)
+        x_fit, x_val, x_test = (inputs.features(x) for x in (split.x_fit, split.x_val,
+                                                             split.x_test))
+        pca_s = time.perf_counter() - started if name in PCA_MODELS else 0.0
+        if name in PCA_MODELS:
+            rep = (f"PCA-{x_fit.shape[1]}" if how == "linear"
+                   else f"PCA-{x_fit.shape[1]} of {how}(pixels)")
         model = make_classifier(name, model_params.get(name), seed)
         started = time.perf_counter()
         model.fit(x_fit, split.y_fit)
@@ -428,8 +443,21 @@ def fit_model(
            "rss_delta_mb": cost.delta_mb, "train_score_n": len(sample)}
     if hasattr(model, "n_support_"):
         row["n_support"] = int(model.n_support_.sum())
+    from ..saved import library_versions, save_pipeline
+    from ..store import sha256_file
+
+    saved = save_pipeline(inputs, model, files_dir / f"{name}-{files_key[:16]}.skops")
     return ModelResult(name, repr(model), rep, row, pred.astype(np.int16),
-                       _confidence(model, x_test, pred))
+                       _confidence(model, x_test, pred),
+                       model_file=str(saved.relative_to(files_dir.parent)),
+                       model_sha256=sha256_file(saved), versions=library_versions(),
+                       params=_plain_params(model))
+
+
+def _plain_params(model) -> dict[str, Any]:
+    plain = (bool, int, float, str, type(None))
+    return {k: v if isinstance(v, plain) else repr(v)
+            for k, v in sorted(model.get_params(deep=True).items())}
 
 
 def _subset_index(n: int, size: int, seed: int) -> np.ndarray:
@@ -670,7 +698,7 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
                   model_params=estimator_params("svc-rbf"))]
     for name in params.models:
         uses_pca = name in PCA_MODELS
-        steps.append(step(f"model:{name}", fit_model,
+        steps.append(step(f"model:{name}", fit_model, files=True,
                           needs={"representation": "representation"} if uses_pca else None,
                           name=name, model_params=estimator_params(name),
                           pca_components=params.pca_components if uses_pca else 0))

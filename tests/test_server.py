@@ -1,0 +1,173 @@
+"""The API of `mnistlab serve` through FastAPI's TestClient: answers, every refusal with its
+status, and the server going on serving after each."""
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from mnistlab import load_dataset, open_models
+from mnistlab.images import MAX_PIXELS
+from mnistlab.server import MAX_BODY_BYTES, create_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(quick_run):
+    with TestClient(create_app(quick_run), base_url="http://127.0.0.1:8000") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return load_dataset("mnist-5k")
+
+
+def _png(array_or_image) -> bytes:
+    image = (array_or_image if isinstance(array_or_image, Image.Image)
+             else Image.fromarray(array_or_image))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _good(client, mnist5k):
+    response = client.post("/api/predict?model=best", content=_png(mnist5k.x_test[1]),
+                           headers={"Content-Type": "image/png"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_models_are_listed(client, quick_run):
+    info = client.get("/api/models").json()
+    assert info["dataset"] == "mnist-5k" and info["image_shape"] == [28, 28]
+    assert len(info["models"]) == 13 and info["class_names"] == [str(d) for d in range(10)]
+    outputs = {m["name"]: m["outputs"] for m in info["models"]}
+    assert outputs["linear-svm"] == "score" and outputs["cnn-fast"] == "probability"
+
+
+def test_a_png_of_a_test_image_gives_exactly_predict_proba_of_that_row(client, quick_run,
+                                                                        mnist5k):
+    row = 7
+    response = client.post("/api/predict", content=_png(mnist5k.x_test[row]),
+                           headers={"Content-Type": "image/png"})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["input"] == mnist5k.x_test[row].tolist()  # passed through unchanged
+    by_name = {p["model"]: p for p in answer["predictions"]}
+    assert len(by_name) == 13
+    for model in open_models(quick_run, ["all"]):
+        kind, values = model.scores(mnist5k.x_test[row:row + 1])
+        assert by_name[model.name]["kind"] == kind
+        assert by_name[model.name]["values"] == [round(float(v), 6) for v in values[0]]
+        assert by_name[model.name]["class"] == int(np.argmax(values[0]))
+    assert answer["agree"] == (len(answer["votes"]) == 1)
+    assert sum(answer["votes"].values()) == 13
+
+
+def test_an_array_gives_the_same_answer_as_its_png(client, mnist5k):
+    image = mnist5k.x_test[4]
+    as_png = client.post("/api/predict?model=cnn-fast", content=_png(image),
+                         headers={"Content-Type": "image/png"}).json()
+    for body in (image.tolist(), {"image": image.tolist()}):
+        as_json = client.post("/api/predict.json?model=cnn-fast", json=body)
+        assert as_json.status_code == 200, as_json.text
+        assert as_json.json() == as_png
+
+
+def _bomb() -> bytes:
+    side = int(MAX_PIXELS ** 0.5) + 1
+    return _png(Image.new("1", (side, side)))
+
+
+def _chunks(total: int):
+    chunk = b"\0" * 65536
+    for _ in range(total // len(chunk) + 1):
+        yield chunk
+
+
+BAD = [
+    ("too large", "/api/predict", {"content": b"\0" * (MAX_BODY_BYTES + 1),
+                                   "headers": {"Content-Type": "image/png"}}, 413, "over the limit"),
+    ("too large, chunked", "/api/predict", {"content": _chunks(MAX_BODY_BYTES + 1),
+                                            "headers": {"Content-Type": "image/png"}}, 413,
+     "over the limit"),
+    ("not an image type", "/api/predict", {"content": b"hello",
+                                           "headers": {"Content-Type": "text/plain"}}, 415,
+     "is not an image"),
+    ("no content type", "/api/predict", {"content": b"hello"}, 415, "is not an image"),
+    ("unreadable bytes", "/api/predict", {"content": b"GIF89a broken",
+                                          "headers": {"Content-Type": "image/gif"}}, 400,
+     "the request body:"),
+    ("decompression bomb", "/api/predict", {"content": "bomb",
+                                            "headers": {"Content-Type": "image/png"}}, 413,
+     "over the limit of"),
+    ("no ink", "/api/predict", {"content": "blank", "headers": {"Content-Type": "image/png"}},
+     422, "no ink"),
+    ("wrong shape", "/api/predict.json", {"json": np.zeros((27, 28)).tolist()}, 422,
+     "shape (28, 28), got (27, 28)"),
+    ("out of range", "/api/predict.json", {"json": {"image": np.full((28, 28), 300).tolist()}},
+     422, "0..255"),
+    ("not an array", "/api/predict.json", {"json": {"picture": 1}}, 422, "body"),
+    ("unknown model", "/api/predict.json?model=resnet", {"json": np.zeros((28, 28)).tolist()},
+     404, "no model 'resnet'"),
+]
+
+
+@pytest.mark.parametrize("case, path, kwargs, status, message", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_gets_its_status_and_the_server_goes_on(client, mnist5k, case, path, kwargs,
+                                                          status, message):
+    if kwargs.get("content") == "bomb":
+        kwargs = {**kwargs, "content": _bomb()}
+    if kwargs.get("content") == "blank":
+        kwargs = {**kwargs, "content": _png(Image.new("RGB", (60, 60), "white"))}
+    response = client.post(path, **kwargs)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and message in detail
+    assert _good(client, mnist5k)["predictions"][0]["class"] == int(mnist5k.y_test[1])
+
+
+def test_security_headers_no_cors_and_the_host_is_checked(client):
+    page = client.get("/", headers={"Origin": "http://evil.example"})
+    assert page.status_code == 200 and "<canvas" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp
+    assert "access-control-allow-origin" not in page.headers
+    assert page.headers["x-content-type-options"] == "nosniff"
+    script = client.get("/static/app.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith(
+        "text/javascript")
+    assert client.get("/static/..%2Fserver.py").status_code == 404
+    assert client.get("/static/../../etc/passwd").status_code == 404
+    rebinding = client.get("/api/models", headers={"Host": "attacker.example"})
+    assert rebinding.status_code == 400
+    assert client.get("/api/models", headers={"Host": "localhost:8000"}).status_code == 200
+
+
+def test_the_openapi_schema_names_the_api(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/api/models", "/api/predict", "/api/predict.json"} <= set(schema["paths"])
+    body = schema["paths"]["/api/predict"]["post"]["requestBody"]["content"]
+    assert "image/png" in body
+
+
+def test_requests_arriving_together_are_predicted_in_one_batch(client, mnist5k):
+    import concurrent.futures
+
+    batcher = client.app.state.batcher
+    batcher.batches.clear()
+    images = mnist5k.x_test[:64]
+
+    def one(i):
+        return client.post("/api/predict.json?model=logistic",
+                           json=images[i].tolist()).json()["predictions"][0]["class"]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        classes = list(pool.map(one, range(64)))
+    (logistic,) = open_models(client.app.state.run, ["logistic"])
+    assert classes == logistic.predict(images).tolist()
+    assert sum(batcher.batches) == 64 and max(batcher.batches) > 1
