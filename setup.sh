@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    # chromium: the report's browser test. dataset-fashion-mnist: full Fashion-MNIST offline.
+    # chromium: the browser tests. dataset-fashion-mnist: full Fashion-MNIST offline. wrk: the
+    # load generator of bench/serve.py.
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium dataset-fashion-mnist >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium dataset-fashion-mnist wrk >/dev/null
 else
     echo "setup: not root or no apt-get; skipping the optional system packages" \
          "(chromium for the browser test, dataset-fashion-mnist)" >&2

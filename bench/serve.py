@@ -77,12 +77,61 @@ async def _load(url: str, bodies: list[bytes], clients: int, total: int) -> dict
             "p99_ms": float(np.percentile(ms, 99))}
 
 
+WRK_SCRIPT = """
+local bodies, i = {}, 0
+for n = 0, COUNT - 1 do
+  local f = assert(io.open(string.format("FOLDER/%04d.png", n), "rb"))
+  bodies[#bodies + 1] = f:read("*all")
+  f:close()
+end
+request = function()
+  i = i % #bodies + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "image/png"}, bodies[i])
+end
+"""
+
+
+def _wrk(url: str, bodies: list[bytes], clients: int, total: int, folder: Path,
+         expected_per_s: float) -> dict:
+    """The same load from wrk (C, epoll): a Python client on the same two cores cannot keep 32
+    connections busy without taking the CPU the server needs."""
+    import re
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, body in enumerate(bodies[:200]):
+        (folder / f"{n:04d}.png").write_bytes(body)
+    script = folder / "post.lua"
+    script.write_text(WRK_SCRIPT.replace("COUNT", str(min(200, len(bodies))))
+                      .replace("FOLDER", str(folder)))
+    seconds = max(5, int(total / expected_per_s * 1.2) + 1)  # enough for `total` requests
+    out = subprocess.run([shutil.which("wrk"), f"-t{min(2, clients)}", f"-c{clients}",
+                          f"-d{seconds}s", "--latency", "--timeout", "10s", "-s", str(script),
+                          url], capture_output=True, text=True, check=True).stdout
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)", out, re.M).groups()
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1000.0}[unit]
+
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    value, unit = re.search(r"requests in ([\d.]+)(s|m)", out).groups()
+    wall = float(value) * (60 if unit == "m" else 1)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                     out)
+    errors = (int(bad.group(1)) if bad else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return {"clients": clients, "requests": requests, "errors": errors, "wall_s": wall,
+            "per_s": requests / wall, "p50_ms": ms("50"), "p99_ms": ms("99")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="run folder (default: a quick mnist-5k study)")
     parser.add_argument("--model", default="cnn-fast")
     parser.add_argument("--requests", type=int, default=10_000, help="per concurrency level")
     parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
+                        help="load generator: wrk when installed (auto), else httpx")
     args = parser.parse_args()
 
     run = args.run
@@ -122,13 +171,31 @@ def main() -> None:
               f"({1000 / direct_ms:.0f} per second)")
         print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'per s':>7} {'p50 ms':>7} "
               f"{'p99 ms':>7} {'p50/baseline':>12} {'RSS before':>10} {'RSS after':>9}")
+        import shutil
+
+        use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
+        print(f"load generator: {'wrk' if use_wrk else 'httpx (asyncio)'}")
+        cpu, last_rate = {}, None
         for clients in (int(c) for c in args.clients.split(",")):
             before = process.memory_info().rss / 2**20
-            r = asyncio.run(_load(url, bodies, clients, args.requests))
+            server_cpu, client_cpu = sum(process.cpu_times()[:2]), time.process_time()
+            if use_wrk:
+                r = _wrk(url, bodies, clients, args.requests, run.parent / "wrk",
+                         last_rate or 200)
+            else:
+                r = asyncio.run(_load(url, bodies, clients, args.requests))
+            last_rate = r["per_s"]
             after = process.memory_info().rss / 2**20
+            cpu[clients] = (sum(process.cpu_times()[:2]) - server_cpu,
+                            time.process_time() - client_cpu, r["wall_s"])
             print(f"{r['clients']:>7} {r['requests']:>8} {r['errors']:>6} {r['per_s']:>7.0f} "
                   f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['p50_ms'] / direct_ms:>12.1f} "
                   f"{before:>8.0f} MB {after:>6.0f} MB")
+        print("CPU seconds per level (server, this script; wrk runs in its own process): the "
+              "two share this machine's cores")
+        for clients, (server_s, client_s, wall_s) in cpu.items():
+            print(f"{clients:>7} server {server_s:6.1f} s  client {client_s:6.1f} s  "
+                  f"wall {wall_s:6.1f} s")
     finally:
         server.terminate()
         server.wait(timeout=30)

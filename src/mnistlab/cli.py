@@ -306,17 +306,33 @@ def _print_csv(batch, results, classes) -> None:
 
 
 def _print_table(batch, results, classes, models) -> None:
-    grid = Table("input", *[m.name for m in models], title="predicted class (top probability "
-                 "or, for SVMs, top decision score)")
-    for i, name in enumerate(batch.names):
-        cells = []
-        for m in models:
-            r = results[m.name]
-            k = int(r["pred"][i])
-            cells.append(f"{classes[k]} ({r['scores'][i][k]:.3f}"
-                         f"{'' if r['kind'] == 'probability' else ' score'})")
-        grid.add_row(name, *cells)
-    out.print(grid)
+    from rich.markup import escape  # class and file names are the user's, not markup
+
+    classes = [escape(c) for c in classes]
+    if len(batch.names) <= 5:  # a few images: every model's probabilities for each
+        for i, name in enumerate(batch.names):
+            grid = Table("model", "class", "name", "top", f"per class ({', '.join(classes)})",
+                         title=escape(name))
+            for m in models:
+                r = results[m.name]
+                k = int(r["pred"][i])
+                digits = 2 if r["kind"] == "probability" else 1
+                grid.add_row(m.name, str(k), classes[k],
+                             f"{r['scores'][i][k]:.3f}" + ("" if digits == 2 else " score"),
+                             " ".join(f"{v:.{digits}f}" for v in r["scores"][i]))
+            out.print(grid)
+    else:
+        grid = Table("input", *[m.name for m in models], title="predicted class (top "
+                     "probability or, for SVMs, top decision score)")
+        for i, name in enumerate(batch.names):
+            cells = []
+            for m in models:
+                r = results[m.name]
+                k = int(r["pred"][i])
+                cells.append(f"{classes[k]} ({r['scores'][i][k]:.3f}"
+                             f"{'' if r['kind'] == 'probability' else ' score'})")
+            grid.add_row(escape(name), *cells)
+        out.print(grid)
     if batch.labels is not None:
         accuracy = ", ".join(f"{m.name} {np.mean(results[m.name]['pred'] == batch.labels):.4f}"
                              for m in models)

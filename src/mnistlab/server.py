@@ -33,6 +33,8 @@ log = logging.getLogger("mnistlab")
 MAX_BODY_BYTES = 2 * 2**20  # an upload larger than this is refused (413)
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif",
                "image/x-ms-bmp"}
+# Decoding a small image costs less than handing it to a thread (measured with bench/serve.py)
+INLINE_DECODE_BYTES = 64 * 1024
 LOW_CONFIDENCE = 0.5  # a top probability under this is shown as unsure
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
@@ -198,6 +200,9 @@ def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its r
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        import gc
+
+        gc.freeze()  # the loaded models are permanent: full collections need not walk them
         task = asyncio.create_task(batcher.serve_forever())
         try:
             yield
@@ -231,7 +236,9 @@ def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its r
                                      f"{', '.join(models)}, best, all)")
         return [model]
 
-    async def answer(image: np.ndarray, names: list[str]) -> dict:
+    async def answer(image: np.ndarray, names: list[str]) -> JSONResponse:
+        """The response, built here (PredictResponse documents it): validating the models'
+        own output again is per-request work for nothing (see bench/serve.py)."""
         out = await batcher.predict(image, names)
         predictions = []
         for name in names:
@@ -240,12 +247,13 @@ def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its r
             predictions.append({"model": name, "class": k, "name": classes[k], "kind": kind,
                                 "values": [round(float(v), 6) for v in values],
                                 "top": float(values[k]),
-                                "unsure": kind == "probability" and values[k] < LOW_CONFIDENCE})
+                                "unsure": bool(kind == "probability" and
+                                               values[k] < LOW_CONFIDENCE)})
         votes: dict[str, int] = {}
         for p in predictions:
             votes[p["name"]] = votes.get(p["name"], 0) + 1
-        return {"input": image.tolist(), "predictions": predictions, "agree": len(votes) == 1,
-                "votes": votes}
+        return JSONResponse({"input": image.tolist(), "predictions": predictions,
+                             "agree": len(votes) == 1, "votes": votes})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -281,8 +289,11 @@ def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its r
             raise HTTPException(415, f"content type {content_type or '(none)'!r} is not an "
                                      f"image ({', '.join(sorted(IMAGE_TYPES))})")
         payload = await request.body()
-        image = await asyncio.to_thread(image_to_input, payload, image_shape, context.digits,
-                                        "the request body")
+        if len(payload) <= INLINE_DECODE_BYTES:  # a canvas PNG decodes in well under 1 ms
+            image = image_to_input(payload, image_shape, context.digits, "the request body")
+        else:  # a large photo would hold the event loop: decode it in a thread
+            image = await asyncio.to_thread(image_to_input, payload, image_shape,
+                                            context.digits, "the request body")
         return await answer(image, names)
 
     @app.post("/api/predict.json", response_model=PredictResponse,
