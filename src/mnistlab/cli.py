@@ -189,8 +189,18 @@ def study(
     print_config: Annotated[bool, typer.Option(
         "--print-config", help="print the full configuration as TOML and exit")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
+    workers: Annotated[int, typer.Option(
+        min=0, help="run the steps on a local Dask cluster of N single-threaded workers "
+                    "(127.0.0.1; needs mnistlab[dask])")] = 0,
+    cluster: Annotated[str | None, typer.Option(  # noqa: UP007
+        help="run the steps on the Dask scheduler at this address, e.g. tcp://HOST:8786")
+    ] = None,
+    dashboard: Annotated[bool, typer.Option(
+        "--dashboard", help="with --workers: serve Dask's dashboard on :8787")] = False,
 ) -> None:
     """Run the whole study and write DIR/report.html (finished steps are never recomputed)."""
+    if workers and cluster:
+        raise MnistlabError("--workers and --cluster: choose one")
     if profile not in PROFILES:
         raise MnistlabError(f"--profile {profile}: must be one of {', '.join(PROFILES)}")
     cfg = load_config(config, profile=profile, seed=seed)
@@ -206,9 +216,9 @@ def study(
     _state["run_folder"] = folder
     started = time.perf_counter()
     try:
-        with _stop_on_ctrl_c():
+        with _stop_on_ctrl_c(), _executor(cluster, workers, dashboard) as client:
             outcome = run_study(data, cfg, folder, profile=profile,
-                                progress=None if quiet else RichProgress())
+                                progress=None if quiet else RichProgress(), client=client)
     except KeyboardInterrupt:  # typer would turn it into a silent exit 130
         err.print(INTERRUPTED, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
@@ -217,6 +227,18 @@ def study(
     out.print(f"{data.name}: {computed} step(s) computed, {len(outcome.records) - computed} "
               f"already done, {time.perf_counter() - started:.1f} s. Report: {report}",
               highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _executor(cluster: str | None, workers: int, dashboard: bool):
+    """A Dask client when asked for (imported only then), else None: this process runs it."""
+    if not cluster and not workers:
+        yield None
+        return
+    from .cluster import dask_client
+
+    with dask_client(cluster, workers, dashboard) as client:
+        yield client
 
 
 @app.command()

@@ -6,7 +6,12 @@ package, so that a child process imports only torch and the estimator.
 from __future__ import annotations
 
 import os
+import pickle
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,10 +25,31 @@ def run_in_child(fn, *args):
     The section trains each network this way, so that each one's peak memory is its own.
     """
     from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+    from multiprocessing import current_process, get_context
 
+    if current_process().daemon:  # a Dask worker: multiprocessing refuses it children
+        return _run_in_subprocess(fn, *args)
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
+
+
+def _run_in_subprocess(fn, *args):
+    """``fn(*args)`` in a plain new Python process (``python -m mnistlab.deep_process``),
+    the call and its answer passed through files: what multiprocessing does with its pipes,
+    between two processes of this program, in a form a daemonic process may start."""
+    with tempfile.TemporaryDirectory(prefix="mnistlab-child-") as scratch:
+        call, answer = Path(scratch) / "call.pickle", Path(scratch) / "answer.pickle"
+        call.write_bytes(pickle.dumps((fn, args)))
+        child = subprocess.run([sys.executable, "-m", "mnistlab.deep_process", str(call),
+                                str(answer)], capture_output=True, text=True)
+        if child.returncode != 0 or not answer.is_file():
+            last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"the training process exited with status {child.returncode}: "
+                               f"{last}")
+        succeeded, value = pickle.loads(answer.read_bytes())
+    if not succeeded:
+        raise value
+    return value
 
 
 def fit_evaluate(arch: str, params: dict, x_train, y_train, x_test, y_test, threads: int,
@@ -60,3 +86,13 @@ def overfit_evaluate(arch: str, params: dict, x, y, x_test, y_test, threads: int
             "history": clf.history_["train_acc_eval"],
             "test_acc": float(np.mean(clf.predict(x_test) == y_test)),
             "test_loss": clf.log_loss(x_test, y_test)}
+
+
+if __name__ == "__main__":  # the child of _run_in_subprocess
+    call_file, answer_file = sys.argv[1:3]
+    function, arguments = pickle.loads(Path(call_file).read_bytes())
+    try:
+        outcome = (True, function(*arguments))
+    except Exception as exc:  # handed to the parent, which raises it
+        outcome = (False, exc)
+    Path(answer_file).write_bytes(pickle.dumps(outcome))

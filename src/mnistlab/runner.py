@@ -89,7 +89,8 @@ class _NullProgress:
 
 
 def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: str = "full",
-              sections: list[str] | None = None, progress: Any = None) -> StudyOutcome:
+              sections: list[str] | None = None, progress: Any = None,
+              client: Any = None) -> StudyOutcome:
     """Run every section (or ``sections``) on ``data``; finished steps already in ``out`` are
     not recomputed.
 
@@ -105,6 +106,9 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
         Run only these sections (``explore``, ``unsupervised``, ``classic``, ``deep``).
     progress : object, optional
         Receives ``section``/``step``/``advance`` calls (the CLI's rich display).
+    client : distributed.Client, optional
+        Run the steps as Dask tasks on its cluster (see :mod:`mnistlab.cluster`); by default
+        one after another in this process.
 
     Returns
     -------
@@ -125,8 +129,14 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
              "image_shape": list(data.image_shape), "source": data.source,
              "digits": data.digits, "machine": machine_card()})
         with progress.running():
+            if client is not None:
+                from .cluster import run_graph
+
+                progress.section(f"{len(planned)} steps on the Dask cluster", len(planned))
+                done = run_graph(client, store, data, planned, progress)
+                outcome.records = [done[item.key] for item in planned]
             section = None
-            for item in planned:
+            for item in planned if client is None else []:
                 if item.section != section:
                     section = item.section
                     progress.section(titles[section],

@@ -1,0 +1,207 @@
+"""Running a study's steps as Dask tasks: on a cluster (``--cluster tcp://HOST:8786``) or on a
+local one of single-threaded workers (``--workers N``).
+
+The study is already a graph of cached steps, each naming the steps whose results it needs;
+here every step whose inputs are done is submitted at once, and the driver stores each result
+as it comes back. Only the driver writes the run folder: a worker computes, then returns the
+result, its wall time, its own peak memory and the bytes of the files the step wrote (trained
+models). The dataset goes to the workers once (scattered), never once per task.
+
+Dask is an optional extra (``pip install 'mnistlab[dask]'``), imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import MnistlabError
+
+INSTALL = "pip install 'mnistlab[dask]' (dask and distributed)"
+
+
+class ClusterError(MnistlabError):
+    """The cluster cannot be reached, went away, or Dask is not installed."""
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ClusterError(f"--cluster/--workers need Dask: {INSTALL}") from None
+    return distributed
+
+
+@contextmanager
+def dask_client(address: str | None = None, workers: int = 0, dashboard: bool = False):
+    """A client of the cluster at ``address``, or of a local cluster of ``workers``
+    single-threaded worker processes on 127.0.0.1 (closed on exit)."""
+    distributed = _import_distributed()
+    import logging
+
+    # Dask's own INFO lines (and the tracebacks it logs while closing connections on
+    # shutdown) are not the user's business; failures reach us through the futures.
+    for name in ["distributed", *logging.root.manager.loggerDict]:
+        if name.startswith("distributed"):  # its modules set their own levels
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    if address:
+        try:
+            client = distributed.Client(address, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"--cluster {address}: no Dask scheduler answers there "
+                               f"({exc})") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    # a worker process runs one step at a time with one thread: BLAS, OpenMP and torch in it
+    # are limited to that thread, so N workers use N cores without oversubscription
+    cluster = distributed.LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=":8787" if dashboard else None, silence_logs=logging.CRITICAL)
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _file_fields(result: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(result)
+            if f.name.endswith("_file") and isinstance(getattr(result, f.name), str)]
+
+
+def compute_on_worker(step, data, inputs: dict, files_key: str | None) -> dict:
+    """Run on a Dask worker: one step with its threads set from the worker's, in a scratch
+    folder for the files it writes; returns the result, its cost and those files' bytes."""
+    from distributed import get_worker
+    from threadpoolctl import threadpool_limits
+
+    from .measure import Measured
+
+    threads = max(1, int(get_worker().state.nthreads))
+    os.environ["LOKY_MAX_CPU_COUNT"] = str(threads)  # scikit-learn's n_jobs=-1: this many
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # torch here if first imported now, and in
+    # the child process a network trains in
+    files: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="mnistlab-step-") as scratch:
+        if files_key is not None:
+            inputs = {**inputs, "files_dir": Path(scratch) / "models", "files_key": files_key}
+        import joblib
+
+        with threadpool_limits(threads), joblib.parallel_config(backend="threading"):
+            _set_torch_threads(threads)
+            with Measured() as cost:
+                result = step(data, **inputs)
+        for name in _file_fields(result):
+            relative = getattr(result, name)
+            files[relative] = (Path(scratch) / relative).read_bytes()
+    return {"result": result, "wall_s": cost.wall_s, "peak_mb": cost.peak_mb,
+            "delta_mb": cost.delta_mb, "files": files, "worker": get_worker().address}
+
+
+def _set_torch_threads(threads: int) -> None:
+    import sys
+
+    if "torch" in sys.modules:  # only where a step already imported it
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _flat_keys(needed: dict) -> list[str]:
+    return [k for v in needed.values() for k in ([v] if isinstance(v, str) else v.values())]
+
+
+def run_graph(client, store, data, planned: list, progress) -> dict[str, Any]:
+    """Every planned step not yet done in ``store``, each submitted as soon as the steps it
+    needs are done; results are stored by this process as they come back. Returns the
+    :class:`~mnistlab.runner.StepRecord` of each step by key."""
+    from distributed import as_completed
+
+    from .runner import StepRecord, _per_argument
+    from .store import NOT_FINISHED
+
+    records: dict[str, StepRecord] = {}
+    pending = []
+    for item in planned:
+        problem = store.stored_problem(item.key)
+        if problem is None:
+            records[item.key] = StepRecord(item.section, item.step.name, item.key, True, 0.0)
+            progress.advance()
+        else:
+            pending.append((item, problem))
+    if not pending:
+        return records
+    try:
+        data_on_workers = client.scatter(data, broadcast=True, hash=False)  # once, not per task
+    except OSError as exc:
+        raise ClusterError(f"the Dask cluster went away ({exc})") from None
+    running: dict[Any, Any] = {}
+    finished = as_completed()
+
+    def submit_ready() -> None:
+        for entry in list(pending):
+            item, problem = entry
+            if not all(k in records for k in _flat_keys(item.needed_keys)):
+                continue
+            pending.remove(entry)
+            inputs = _per_argument(item.needed_keys, store.load_result)
+            store.mark_running(item.key, item.section, item.step.name,
+                               {"fn": item.step.qualname, "arguments": item.step.arguments})
+            future = client.submit(compute_on_worker, item.step, data_on_workers, inputs,
+                                   item.key if item.step.files else None, pure=False,
+                                   key=f"{item.section}.{item.step.name}-{item.key}")
+            running[future] = item
+            finished.add(future)
+            if problem != NOT_FINISHED:
+                progress.step(f"{item.step.name} (recomputing: it {problem})")
+
+    submit_ready()
+    for future in finished:
+        item = running.pop(future)
+        out = _outcome(client, future, item)
+        _store(store, item, out)
+        records[item.key] = StepRecord(item.section, item.step.name, item.key, False,
+                                       out["wall_s"])
+        progress.step(item.step.name)
+        progress.advance()
+        submit_ready()
+    if pending:  # cannot happen with a well-formed plan: every need is an earlier step
+        raise RuntimeError(f"steps never became ready: {[i.step.name for i, _ in pending]}")
+    return records
+
+
+def _outcome(client, future, item) -> dict:
+    """The worker's answer, or the one-line error a local run would give."""
+    from .errors import StepFailed
+
+    try:
+        return future.result()
+    except MnistlabError:
+        raise
+    except Exception as exc:
+        if client.status not in ("running", "connecting"):
+            raise ClusterError("the Dask scheduler went away; finished steps are saved: run "
+                               "the same command again to resume") from None
+        if type(exc).__name__ in ("CancelledError", "FutureCancelledError", "CommClosedError"):
+            raise ClusterError(f"the Dask cluster lost {item.section}.{item.step.name} "
+                               f"({type(exc).__name__}); finished steps are saved: run the "
+                               "same command again to resume") from None
+        raise StepFailed(f"{item.section}.{item.step.name}", exc) from exc
+
+
+def _store(store, item, out: dict) -> None:
+    """The files the step wrote on its worker, then its result: written here only."""
+    from .store import atomic_write_bytes
+
+    for relative, payload in out["files"].items():
+        target = store.folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, payload)
+    store.save_step(item.key, out["result"], wall_s=out["wall_s"], peak_rss_mb=out["peak_mb"],
+                    rss_delta_mb=out["delta_mb"])
