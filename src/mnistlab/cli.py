@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -26,11 +25,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .config import PROFILES, config_toml, load_config
-from .datasets import CATALOG, load_dataset
 from .errors import DownloadError, MnistlabError, StepFailed, StoreError
-from .render import build_report
-from .runner import run_study
+
+# The library is imported inside the commands: `mnistlab --help` and a usage error then cost
+# typer and rich only (0.55 s -> see the commit), not pydantic, numpy and every section.
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="The complete machine-learning study of an MNIST-like dataset.")
@@ -94,6 +92,8 @@ def _stop_on_ctrl_c(grace_s: float = 5.0):
 @data_app.command("list")
 def data_list() -> None:
     """Every dataset mnistlab knows, whether it is available offline here, and its size."""
+    from .datasets import CATALOG
+
     grid = Table("name", "offline here", "size", "description")
     for info in CATALOG:
         grid.add_row(info.name, "yes" if info.available() else "no (downloads on first use)",
@@ -106,6 +106,7 @@ def data_list() -> None:
 @data_app.command("info")
 def data_info(name: Annotated[str, typer.Argument(help="dataset name or FORMAT:PATH")]) -> None:
     """Shapes, classes, class balance and pixel statistics of a dataset (seed part 1)."""
+    from .datasets import load_dataset
     from .sections.explore import summarize
 
     s = summarize(load_dataset(name, show_progress=True))
@@ -154,6 +155,8 @@ class RichProgress:
 
 
 def _default_dataset(quiet: bool):
+    from .datasets import load_dataset
+
     try:
         return load_dataset("mnist", show_progress=not quiet)
     except DownloadError as exc:
@@ -199,6 +202,11 @@ def study(
         "--dashboard", help="with --workers: serve Dask's dashboard on :8787")] = False,
 ) -> None:
     """Run the whole study and write DIR/report.html (finished steps are never recomputed)."""
+    from .config import PROFILES, config_toml, load_config
+    from .datasets import load_dataset
+    from .render import build_report
+    from .runner import run_study
+
     if workers and cluster:
         raise MnistlabError("--workers and --cluster: choose one")
     if profile not in PROFILES:
@@ -244,6 +252,8 @@ def _executor(cluster: str | None, workers: int, dashboard: bool):
 @app.command()
 def report(folder: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
     """Rebuild DIR/report.html from stored results, recomputing nothing."""
+    from .render import build_report
+
     if not folder.is_dir():
         raise StoreError(f"{folder}: no such run folder")
     _state["run_folder"] = folder
@@ -328,6 +338,7 @@ def _print_csv(batch, results, classes) -> None:
 
 
 def _print_table(batch, results, classes, models) -> None:
+    import numpy as np
     from rich.markup import escape  # class and file names are the user's, not markup
 
     classes = [escape(c) for c in classes]
