@@ -197,3 +197,27 @@ def test_a_daemonic_worker_still_trains_in_a_child_process():
     parent, child = queue.get(timeout=120)
     daemon.join(timeout=60)
     assert daemon.exitcode == 0 and child not in (parent, os.getpid())
+
+
+def test_seeds_make_one_study_each_and_a_summary_of_them(tmp_path, fast_config):
+    out = tmp_path / "runs"
+    result = run_cli("study", "--dataset", "digits", "--seeds", "0,1", "--profile", "quick",
+                     "--quiet", "--config", str(fast_config), "--out", str(out), "--workers",
+                     "2")
+    assert result.returncode == 0, result.stderr
+    folders = [out / "digits-quick-seed0", out / "digits-quick-seed1"]
+    boards = [json.loads((f / "leaderboard.json").read_text()) for f in folders]
+    assert [b["seed"] for b in boards] == [0, 1]
+    summary = json.loads((out / "summary.json").read_text())
+    (digits,) = summary["datasets"]
+    assert digits["seeds"] == [0, 1] and len(digits["models"]) == 3
+    for row in digits["models"]:
+        accs = [next(r["test_acc"] for r in b["models"] if r["model"] == row["model"])
+                for b in boards]
+        assert row["test_acc"] == accs
+        assert row["test_acc_mean"] == pytest.approx(sum(accs) / 2)
+        assert row["test_acc_std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5)
+    html = (out / "summary.html").read_text()
+    assert 'href="digits-quick-seed1/report.html"' in html
+    bad = run_cli("study", "--dataset", "digits", "--seeds", "0,x", "--out", str(out))
+    assert bad.returncode == 2 and "--seeds 0,x: give integers" in bad.stderr

@@ -180,8 +180,8 @@ def _check_run_folder(folder: Path) -> None:
 @app.command()
 def study(
     dataset: Annotated[str | None, typer.Option(  # noqa: UP007 (typer needs Optional)
-        help="dataset name or FORMAT:PATH; default: mnist if cached or downloadable, "
-             "else mnist-5k")] = None,
+        help="dataset name or FORMAT:PATH (several: a,b, one study each); default: mnist "
+             "if cached or downloadable, else mnist-5k")] = None,
     profile: Annotated[str, typer.Option(
         help="full: everything the seed does on all the data; quick: small subsets, "
              "approximate")] = "full",
@@ -189,12 +189,15 @@ def study(
         "--out", help="run folder; default ./mnistlab-runs/DATASET-PROFILE")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file of parameters")] = None,  # noqa: UP007
     seed: Annotated[int | None, typer.Option(help="seed of every random choice")] = None,  # noqa: UP007
+    seeds: Annotated[str | None, typer.Option(  # noqa: UP007
+        help="several studies, one per seed, e.g. 0,1,2 (with --dataset a,b: every pair); "
+             "each in DIR/DATASET-PROFILE-seedS, and DIR/summary.html")] = None,
     print_config: Annotated[bool, typer.Option(
         "--print-config", help="print the full configuration as TOML and exit")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
     workers: Annotated[int, typer.Option(
         min=0, help="run the steps on a local Dask cluster of N single-threaded workers "
-                    "(127.0.0.1; needs mnistlab[dask])")] = 0,
+                    "(127.0.0.1; needs Dask: pip install 'mnistlab\\[dask]')")] = 0,
     cluster: Annotated[str | None, typer.Option(  # noqa: UP007
         help="run the steps on the Dask scheduler at this address, e.g. tcp://HOST:8786")
     ] = None,
@@ -209,6 +212,9 @@ def study(
 
     if workers and cluster:
         raise MnistlabError("--workers and --cluster: choose one")
+    if seeds is not None or (dataset and "," in dataset):
+        return _many_studies(dataset, seed, seeds, profile, out_dir, config, quiet, workers,
+                             cluster, dashboard)
     if profile not in PROFILES:
         raise MnistlabError(f"--profile {profile}: must be one of {', '.join(PROFILES)}")
     cfg = load_config(config, profile=profile, seed=seed)
@@ -234,6 +240,56 @@ def study(
     computed = len(outcome.computed)
     out.print(f"{data.name}: {computed} step(s) computed, {len(outcome.records) - computed} "
               f"already done, {time.perf_counter() - started:.1f} s. Report: {report}",
+              highlight=False, soft_wrap=True)
+
+
+def _many_studies(dataset, seed, seeds, profile, out_dir, config, quiet, workers, cluster,
+                  dashboard) -> None:
+    """Every (dataset, seed) study into its own run folder, one graph on the executor, and a
+    summary next to them."""
+    from .config import PROFILES, load_config
+    from .datasets import load_dataset
+    from .render import build_report
+    from .runner import run_studies
+    from .summary import write_summary
+
+    if profile not in PROFILES:
+        raise MnistlabError(f"--profile {profile}: must be one of {', '.join(PROFILES)}")
+    if seed is not None and seeds is not None:
+        raise MnistlabError("--seed and --seeds: choose one")
+    names = [n.strip() for n in (dataset or "mnist-5k").split(",")]
+    try:
+        seed_list = [int(s) for s in (seeds or str(seed or 0)).split(",")]
+    except ValueError:
+        raise MnistlabError(f"--seeds {seeds}: give integers separated by commas, e.g. 0,1,2"
+                            ) from None
+    if any(not n for n in names) or len(set(names)) != len(names):
+        raise MnistlabError(f"--dataset {dataset}: give distinct names separated by commas")
+    if len(set(seed_list)) != len(seed_list) or min(seed_list) < 0:
+        raise MnistlabError(f"--seeds {seeds}: give distinct seeds >= 0")
+    parent = out_dir or Path("mnistlab-runs")
+    _check_run_folder(parent)
+    jobs = []
+    for name in names:
+        data = load_dataset(name, show_progress=not quiet)
+        for s in seed_list:
+            folder = parent / re.sub(r"[^\w.-]+", "_", f"{data.name}-{profile}-seed{s}").strip("_")
+            jobs.append((data, load_config(config, profile=profile, seed=s), folder))
+    _state["run_folder"] = parent
+    started = time.perf_counter()
+    try:
+        with _stop_on_ctrl_c(), _executor(cluster, workers, dashboard) as client:
+            outcomes = run_studies(jobs, profile=profile, client=client,
+                                   progress=None if quiet else RichProgress())
+    except KeyboardInterrupt:
+        err.print(INTERRUPTED, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    for _, _, folder in jobs:
+        build_report(folder)
+    summary = write_summary(parent, [folder for _, _, folder in jobs])
+    computed = sum(len(o.computed) for o in outcomes)
+    out.print(f"{len(jobs)} studies: {computed} step(s) computed, "
+              f"{time.perf_counter() - started:.1f} s. Summary: {summary}",
               highlight=False, soft_wrap=True)
 
 

@@ -121,59 +121,77 @@ def run_graph(client, store, data, planned: list, progress) -> dict[str, Any]:
     """Every planned step not yet done in ``store``, each submitted as soon as the steps it
     needs are done; results are stored by this process as they come back. Returns the
     :class:`~mnistlab.runner.StepRecord` of each step by key."""
+    return run_graphs(client, [(store, data, planned)], progress)[0]
+
+
+def run_graphs(client, studies: list[tuple], progress) -> list[dict[str, Any]]:
+    """:func:`run_graph` for several studies ``(store, data, planned)`` at once: one graph, so
+    that the workers share the steps of all of them. Each dataset is scattered once."""
     from distributed import as_completed
 
     from .runner import StepRecord, _per_argument
     from .store import NOT_FINISHED
 
-    records: dict[str, StepRecord] = {}
+    records: list[dict[str, StepRecord]] = [{} for _ in studies]
     pending = []
-    for item in planned:
-        problem = store.stored_problem(item.key)
-        if problem is None:
-            records[item.key] = StepRecord(item.section, item.step.name, item.key, True, 0.0)
-            progress.advance()
-        else:
-            pending.append((item, problem))
+    for index, (store, _, planned) in enumerate(studies):
+        for item in planned:
+            problem = store.stored_problem(item.key)
+            if problem is None:
+                records[index][item.key] = StepRecord(item.section, item.step.name, item.key,
+                                                      True, 0.0)
+                progress.advance()
+            else:
+                pending.append((index, item, problem))
     if not pending:
         return records
-    try:
-        data_on_workers = client.scatter(data, broadcast=True, hash=False)  # once, not per task
-    except OSError as exc:
-        raise ClusterError(f"the Dask cluster went away ({exc})") from None
-    running: dict[Any, Any] = {}
+    scattered = _scatter(client, [data for _, data, _ in studies])
+    running: dict[Any, tuple] = {}
     finished = as_completed()
 
     def submit_ready() -> None:
         for entry in list(pending):
-            item, problem = entry
-            if not all(k in records for k in _flat_keys(item.needed_keys)):
+            index, item, problem = entry
+            store, data, _ = studies[index]
+            if not all(k in records[index] for k in _flat_keys(item.needed_keys)):
                 continue
             pending.remove(entry)
             inputs = _per_argument(item.needed_keys, store.load_result)
             store.mark_running(item.key, item.section, item.step.name,
                                {"fn": item.step.qualname, "arguments": item.step.arguments})
-            future = client.submit(compute_on_worker, item.step, data_on_workers, inputs,
-                                   item.key if item.step.files else None, pure=False,
-                                   key=f"{item.section}.{item.step.name}-{item.key}")
-            running[future] = item
+            future = client.submit(compute_on_worker, item.step, scattered[data.fingerprint],
+                                   inputs, item.key if item.step.files else None, pure=False,
+                                   key=f"{item.section}.{item.step.name}-{index}-{item.key}")
+            running[future] = (index, item)
             finished.add(future)
             if problem != NOT_FINISHED:
                 progress.step(f"{item.step.name} (recomputing: it {problem})")
 
     submit_ready()
     for future in finished:
-        item = running.pop(future)
+        index, item = running.pop(future)
         out = _outcome(client, future, item)
-        _store(store, item, out)
-        records[item.key] = StepRecord(item.section, item.step.name, item.key, False,
-                                       out["wall_s"])
+        _store(studies[index][0], item, out)
+        records[index][item.key] = StepRecord(item.section, item.step.name, item.key, False,
+                                              out["wall_s"])
         progress.step(item.step.name)
         progress.advance()
         submit_ready()
     if pending:  # cannot happen with a well-formed plan: every need is an earlier step
-        raise RuntimeError(f"steps never became ready: {[i.step.name for i, _ in pending]}")
+        raise RuntimeError(f"steps never became ready: {[e[1].step.name for e in pending]}")
     return records
+
+
+def _scatter(client, datasets: list) -> dict[str, Any]:
+    """Each distinct dataset to every worker, once (not once per task)."""
+    scattered: dict[str, Any] = {}
+    try:
+        for data in datasets:
+            if data.fingerprint not in scattered:
+                scattered[data.fingerprint] = client.scatter(data, broadcast=True, hash=False)
+    except OSError as exc:
+        raise ClusterError(f"the Dask cluster went away ({exc})") from None
+    return scattered
 
 
 def _outcome(client, future, item) -> dict:

@@ -115,19 +115,14 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
     StudyOutcome
         The run folder, the study id, and which steps were computed or found done.
     """
-    from .leaderboard import machine_card
-
     progress = progress or _NullProgress()
     planned = plan_study(data, config, sections)
     titles = {section.NAME: section.TITLE for section in SECTIONS}
     store = RunStore(out)
     outcome = StudyOutcome(Path(out), 0)
     try:
-        outcome.study_id = store.begin_study(
-            data.name, data.fingerprint, profile, config_toml(config),
-            {"seed": config.seed, "class_names": data.class_names,
-             "image_shape": list(data.image_shape), "source": data.source,
-             "digits": data.digits, "machine": machine_card()})
+        outcome.study_id = store.begin_study(data.name, data.fingerprint, profile,
+                                             config_toml(config), _context(data, config))
         with progress.running():
             if client is not None:
                 from .cluster import run_graph
@@ -150,6 +145,47 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
     finally:
         store.close()
     return outcome
+
+
+def _context(data: Dataset, config: StudyConfig) -> dict:
+    """What the report needs of the study besides its results, recorded when it starts."""
+    from .leaderboard import machine_card
+
+    return {"seed": config.seed, "class_names": data.class_names,
+            "image_shape": list(data.image_shape), "source": data.source,
+            "digits": data.digits, "machine": machine_card()}
+
+
+def run_studies(jobs: list[tuple[Dataset, StudyConfig, Path]], *, profile: str = "full",
+                client: Any = None, progress: Any = None) -> list[StudyOutcome]:
+    """Several studies ``(data, config, run folder)``: with a Dask ``client``, every step of
+    every study in one graph, so that the workers share them; else one study after another."""
+    if client is None:
+        return [run_study(data, config, out, profile=profile, progress=progress)
+                for data, config, out in jobs]
+    from .cluster import run_graphs
+
+    progress = progress or _NullProgress()
+    opened: list[tuple[RunStore, Dataset, list[PlannedStep], StudyOutcome]] = []
+    try:
+        for data, config, out in jobs:
+            planned = plan_study(data, config)
+            store = RunStore(out)
+            outcome = StudyOutcome(Path(out), 0)
+            opened.append((store, data, planned, outcome))
+            outcome.study_id = store.begin_study(data.name, data.fingerprint, profile,
+                                                 config_toml(config), _context(data, config))
+        total = sum(len(planned) for _, _, planned, _ in opened)
+        with progress.running():
+            progress.section(f"{total} steps of {len(jobs)} studies on the Dask cluster", total)
+            done = run_graphs(client, [(st, d, p) for st, d, p, _ in opened], progress)
+        for (store, _, planned, outcome), records in zip(opened, done):
+            outcome.records = [records[item.key] for item in planned]
+            store.record_study_steps(outcome.study_id, [p.key for p in planned], "done")
+    finally:
+        for store, *_ in opened:
+            store.close()
+    return [outcome for *_, outcome in opened]
 
 
 def _run_step(store: RunStore, data: Dataset, item: PlannedStep,
