@@ -344,7 +344,7 @@ def predict(
         raise StoreError(f"{run}: no such run folder")
     models = open_models(run, model or ["all"])
     first = models[0]
-    batch = gather(inputs, first.image_shape, _run_digits(run))
+    batch = gather(inputs, first.image_shape, first.digits)
     results = predict_all(models, batch)
     classes = first.class_names
     if as_json:
@@ -353,12 +353,6 @@ def predict(
         _print_csv(batch, results, classes)
     else:
         _print_table(batch, results, classes, models)
-
-
-def _run_digits(run: Path) -> bool:
-    from .render import load_study
-
-    return load_study(run, sections=set()).context.digits
 
 
 def _print_json(batch, results, classes) -> None:

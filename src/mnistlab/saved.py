@@ -107,6 +107,7 @@ class TrainedModel:
     val_acc: float
     file: Path
     estimator: Any  # a scikit-learn Pipeline or a TorchClassifier
+    digits: bool = False  # trained on handwritten digits: a user's image is prepared as MNIST's
 
     @property
     def has_proba(self) -> bool:
@@ -238,7 +239,8 @@ def open_models(run: str | Path, names: list[str] | None = None) -> list[Trained
             estimator = TorchClassifier.load(path)
         models.append(TrainedModel(name, entry.section, entry.label,
                                    list(context.class_names), tuple(context.image_shape),
-                                   entry.test_acc, entry.val_acc, path, estimator))
+                                   entry.test_acc, entry.val_acc, path, estimator,
+                                   context.digits))
     return models
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -313,6 +312,3 @@ def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its r
     app.add_middleware(Guard, limit=max_body)
     return app
 
-
-def openapi_json(app: FastAPI) -> str:
-    return json.dumps(app.openapi(), indent=1)
