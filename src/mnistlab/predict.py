@@ -65,7 +65,7 @@ def gather(paths: list[Path], image_shape: tuple[int, int], digits: bool) -> Inp
     models' input."""
     names: list[str] = []
     images: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
+    batch_labels: list[np.ndarray | None] = []  # per IDX/npz file
     for path in paths:
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -87,11 +87,11 @@ def gather(paths: list[Path], image_shape: tuple[int, int], digits: bool) -> Inp
                 x, y = _batch(file, image_shape)
                 images.append(x)
                 names += [f"{file}[{i}]" for i in range(len(x))]
-                if y is not None and not labels and len(names) == len(x):
-                    labels.append(y)
+                batch_labels.append(y)
     batch = np.concatenate(images)
-    y = labels[0] if labels and len(labels[0]) == len(batch) else None
-    return Inputs(names, batch, y)
+    # labels (and so an accuracy) only when every image comes from one labelled batch
+    only = batch_labels[0] if len(batch_labels) == 1 else None
+    return Inputs(names, batch, only if only is not None and len(only) == len(batch) else None)
 
 
 def predict_all(models: list[TrainedModel], inputs: Inputs) -> dict[str, dict]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -180,6 +181,7 @@ SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()),
                     (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
 
 
+@functools.cache  # the page's files do not change while the server runs
 def _static(name: str) -> str:
     return resources.files("mnistlab").joinpath("web", name).read_text(encoding="utf-8")
 
