@@ -7,8 +7,9 @@ In one run on this machine: the same study (fresh run folders) in-process, then 
 `--workers N`; prints both wall times and their ratio. Then, from the in-process run's stored
 per-step wall times and the plan's dependencies: the total work, the critical path (the
 graph's own limit), and the wall time a greedy scheduler would reach with 4, 16 and 64
-workers, each step taking the time it took in-process. Those estimates are optimistic: a step
-that used both cores in-process takes longer on a one-thread worker.
+workers, each step taking the time it took in-process (optimistic: a step that used both
+cores in-process takes longer on a one-thread worker); then the same from the workers run's
+one-thread step times (what a cluster of one-thread workers would see).
 """
 
 from __future__ import annotations
@@ -91,15 +92,22 @@ def main() -> None:
     print(f"in-process:            {here:8.1f} s")
     print(f"--workers {args.workers}:           {there:8.1f} s")
     print(f"speed-up:              {here / there:8.2f}x")
-    wall, needs, order = _graph(args.dataset, args.profile, root / "in-process")
-    total = sum(wall.values())
-    path = critical_path(wall, needs, order)
-    print(f"steps: {len(order)}, total work {total:.1f} s, critical path {path:.1f} s "
-          f"(no number of workers goes below it)")
-    for workers in (args.workers, 4, 16, 64):
-        estimate = greedy_wall(wall, needs, order, workers)
-        print(f"{workers:>3} workers, greedy schedule of the in-process step times "
-              f"(optimistic): {estimate:8.1f} s ({total / estimate:.2f}x)")
+    for run, what in (("in-process", "in-process step times (all cores per step)"),
+                      ("workers", "one-thread step times (as on a cluster's workers)")):
+        wall, needs, order = _graph(args.dataset, args.profile, root / run)
+        total = sum(wall.values())
+        path = critical_path(wall, needs, order)
+        print(f"\nfrom the {what}:")
+        print(f"steps: {len(order)}, total work {total:.1f} s, critical path {path:.1f} s "
+              f"(no number of workers goes below it)")
+        for workers in (args.workers, 4, 16, 64):
+            estimate = greedy_wall(wall, needs, order, workers)
+            print(f"{workers:>3} workers, greedy schedule: {estimate:8.1f} s "
+                  f"({here / estimate:.2f}x the in-process wall time)")
+        longest = sorted(wall.items(), key=lambda kv: -kv[1])[:5]
+        names = {p.key: f"{p.section}.{p.step.name}" for p in
+                 plan_study(load_dataset(args.dataset), load_config(None, profile=args.profile))}
+        print("longest steps: " + ", ".join(f"{names[k]} {w:.1f} s" for k, w in longest))
 
 
 if __name__ == "__main__":

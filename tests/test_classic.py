@@ -9,7 +9,7 @@ from mnistlab import build_config, load_dataset
 from mnistlab.errors import ConfigError
 from mnistlab.saved import load_pipeline
 from mnistlab.sections import classic as c
-from mnistlab.step import call_step
+from mnistlab.step import call_step, call_sweep
 
 FLOORS = {"gaussian-nb": 0.5, "bernoulli-nb": 0.75, "logistic": 0.85, "linear-svm": 0.85,
           "svc-rbf": 0.9, "decision-tree": 0.6, "random-forest": 0.85, "knn": 0.85,
@@ -99,10 +99,13 @@ def test_representation_choice_ignores_the_test_labels(mnist5k, params):
 
 def test_kernels_and_svc_sweep_report_support_vectors(mnist5k, params):
     rep = c.Representation("linear", {}, 0)
-    kernels = call_step(c.svc_kernels, mnist5k, params, rep=rep)
+    kernels = c.svc_kernels(mnist5k, {k: call_step(c.svc_kernel_point, mnist5k, params, rep=rep,
+                                                  kernel=k) for k in params.kernels})
     assert [r["kernel"] for r in kernels.rows] == ["linear", "poly", "rbf", "sigmoid"]
     assert all(r["n_support"] > 0 and r["fit_s"] > 0 for r in kernels.rows)
-    sweep = call_step(c.svc_pca_sweep, mnist5k, params, rep=rep)
+    assert kernels.n_components == params.pca_components
+    sweep = call_sweep(c.svc_pca_point, c.svc_pca_sweep, mnist5k, params, over="n_components",
+                       values=params.svc_pca_components, rep=rep)
     assert [r["n_components"] for r in sweep.rows] == params.svc_pca_components
 
 

@@ -101,17 +101,30 @@ def test_changing_one_value_rekeys_exactly_its_readers(digits, section, name, va
     assert {s.split(".")[0] for s in changed | appeared} == {section}
 
 
+def _points(sweep: str, values) -> set[str]:
+    """A sweep's step and the steps of its points."""
+    return {sweep, *(f"{sweep}:{v}" for v in values)}
+
+
+FULL_CLASSIC = build_config("full").classic
+FULL_UNSUPERVISED = build_config("full").unsupervised
+
+
 @pytest.mark.parametrize("override, expected", [
     ({"explore": {"n_samples": 4}}, {"explore.gallery"}),
     ({"classic": {"pca_components": 50}},
      {"classic.representation", "classic.model:svc-rbf", "classic.model:knn",
-      "classic.model:hist-gb", "classic.best", "classic.svc_pca", "classic.svc_kernels"}),
+      "classic.model:hist-gb", "classic.best",
+      *_points("classic.svc_pca", FULL_CLASSIC.svc_pca_components),
+      *_points("classic.svc_kernels", FULL_CLASSIC.kernels)}),
     ({"classic": {"model_params": {"logistic": {"C": 0.5}}}},
      {"classic.model:logistic", "classic.best", "classic.learning_curve"}),
-    ({"classic": {"tree_depths": [1, 2, 3]}}, {"classic.tree_depth", "classic.tree_pca"}),
+    ({"classic": {"tree_depths": [1, 2, 3]}},
+     {"classic.tree_depth", *_points("classic.tree_pca", FULL_CLASSIC.tree_pca_components)}),
     ({"unsupervised": {"variance_target": 0.8}},
-     {f"unsupervised.{s}" for s in ("pca", "kmeans_sweep", "kmeans_inits", "kmeans_2d", "gmm",
-                                    "bic", "birch")}),
+     {*(f"unsupervised.{s}" for s in ("pca", "kmeans_inits", "kmeans_2d", "gmm", "birch")),
+      *_points("unsupervised.kmeans_sweep", FULL_UNSUPERVISED.kmeans_k),
+      *_points("unsupervised.bic", FULL_UNSUPERVISED.bic_k)}),
     ({"unsupervised": {"embedding_dim": 5}}, {"unsupervised.embedding"}),
     ({"unsupervised": {"embedding_deskew": True}}, set()),  # auto deskews digits
     ({"unsupervised": {"embedding_deskew": False}}, {"unsupervised.embedding"}),
@@ -124,6 +137,20 @@ def test_named_changes_rekey_the_expected_steps(digits, override, expected):
     base = _keys(digits, build_config("full"))
     after = _keys(digits, build_config("full", override))
     assert {s for s in base if base[s] != after[s]} == expected
+
+
+@pytest.mark.parametrize("section, field, sweep", [
+    ("unsupervised", "kmeans_k", "kmeans_sweep"), ("unsupervised", "bic_k", "bic"),
+    ("classic", "svc_pca_components", "svc_pca"), ("classic", "tree_pca_components", "tree_pca"),
+])
+def test_a_new_point_of_a_sweep_computes_only_itself(digits, section, field, sweep):
+    """Cache granularity follows the points: one more value rekeys no other point."""
+    values = getattr(getattr(build_config("full"), section), field)
+    new = max(values) + 1
+    base = _keys(digits, build_config("full"))
+    after = _keys(digits, build_config("full", {section: {field: [*values, new]}}))
+    assert after.keys() - base.keys() == {f"{section}.{sweep}:{new}"}
+    assert {s for s in base if base[s] != after[s]} == {f"{section}.{sweep}"}
 
 
 def test_the_seed_rekeys_every_seeded_step(digits):
@@ -142,7 +169,7 @@ def test_a_changed_value_recomputes_only_its_readers_and_reuses_the_rest(digits,
                 if k != _keys(digits, build_config("quick", FAST))[s]}
     outcome = run_study(digits, changed, out, profile="quick")
     assert {f"{r.section}.{r.name}" for r in outcome.computed} == expected == {
-        "classic.tree_depth", "classic.tree_pca"}
+        "classic.tree_depth", *_points("classic.tree_pca", FAST["classic"]["tree_pca_components"])}
 
 
 def test_weights_on_disk_belong_to_the_cached_result_they_came_with(digits, tmp_path):

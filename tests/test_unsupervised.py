@@ -11,7 +11,7 @@ from mnistlab.sections.clustering_metrics import (
     partition_scores,
     silhouette_estimate,
 )
-from mnistlab.step import call_step
+from mnistlab.step import call_step, call_sweep
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,8 @@ def test_bic_curve_uses_the_lowest_bic_type_and_every_k(digits, pca):
                       n_clusters=10)
     gmm = call_step(u.gaussian_mixtures, digits, params, pca=pca)
     assert [r["covariance"] for r in gmm.rows] == ["spherical", "diag"]
-    curve = call_step(u.bic_curve, digits, params, pca=pca, gmm=gmm)
+    curve = call_sweep(u.bic_point, u.bic_curve, digits, params, over="k", values=params.bic_k,
+                       pca=pca, gmm=gmm)
     assert curve.covariance_type == min(gmm.rows, key=lambda r: r["bic"])["covariance"]
     assert curve.ks == [4, 6, 8] and curve.best_k in curve.ks
 

@@ -95,3 +95,48 @@ def bind(step_name: str, fn: Callable[..., Any], params: Any, seed: int, /, *,
         raise TypeError(f"step {step_name}: {fn.__qualname__} takes no argument(s) {sorted(given)}")
     arguments.update(given)
     return Step(step_name, fn, arguments, needs, files)
+
+
+@dataclass
+class SweepPoint:
+    """One point of a sweep, computed as its own step so that workers share the sweep and a new
+    point computes only itself; the sweep's own step gathers the points into its result.
+
+    ``row`` is the point's row of the sweep's table, or None where the point does not apply to
+    this data (K above the number of samples); ``facts`` what every point knows of the whole
+    sweep (its sample size, its dimension).
+    """
+
+    row: dict[str, Any] | None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def sweep(step_name: str, point_fn: Callable[..., SweepPoint], gather_fn: Callable[..., Any],
+          params: Any, seed: int, /, *, over: str, values: list, needs: dict | None = None,
+          gather_needs: dict | None = None, **given: Any) -> list[Step]:
+    """The steps of a sweep whose points are independent: ``step_name:VALUE`` binds
+    ``point_fn`` with ``over=VALUE`` for each value (plus ``needs`` and ``given``), then
+    ``step_name`` binds ``gather_fn``, which receives them as ``points`` ({str(value): point},
+    in the order of ``values``) and ``gather_needs``."""
+    points = [bind(f"{step_name}:{value}", point_fn, params, seed, needs=needs,
+                   **{over: value}, **given) for value in values]
+    labels = {str(value): point.name for value, point in zip(values, points)}
+    gather = bind(step_name, gather_fn, params, seed,
+                  needs={**(gather_needs or {}), "points": labels})
+    return [*points, gather]
+
+
+def call_sweep(point_fn: Callable[..., SweepPoint], gather_fn: Callable[..., Any], data: Any,
+               params: Any, seed: int = 0, *, over: str, values: list, **given: Any) -> Any:
+    """A sweep computed uncached, point after point, as :func:`call_step` computes one step;
+    ``given`` goes to the points, and to the gathering where it takes the same argument."""
+    points = {str(value): call_step(point_fn, data, params, seed, **{over: value}, **given)
+              for value in values}
+    gather_takes = inspect.signature(gather_fn).parameters
+    return call_step(gather_fn, data, params, seed, points=points,
+                     **{k: v for k, v in given.items() if k in gather_takes})
+
+
+def gathered_rows(points: dict[str, SweepPoint]) -> list[dict[str, Any]]:
+    """The rows of the points that apply, in the sweep's order."""
+    return [p.row for p in points.values() if p.row is not None]

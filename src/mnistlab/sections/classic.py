@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ..datasets import Dataset
 from ..measure import Measured
 from ..prepare import PcaProjection, flat_pixels, stratified_subset
-from ..step import Step, bind
+from ..step import Step, SweepPoint, bind, gathered_rows, sweep
 
 NAME = "classic"
 TITLE = "3. Supervised learning: classic classifiers"
@@ -550,67 +550,76 @@ def tree_depth_sweep(data: Dataset, *, max_train: int, validation_fraction: floa
                      int(tree.get_depth()), best, fit_s, len(split.y_fit))
 
 
-def svc_pca_sweep(
+def svc_pca_point(
     data: Dataset,
     rep: Representation,
     *,
+    n_components: int,
     max_train: int,
     validation_fraction: float,
     model_params: dict[str, dict[str, Any]],
-    svc_pca_components: list[int],
     svc_sweep_max_train: int,
     seed: int,
-) -> SvcPca:
+) -> SweepPoint:
+    """One point of the SVC sweep over PCA sizes: an RBF SVC on the first ``n_components``.
+
+    The PCA is fitted with just these components: its covariance eigendecomposition gives
+    the same first components whatever their number, so each point stands alone."""
     split = make_split(data, max_train, validation_fraction, seed)
     x, y = stratified_subset(split.x_fit, split.y_fit, svc_sweep_max_train, seed)
-    n_max = min(max(svc_pca_components), x.shape[1])
-    project = _pca_inputs(split, rep, n_max, x)
-    rows = []
-    for n in svc_pca_components:
-        if n > n_max:
-            continue
-        z, zt = project(x, n), project(split.x_test, n)
-        model = make_classifier("svc-rbf", model_params.get("svc-rbf"), seed)
-        started = time.perf_counter()
-        model.fit(z, y)
-        rows.append({"n_components": n, "fit_s": time.perf_counter() - started,
-                     "train_acc": _accuracy(model, z, y), "test_acc": _accuracy(model, zt,
-                                                                                split.y_test),
-                     "n_support": int(model.n_support_.sum())})
-    return SvcPca(len(y), rows)
+    facts = {"n_train": len(y)}
+    if n_components > x.shape[1]:
+        return SweepPoint(None, facts)
+    project = _pca_inputs(split, rep, n_components, x)
+    z, zt = project(x), project(split.x_test)
+    model = make_classifier("svc-rbf", model_params.get("svc-rbf"), seed)
+    started = time.perf_counter()
+    model.fit(z, y)
+    return SweepPoint({"n_components": n_components, "fit_s": time.perf_counter() - started,
+                       "train_acc": _accuracy(model, z, y),
+                       "test_acc": _accuracy(model, zt, split.y_test),
+                       "n_support": int(model.n_support_.sum())}, facts)
 
 
-def svc_kernels(
+def svc_pca_sweep(data: Dataset, points: dict[str, SweepPoint]) -> SvcPca:
+    return SvcPca(next(iter(points.values())).facts["n_train"], gathered_rows(points))
+
+
+def svc_kernel_point(
     data: Dataset,
     rep: Representation,
     *,
+    kernel: Literal["linear", "poly", "rbf", "sigmoid"],
     max_train: int,
     validation_fraction: float,
-    kernels: list[Literal["linear", "poly", "rbf", "sigmoid"]],
     model_params: dict[str, dict[str, Any]],
     pca_components: int,
     svc_sweep_max_train: int,
     seed: int,
-) -> SvcKernels:
+) -> SweepPoint:
+    """One kernel of the SVC kernel comparison, on the sweep's sample and the PCA inputs."""
     split = make_split(data, max_train, validation_fraction, seed)
     x, y = stratified_subset(split.x_fit, split.y_fit, svc_sweep_max_train, seed)
     project = _pca_inputs(split, rep, pca_components, x)
     z, zt = project(x), project(split.x_test)
-    rows = []
-    for kernel in kernels:
-        name = f"svc-{kernel}"
-        model = make_classifier(name, model_params.get(name), seed)
-        started = time.perf_counter()
-        model.fit(z, y)
-        fit_s = time.perf_counter() - started
-        started = time.perf_counter()
-        pred = model.predict(zt)
-        rows.append({"kernel": kernel, "C": float(model.C), "fit_s": fit_s,
-                     "predict_s_per_10k": (time.perf_counter() - started) * 10_000 / len(zt),
-                     "train_acc": _accuracy(model, z, y),
-                     "test_acc": float(np.mean(pred == split.y_test)),
-                     "n_support": int(model.n_support_.sum())})
-    return SvcKernels(len(y), z.shape[1], rows)
+    name = f"svc-{kernel}"
+    model = make_classifier(name, model_params.get(name), seed)
+    started = time.perf_counter()
+    model.fit(z, y)
+    fit_s = time.perf_counter() - started
+    started = time.perf_counter()
+    pred = model.predict(zt)
+    return SweepPoint({"kernel": kernel, "C": float(model.C), "fit_s": fit_s,
+                       "predict_s_per_10k": (time.perf_counter() - started) * 10_000 / len(zt),
+                       "train_acc": _accuracy(model, z, y),
+                       "test_acc": float(np.mean(pred == split.y_test)),
+                       "n_support": int(model.n_support_.sum())},
+                      {"n_train": len(y), "n_components": z.shape[1]})
+
+
+def svc_kernels(data: Dataset, points: dict[str, SweepPoint]) -> SvcKernels:
+    facts = next(iter(points.values())).facts
+    return SvcKernels(facts["n_train"], facts["n_components"], gathered_rows(points))
 
 
 def c_sweep(
@@ -652,31 +661,34 @@ def c_sweep(
     return CSweep([a, b], z.astype(np.float32), y, rows, int(test.sum()))
 
 
-def tree_pca_sweep(
+def tree_pca_point(
     data: Dataset,
     depth: TreeDepth,
     *,
+    n_components: int,
     max_train: int,
     validation_fraction: float,
-    tree_pca_components: list[int],
     seed: int,
-) -> TreePca:
+) -> SweepPoint:
+    """One point of seed 3.4: a decision tree of the best depth on the first ``n_components``
+    principal components (a PCA of just these: see :func:`svc_pca_point`)."""
     from sklearn.tree import DecisionTreeClassifier
 
     split = make_split(data, max_train, validation_fraction, seed)
-    proj = PcaProjection(split.x_fit, max(tree_pca_components))
-    rows = []
-    for n in tree_pca_components:
-        if n > proj.components.shape[0]:
-            continue
-        z, zt = proj.transform(split.x_fit, n), proj.transform(split.x_test, n)
-        started = time.perf_counter()
-        tree = DecisionTreeClassifier(max_depth=depth.best_depth, random_state=seed).fit(
-            z, split.y_fit)
-        rows.append({"n_components": n, "fit_s": time.perf_counter() - started,
-                     "train_acc": _accuracy(tree, z, split.y_fit),
-                     "test_acc": _accuracy(tree, zt, split.y_test)})
-    return TreePca(depth.best_depth, rows)
+    proj = PcaProjection(split.x_fit, n_components)
+    if n_components > proj.components.shape[0]:  # more than samples or pixels
+        return SweepPoint(None)
+    z, zt = proj.transform(split.x_fit, n_components), proj.transform(split.x_test, n_components)
+    started = time.perf_counter()
+    tree = DecisionTreeClassifier(max_depth=depth.best_depth, random_state=seed).fit(
+        z, split.y_fit)
+    return SweepPoint({"n_components": n_components, "fit_s": time.perf_counter() - started,
+                       "train_acc": _accuracy(tree, z, split.y_fit),
+                       "test_acc": _accuracy(tree, zt, split.y_test)})
+
+
+def tree_pca_sweep(data: Dataset, depth: TreeDepth, points: dict[str, SweepPoint]) -> TreePca:
+    return TreePca(depth.best_depth, gathered_rows(points))
 
 
 def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
@@ -709,11 +721,19 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
              needs={"full": {m: s for m, s in models.items() if m in CURVE_MODELS}},
              model_params=estimator_params(*CURVE_MODELS)),
         step("tree_depth", tree_depth_sweep),
-        step("svc_pca", svc_pca_sweep, needs={"rep": "representation"},
-             model_params=estimator_params("svc-rbf")),
-        step("svc_kernels", svc_kernels, needs={"rep": "representation"},
-             model_params=estimator_params(*(f"svc-{k}" for k in params.kernels))),
-        step("c_sweep", c_sweep),
-        step("tree_pca", tree_pca_sweep, needs={"depth": "tree_depth"}),
     ]
+    # Sweeps of independent points: one step per point, so that workers share them.
+    steps += sweep("svc_pca", svc_pca_point, svc_pca_sweep, params, seed,
+                   over="n_components", values=params.svc_pca_components,
+                   needs={"rep": "representation"}, model_params=estimator_params("svc-rbf"))
+    for kernel in params.kernels:
+        steps.append(step(f"svc_kernels:{kernel}", svc_kernel_point,
+                          needs={"rep": "representation"}, kernel=kernel,
+                          model_params=estimator_params(f"svc-{kernel}")))
+    steps.append(step("svc_kernels", svc_kernels, needs={"points": {
+        kernel: f"svc_kernels:{kernel}" for kernel in params.kernels}}))
+    steps.append(step("c_sweep", c_sweep))
+    steps += sweep("tree_pca", tree_pca_point, tree_pca_sweep, params, seed,
+                   over="n_components", values=params.tree_pca_components,
+                   needs={"depth": "tree_depth"}, gather_needs={"depth": "tree_depth"})
     return steps

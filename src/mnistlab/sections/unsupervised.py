@@ -22,7 +22,7 @@ from ..measure import Measured
 from ..prepare import flat_pixels, stratified_subset
 from ..prepare import project as project_rows
 from ..preprocess import deskew
-from ..step import Step, bind
+from ..step import Step, SweepPoint, bind, gathered_rows, sweep
 from .clustering_metrics import (
     PartitionScores,
     Silhouette,
@@ -327,29 +327,31 @@ def _plot_subset(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed + 1).choice(n, size=min(size, n), replace=False))
 
 
-def kmeans_sweep(
+def kmeans_point(
     data: Dataset,
     pca: PcaResult,
     *,
-    kmeans_k: list[int],
+    k: int,
     kmeans_n_init: int,
     max_train: int,
     seed: int,
-) -> KMeansSweep:
+) -> SweepPoint:
+    """One K of the k-means sweep, in the reduced space."""
     from sklearn.cluster import KMeans
 
     x, y = training_pixels(data, max_train, seed)
     z = project(x, pca, pca.n_chosen)
-    rows = []
-    for k in kmeans_k:
-        if k > len(z):
-            break
-        with Measured() as cost:
-            model = KMeans(n_clusters=k, n_init=kmeans_n_init, random_state=seed).fit(z)
-        rows.append({"k": k, "inertia": float(model.inertia_), "n_iter": int(model.n_iter_),
-                     "fit_s": cost.wall_s, "peak_mb": cost.peak_mb,
-                     **partition_scores(y, model.labels_)})
-    return KMeansSweep(pca.n_chosen, rows)
+    if k > len(z):
+        return SweepPoint(None)
+    with Measured() as cost:
+        model = KMeans(n_clusters=k, n_init=kmeans_n_init, random_state=seed).fit(z)
+    return SweepPoint({"k": k, "inertia": float(model.inertia_), "n_iter": int(model.n_iter_),
+                       "fit_s": cost.wall_s, "peak_mb": cost.peak_mb,
+                       **partition_scores(y, model.labels_)})
+
+
+def kmeans_sweep(data: Dataset, pca: PcaResult, points: dict[str, SweepPoint]) -> KMeansSweep:
+    return KMeansSweep(pca.n_chosen, gathered_rows(points))
 
 
 def fixed_init_indices(y: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
@@ -474,30 +476,39 @@ def gaussian_mixtures(
     return GmmResult(gmm_space, z.shape[1], n_clusters, rows, np.stack(point_clusters), z2[keep])
 
 
-def bic_curve(
+def bic_point(
     data: Dataset,
     pca: PcaResult,
     gmm: GmmResult,
     *,
-    bic_k: list[int],
+    k: int,
     bic_sample: int,
     gmm_max_iter: int,
     gmm_space: Literal["pca", "raw"],
     max_train: int,
     seed: int,
-) -> BicCurve:
+) -> SweepPoint:
+    """One K of the BIC curve: a mixture of the covariance type with the lowest BIC at K =
+    n_clusters, on the curve's sample."""
     from sklearn.mixture import GaussianMixture
 
     best = min(gmm.rows, key=lambda r: r["bic"])["covariance"]
     z, y, _ = _gmm_space(data, pca, gmm_space=gmm_space, max_train=max_train, seed=seed)
     z, _ = stratified_subset(z, y, bic_sample, seed)
-    bic, aic, ks = [], [], [k for k in bic_k if k <= len(z)]
-    for k in ks:
-        model = GaussianMixture(n_components=k, covariance_type=best, max_iter=gmm_max_iter,
-                                random_state=seed).fit(z)
-        bic.append(float(model.bic(z)))
-        aic.append(float(model.aic(z)))
-    return BicCurve(best, len(z), ks, bic, aic, ks[int(np.argmin(bic))])
+    facts = {"covariance_type": best, "n_samples": len(z)}
+    if k > len(z):
+        return SweepPoint(None, facts)
+    model = GaussianMixture(n_components=k, covariance_type=best, max_iter=gmm_max_iter,
+                            random_state=seed).fit(z)
+    return SweepPoint({"k": k, "bic": float(model.bic(z)), "aic": float(model.aic(z))}, facts)
+
+
+def bic_curve(data: Dataset, points: dict[str, SweepPoint]) -> BicCurve:
+    facts = next(iter(points.values())).facts
+    rows = gathered_rows(points)
+    bic = [r["bic"] for r in rows]
+    return BicCurve(facts["covariance_type"], facts["n_samples"], [r["k"] for r in rows], bic,
+                    [r["aic"] for r in rows], rows[int(np.argmin(bic))]["k"])
 
 
 def birch(
@@ -588,13 +599,16 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     def step(step_name: str, fn, /, **needs: str) -> Step:
         return bind(step_name, fn, params, seed, needs=needs)
 
+    # The K sweep and the BIC curve: one step per K, so that workers share them.
     steps = [
         step("pca", fit_pca),
-        step("kmeans_sweep", kmeans_sweep, pca="pca"),
+        *sweep("kmeans_sweep", kmeans_point, kmeans_sweep, params, seed, over="k",
+               values=params.kmeans_k, needs={"pca": "pca"}, gather_needs={"pca": "pca"}),
         step("kmeans_inits", kmeans_inits, pca="pca"),
         step("kmeans_2d", kmeans_2d, pca="pca"),
         step("gmm", gaussian_mixtures, pca="pca"),
-        step("bic", bic_curve, pca="pca", gmm="gmm"),
+        *sweep("bic", bic_point, bic_curve, params, seed, over="k", values=params.bic_k,
+               needs={"pca": "pca", "gmm": "gmm"}),
         step("birch", birch, pca="pca"),
     ]
     if params.embedding:
