@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,48 @@ def _trained_pid_in_daemon(queue):
     from mnistlab.deep_process import run_in_child
 
     queue.put((os.getpid(), run_in_child(os.getpid)))
+
+
+@dataclass
+class ThreadCounts:
+    blas_and_openmp: list[int]
+    torch: int
+    numba: int
+    malloc_trim: str | None  # the variable the processes a step starts inherit
+
+
+def _thread_counts(data) -> ThreadCounts:
+    import numba  # imported inside the step, as the sections import umap
+    import torch
+    from threadpoolctl import threadpool_info
+
+    return ThreadCounts(sorted({p["num_threads"] for p in threadpool_info()}),
+                        torch.get_num_threads(), numba.get_num_threads(),
+                        os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_step_on_a_worker_gets_its_share_of_the_cores(workers, monkeypatch):
+    """BLAS, OpenMP, torch and numba in a step use the host's cores over the steps its workers
+    run at once: no oversubscription (numba unlimited made an embedding on one worker slow a
+    network training on the other 2.1x), no idle core. And Dask's malloc setting, which made a
+    network train 2x slower, is not passed on (the workers inherit it here from this process,
+    as `dask worker` sets it)."""
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    import cloudpickle
+
+    from mnistlab.cluster import compute_on_worker, dask_client, host_threads
+    from mnistlab.step import Step
+
+    share = max(1, len(os.sched_getaffinity(0)) // workers)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the probe step is defined here
+    try:
+        with dask_client(workers=workers) as client:
+            out = client.submit(compute_on_worker, Step("probe", _thread_counts, {}), None, {},
+                                None, host_threads(client), pure=False).result(timeout=120)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert out["result"] == ThreadCounts([share], share, share, None)
 
 
 def test_a_daemonic_worker_still_trains_in_a_child_process():

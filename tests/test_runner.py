@@ -256,3 +256,25 @@ def test_a_step_called_alone_uses_the_studys_default_seed(tiny):
     CALLS.clear()
     call_step(count_pixels, tiny, build_config("full").explore)
     assert CALLS == [("count", build_config("full").explore.n_samples, 0)]
+
+
+@pytest.mark.slow
+def test_a_bug_on_a_dask_worker_gives_the_same_one_line_error(tiny, fake_sections, tmp_path):
+    pytest.importorskip("distributed")
+    import sys
+
+    import cloudpickle
+
+    from mnistlab.cluster import dask_client
+
+    fake_sections.plan = lambda data, params, seed: [bind("boom", fails, params, seed)]
+    with pytest.raises(StepFailed) as here:
+        run_study(tiny, build_config("full"), tmp_path / "here")
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the failing step is here
+    try:
+        with dask_client(workers=1) as client, pytest.raises(StepFailed) as there:
+            run_study(tiny, build_config("full"), tmp_path / "there", client=client)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert str(there.value) == str(here.value) == "explore.boom: ZeroDivisionError: a bug"
+    assert isinstance(there.value.__cause__, ZeroDivisionError)

@@ -61,9 +61,18 @@ def dask_client(address: str | None = None, workers: int = 0, dashboard: bool = 
         return
     # a worker process runs one step at a time with one thread: BLAS, OpenMP and torch in it
     # are limited to that thread, so N workers use N cores without oversubscription
-    cluster = distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=":8787" if dashboard else None, silence_logs=logging.CRITICAL)
+    import dask
+
+    # Dask starts workers with MALLOC_TRIM_THRESHOLD_ (see _keep_freed_memory) and one BLAS
+    # thread; OpenBLAS can never use more than it started with, so a worker that has a whole
+    # machine could not use it. Ours start with the defaults; each step sets its own threads.
+    spawn_environ = "distributed.nanny.pre-spawn-environ."
+    with dask.config.set({spawn_environ + name: None for name in (
+            "MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+            "OPENBLAS_NUM_THREADS")}):
+        cluster = distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=":8787" if dashboard else None, silence_logs=logging.CRITICAL)
     client = distributed.Client(cluster)
     try:
         yield client
@@ -77,18 +86,69 @@ def _file_fields(result: Any) -> list[str]:
             if f.name.endswith("_file") and isinstance(getattr(result, f.name), str)]
 
 
-def compute_on_worker(step, data, inputs: dict, files_key: str | None) -> dict:
-    """Run on a Dask worker: one step with its threads set from the worker's, in a scratch
-    folder for the files it writes; returns the result, its cost and those files' bytes."""
+def host_threads(client) -> dict[str, int]:
+    """Per host: how many steps its workers run at once (the sum of their threads)."""
+    shares: dict[str, int] = {}
+    for worker in client.scheduler_info()["workers"].values():
+        shares[worker["host"]] = shares.get(worker["host"], 0) + int(worker["nthreads"])
+    return shares
+
+
+def threads_per_step(address: str, shares: dict[str, int]) -> int:
+    """A step's share of its host's cores: the cores over the steps the host's workers run at
+    once (two one-thread workers on 2 cores: 1 each; one on 8 cores: 8). A worker that
+    joined after the study started gets 1."""
+    from urllib.parse import urlsplit
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    share = shares.get(urlsplit(address).hostname or "")
+    return max(1, (cores or 1) // share) if share else 1
+
+
+def _keep_freed_memory() -> None:
+    """Undo the malloc tuning ``dask worker`` starts its workers with.
+
+    Dask sets MALLOC_TRIM_THRESHOLD_=65536 so that freed memory goes back to the system at
+    once; glibc then also stops raising its mmap threshold, and numpy and torch map and unmap
+    pages at every large allocation: an epoch of the seed CNN took 34.5 s on such a worker
+    (and 38.3 s in a plain process with the variable) instead of 16.9 s. The processes a step
+    starts (network training) get glibc's defaults; this worker gets the thresholds glibc's
+    own dynamic tuning reaches (mallopt: no library exposes it).
+    """
+    if os.environ.pop("MALLOC_TRIM_THRESHOLD_", None) is None:
+        return
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+        libc.mallopt(m_mmap_threshold, 32 * 2**20)  # DEFAULT_MMAP_THRESHOLD_MAX on 64 bits
+        libc.mallopt(m_trim_threshold, 64 * 2**20)  # twice it, as the dynamic tuning sets
+    except (OSError, AttributeError):  # not glibc: the variable meant nothing there
+        pass
+
+
+def compute_on_worker(step, data, inputs: dict, files_key: str | None,
+                      shares: dict[str, int] | None = None) -> dict:
+    """Run on a Dask worker: one step with its share of the host's cores (``shares``: see
+    :func:`host_threads`; without it, one thread per worker thread), in a scratch folder for
+    the files it writes; returns the result, its cost and those files' bytes."""
     from distributed import get_worker
     from threadpoolctl import threadpool_limits
 
     from .measure import Measured
 
-    threads = max(1, int(get_worker().state.nthreads))
+    worker = get_worker()
+    threads = threads_per_step(worker.address, shares) if shares else 1
+    _keep_freed_memory()
     os.environ["LOKY_MAX_CPU_COUNT"] = str(threads)  # scikit-learn's n_jobs=-1: this many
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # torch here if first imported now, and in
-    # the child process a network trains in
+    # read by torch if first imported now, and by the process a network trains in
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    # numba (UMAP, pynndescent) reads this when first imported; without it, an embedding on one
+    # worker ran two threads and slowed a network training on the other worker 2.1x
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
     files: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory(prefix="mnistlab-step-") as scratch:
         if files_key is not None:
@@ -107,10 +167,14 @@ def compute_on_worker(step, data, inputs: dict, files_key: str | None) -> dict:
 
 
 def _set_torch_threads(threads: int) -> None:
+    """torch's and numba's threads, where a step already imported them (else the environment
+    variables set above apply when they are imported)."""
     import sys
 
-    if "torch" in sys.modules:  # only where a step already imported it
+    if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
+    if "numba" in sys.modules:
+        sys.modules["numba"].set_num_threads(min(threads, sys.modules["numba"].config.NUMBA_NUM_THREADS))
 
 
 def _flat_keys(needed: dict) -> list[str]:
@@ -146,6 +210,7 @@ def run_graphs(client, studies: list[tuple], progress) -> list[dict[str, Any]]:
     if not pending:
         return records
     scattered = _scatter(client, [data for _, data, _ in studies])
+    shares = host_threads(client)
     running: dict[Any, tuple] = {}
     finished = as_completed()
 
@@ -160,7 +225,8 @@ def run_graphs(client, studies: list[tuple], progress) -> list[dict[str, Any]]:
             store.mark_running(item.key, item.section, item.step.name,
                                {"fn": item.step.qualname, "arguments": item.step.arguments})
             future = client.submit(compute_on_worker, item.step, scattered[data.fingerprint],
-                                   inputs, item.key if item.step.files else None, pure=False,
+                                   inputs, item.key if item.step.files else None, shares,
+                                   pure=False,
                                    key=f"{item.section}.{item.step.name}-{index}-{item.key}")
             running[future] = (index, item)
             finished.add(future)
