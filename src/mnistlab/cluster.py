@@ -59,8 +59,8 @@ def dask_client(address: str | None = None, workers: int = 0, dashboard: bool = 
         finally:
             client.close()
         return
-    # a worker process runs one step at a time with one thread: BLAS, OpenMP and torch in it
-    # are limited to that thread, so N workers use N cores without oversubscription
+    # a worker process runs one step at a time; each step limits BLAS, OpenMP, torch and numba
+    # to its share of the cores, so N workers use N cores without oversubscription
     import dask
 
     # Dask starts workers with MALLOC_TRIM_THRESHOLD_ (see _keep_freed_memory) and one BLAS
@@ -132,8 +132,8 @@ def _keep_freed_memory() -> None:
 def compute_on_worker(step, data, inputs: dict, files_key: str | None,
                       shares: dict[str, int] | None = None) -> dict:
     """Run on a Dask worker: one step with its share of the host's cores (``shares``: see
-    :func:`host_threads`; without it, one thread per worker thread), in a scratch folder for
-    the files it writes; returns the result, its cost and those files' bytes."""
+    :func:`host_threads`; without it, one thread), in a scratch folder for the files it
+    writes; returns the result, its cost and those files' bytes."""
     from distributed import get_worker
     from threadpoolctl import threadpool_limits
 
@@ -173,8 +173,9 @@ def _set_torch_threads(threads: int) -> None:
 
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
-    if "numba" in sys.modules:
-        sys.modules["numba"].set_num_threads(min(threads, sys.modules["numba"].config.NUMBA_NUM_THREADS))
+    numba = sys.modules.get("numba")
+    if numba is not None:  # it cannot go above the threads it was imported with
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def _flat_keys(needed: dict) -> list[str]:
