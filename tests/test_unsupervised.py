@@ -113,6 +113,17 @@ def test_gallery_larger_than_the_pixel_count_is_rejected(digits):
         u.plan(digits, u.Params(gallery_components=[10, 784]), seed=0)
 
 
+@pytest.mark.parametrize("override, message", [
+    ({"kmeans_k": [2000, 3000]}, "unsupervised.kmeans_k: every K is above the 1,437 points"),
+    ({"bic_k": [400], "bic_sample": 300}, "unsupervised.bic_k: every K is above the 300 points"),
+])
+def test_a_sweep_with_no_possible_point_is_rejected_at_plan_time(digits, override, message):
+    with pytest.raises(ConfigError, match=message):
+        u.plan(digits, u.Params(**override), seed=0)
+    u.plan(digits, u.Params(**{k: [*v, 5] if k.endswith("_k") else v
+                               for k, v in override.items()}), seed=0)  # one K that fits
+
+
 def test_deskew_makes_a_slanted_stroke_upright_and_centred():
     from mnistlab.preprocess import deskew
 

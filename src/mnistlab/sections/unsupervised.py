@@ -595,6 +595,14 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
         "embedding_deskew": (data.digits if params.embedding_deskew == "auto"
                              else params.embedding_deskew)})
     gallery_for(params.gallery_components, int(np.prod(data.image_shape)))  # fails early
+    n_train = min(params.max_train or len(data.y_train), len(data.y_train))
+    for field, ks, n_points in (("kmeans_k", params.kmeans_k, n_train),
+                                ("bic_k", params.bic_k, min(params.bic_sample, n_train))):
+        if min(ks) > n_points:  # no point of the sweep could be computed
+            from ..errors import ConfigError
+
+            raise ConfigError(f"unsupervised.{field}: every K is above the {n_points:,} "
+                              f"points it would cluster")
 
     def step(step_name: str, fn, /, **needs: str) -> Step:
         return bind(step_name, fn, params, seed, needs=needs)
