@@ -94,6 +94,18 @@ def test_section_trains_in_a_subprocess_and_saves_safetensors(mnist5k, tmp_path)
     assert len(result.history["train_loss"]) == result.epochs_run == 4
 
 
+def test_a_training_process_reports_its_own_peak_not_its_parents(mnist5k, tmp_path):
+    """The child's peak is its kernel high-water mark: 600 MB held by the study's process
+    (pages a fork would have shared) are not in it."""
+    import psutil
+
+    ballast = np.ones(600 * 2**20, dtype=np.uint8)
+    params = build_config("quick", {"deep": {"max_train": 500, "isolate": True}}).deep
+    result = _train(mnist5k, params, tmp_path)
+    here = psutil.Process().memory_info().rss / 2**20
+    assert ballast.sum() and result.baseline_mb < result.peak_mb < here - 300
+
+
 @pytest.mark.parametrize("override, message", [
     ({"models": {"cnn-fast": {"arch_params": {"channels": []}}}},
      "models.cnn-fast.arch_params: cnn-fast channels must be positive integers"),
@@ -155,3 +167,22 @@ def test_in_process_training_gives_the_same_model(mnist5k, tmp_path):
     assert here.test_acc == child.test_acc
     for key in ("train_loss", "val_loss", "val_acc"):  # "seconds" differ, numbers do not
         assert here.history[key] == child.history[key]
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5, 0.2])
+def test_dropout_drops_p_of_the_elements_and_scales_the_rest(p):
+    from mnistlab.nets import Dropout
+
+    x = torch.randn(64, 32, 13, 13).to(memory_format=torch.channels_last).requires_grad_()
+    torch.manual_seed(0)
+    y = Dropout(p).train()(x)
+    kept = y != 0
+    assert kept.float().mean().item() == pytest.approx(1 - p, abs=0.01)
+    assert torch.allclose(y[kept], x[kept] / (1 - p))
+    y.sum().backward()  # the gradient passes where the element was kept, scaled alike
+    assert torch.equal(x.grad != 0, kept) and torch.allclose(x.grad[kept],
+                                                             torch.tensor(1 / (1 - p)))
+    assert x.grad.is_contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(0)  # the study's seed decides the masks
+    assert torch.equal(Dropout(p).train()(x), y)
+    assert torch.equal(Dropout(p).eval()(x), x)

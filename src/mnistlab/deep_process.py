@@ -53,17 +53,22 @@ def _run_in_subprocess(fn, *args):
 
 
 def fit_evaluate(arch: str, params: dict, x_train, y_train, x_test, y_test, threads: int,
-                 weights_path: str | None) -> dict:
-    """Train, evaluate on the test images, save; report this process's own peak RSS."""
-    from .measure import Measured
+                 weights_path: str | None, own_process: bool = False) -> dict:
+    """Train, evaluate on the test images, save; report the peak RSS (the process's own
+    high-water mark when it runs in a process of its own, else sampled)."""
+    import psutil
+
+    from .measure import Measured, process_peak_mb
 
     if threads:
         torch.set_num_threads(threads)
-    with Measured() as cost:
+    with Measured(interval_s=None if own_process else 0.01) as cost:
         clf = TorchClassifier(arch, **params).fit(x_train, y_train)
         started = time.perf_counter()
         proba = clf.predict_proba(x_test)
         infer_s = time.perf_counter() - started
+    if own_process:
+        cost.peak_mb = process_peak_mb() or psutil.Process().memory_info().rss / 2**20
     pred = clf.classes_[proba.argmax(1)]
     index = np.searchsorted(clf.classes_, y_test)
     test_loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_test)), index], 1e-12,

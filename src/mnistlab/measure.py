@@ -1,7 +1,10 @@
 """Wall time and peak resident memory of a block of code.
 
 Peak memory is sampled by a background thread reading RSS every 10 ms: ``ru_maxrss`` only ever
-grows, so it cannot attribute a peak to one step or one model of a process.
+grows, so it cannot attribute a peak to one step or one model of a process. A process that
+exists for one job (a network's training process) reads the kernel's own high-water mark
+instead (:func:`process_peak_mb`): exact, and free, where the sampler cost a one-thread training
+9 % of its time.
 """
 
 from __future__ import annotations
@@ -12,10 +15,27 @@ import time
 import psutil
 
 
-class Measured:
-    """Context manager: ``wall_s``, ``peak_mb`` and ``delta_mb`` once the block has run."""
+def process_peak_mb() -> float | None:
+    """This process's peak resident memory since it started (Linux's VmHWM), in MiB; None
+    where /proc does not say. Unlike ``ru_maxrss`` it starts afresh at exec: a spawned child's
+    value is its own, not its parent's pages at fork."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
-    def __init__(self, interval_s: float = 0.01):
+
+class Measured:
+    """Context manager: ``wall_s``, ``peak_mb`` and ``delta_mb`` once the block has run.
+
+    ``interval_s=None`` samples nothing in between (start and end only): for a caller that
+    takes the peak from :func:`process_peak_mb`."""
+
+    def __init__(self, interval_s: float | None = 0.01):
         self.interval_s = interval_s
         self.process = psutil.Process()
         self.wall_s = 0.0
@@ -27,15 +47,18 @@ class Measured:
 
     def __enter__(self) -> Measured:
         self.start_mb = self.peak_mb = self.process.memory_info().rss / 2**20
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        self._thread = (threading.Thread(target=self._sample, daemon=True)
+                        if self.interval_s is not None else None)
+        if self._thread is not None:
+            self._thread.start()
         self._t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall_s = time.perf_counter() - self._t0
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         self.peak_mb = max(self.peak_mb, self.process.memory_info().rss / 2**20)
 
     @property

@@ -16,12 +16,56 @@ from .architectures import ARCHITECTURES, CNN_FAST_CHANNELS, image_shape_problem
 __all__ = ["ARCHITECTURES", "build_module", "count_parameters", "layer_table"]
 
 
+class _DropoutMask(torch.autograd.Function):
+    """``x * keep / (1 - p)``, the gradient in ``x``'s memory format."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:
+        n = x.numel()
+        # One 64-bit draw gives 8 random bytes: torch's Bernoulli sampler (what nn.Dropout
+        # calls) draws once per element, 15x slower here (6.0 vs 0.4 ms for a 692k-element
+        # batch of the seed CNN: a third of its training step).
+        raw = torch.empty((n + 7) // 8, dtype=torch.int64, device=x.device)
+        raw = raw.random_(-2**63, 2**63 - 1).view(torch.uint8)[:n]
+        threshold = p * 256
+        if threshold == int(threshold):  # p a multiple of 1/256 (0.25, 0.5): exact on bytes
+            keep = raw >= int(threshold)
+        else:  # 4 bytes per element: p to within 2**-32
+            raw = torch.empty(n, dtype=torch.int32, device=x.device).random_(-2**31, 2**31 - 1)
+            keep = raw >= int(-2**31 + p * 2**32)
+        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        keep = keep.as_strided(x.shape, x.stride()) if dense else keep.view(x.shape)
+        scale = keep.to(x.dtype) * (1.0 / (1.0 - p))
+        ctx.save_for_backward(scale)
+        return x * scale
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (scale,) = ctx.saved_tensors
+        # The gradient comes back from Flatten in the default layout; giving it the layout of
+        # the activations (channels_last) spares max-pooling's backward two copies of them.
+        if scale.dim() == 4 and scale.is_contiguous(memory_format=torch.channels_last):
+            grad = grad.contiguous(memory_format=torch.channels_last)
+        return grad * scale, None
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` (same parameter, same effect: each element zeroed with probability ``p``
+    in training, the others scaled by 1/(1-p)) with a faster mask: trains the seed CNN in 5.6
+    s per Fashion-MNIST epoch instead of 8.2 s (2 cores, bf16, channels_last)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return _DropoutMask.apply(x, self.p)
+
+
 def _mlp(in_features: int, hidden: list[int], n_classes: int, dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
     for width in hidden:
         layers += [nn.Linear(in_features, width), nn.ReLU()]
         if dropout:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         in_features = width
     layers.append(nn.Linear(in_features, n_classes))
     return nn.Sequential(*layers)
@@ -30,8 +74,8 @@ def _mlp(in_features: int, hidden: list[int], n_classes: int, dropout: float) ->
 def _cnn_seed(shape: tuple[int, int], n_classes: int) -> nn.Sequential:
     h, w = (shape[0] - 2) // 2, (shape[1] - 2) // 2
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
-        nn.Linear(32 * h * w, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, n_classes))
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), Dropout(0.25), nn.Flatten(),
+        nn.Linear(32 * h * w, 128), nn.ReLU(), Dropout(0.5), nn.Linear(128, n_classes))
 
 
 def _cnn_fast(shape: tuple[int, int], n_classes: int, channels: list[int],
@@ -49,7 +93,7 @@ def _cnn_fast(shape: tuple[int, int], n_classes: int, channels: list[int],
         c_in = c_out
     layers += [nn.Flatten()]
     if dropout:
-        layers.append(nn.Dropout(dropout))
+        layers.append(Dropout(dropout))
     layers.append(nn.Linear(c_in * h * w, n_classes))
     return nn.Sequential(*layers)
 
