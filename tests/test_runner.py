@@ -278,3 +278,84 @@ def test_a_bug_on_a_dask_worker_gives_the_same_one_line_error(tiny, fake_section
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert str(there.value) == str(here.value) == "explore.boom: ZeroDivisionError: a bug"
     assert isinstance(there.value.__cause__, ZeroDivisionError)
+
+
+MEETING = {}
+
+
+def meets_the_other(data, *, n_samples, label):
+    """Waits for the other one-core step: fails unless both compute at the same time."""
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    MEETING["barrier"].wait(timeout=20)
+    blas = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    CALLS.append((label, threading.current_thread() is threading.main_thread(), blas))
+    if label == "broken":
+        raise ZeroDivisionError("a bug beside another step")
+    return Count(n_samples, np.zeros(1))
+
+
+def uses_every_core(data, *, counted):
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    CALLS.append(("alone", threading.current_thread() is threading.main_thread(),
+                  {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}))
+    return counted
+
+
+def _meeting(fake_sections, monkeypatch, *, cores, labels, after=None):
+    """A section of one-core steps named ``labels`` that wait for each other (on ``cores``
+    cores), then ``after`` = (name, the step it reads), a step for every core."""
+    import threading
+
+    monkeypatch.setattr("mnistlab.runner.usable_cores", lambda: cores)
+    MEETING["barrier"] = threading.Barrier(2 if cores > 1 and len(labels) > 1 else 1)
+    CALLS.clear()
+    fake_sections.plan = lambda data, params, seed: [
+        *(bind(label, meets_the_other, params, seed, one_core=True, label=label)
+          for label in labels),
+        *([bind(after[0], uses_every_core, params, seed, needs={"counted": after[1]})]
+          if after else [])]
+
+
+def test_one_core_steps_compute_side_by_side_and_others_alone(tiny, fake_sections, tmp_path,
+                                                              monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    blas_before = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    _meeting(fake_sections, monkeypatch, cores=2, labels=["left", "right"],
+             after=("after", "left"))
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run")
+    assert [r.name for r in outcome.computed] == ["left", "right", "after"]
+    beside = {label: (main, blas) for label, main, blas in CALLS[:2]}
+    assert beside["left"] == beside["right"] == (False, {1})  # in threads, BLAS on one thread
+    assert CALLS[2] == ("alone", True, blas_before)  # here, once both ended, every BLAS thread
+    store = RunStore(tmp_path / "run", create=False)
+    try:
+        rows = {r["name"]: r["beside"] for r in store.step_rows([r.key for r in outcome.records])}
+    finally:
+        store.close()
+    assert rows == {"left": ["right"], "right": ["left"], "after": []}
+
+
+def test_a_step_failing_beside_another_loses_nothing_that_finished(tiny, fake_sections, tmp_path,
+                                                                  monkeypatch):
+    _meeting(fake_sections, monkeypatch, cores=2, labels=["broken", "fine"],
+             after=("never", "fine"))
+    with pytest.raises(StepFailed, match="explore.broken: ZeroDivisionError: a bug beside"):
+        run_study(tiny, build_config("full"), tmp_path / "run")
+    assert sorted(c[0] for c in CALLS) == ["broken", "fine"]  # "never" did not start
+    _meeting(fake_sections, monkeypatch, cores=2, labels=["fine"])
+    again = run_study(tiny, build_config("full"), tmp_path / "run")
+    assert CALLS == [] and again.records[0].cached  # "fine" was saved although "broken" failed
+
+
+def test_on_one_core_every_step_computes_here_one_after_another(tiny, fake_sections, tmp_path,
+                                                                monkeypatch):
+    _meeting(fake_sections, monkeypatch, cores=1, labels=["left", "right"])
+    run_study(tiny, build_config("full"), tmp_path / "run")
+    assert [c[:2] for c in CALLS] == [("left", True), ("right", True)]

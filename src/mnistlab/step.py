@@ -39,6 +39,9 @@ class Step:
     # argument -> the earlier step whose result it receives, or {label: step} for a dict of them
     needs: dict[str, str | dict[str, str]] = field(default_factory=dict)
     files: bool = False
+    # Computes on one core whatever it is given (libsvm, a tree, UMAP's seeded layout): the
+    # runner may compute it beside another such step. How, not what: not part of the key.
+    one_core: bool = False
 
     @property
     def qualname(self) -> str:
@@ -65,10 +68,11 @@ def call_step(fn: Callable[..., Any], data: Any, params: Any, seed: int = 0, **g
 
 def bind(step_name: str, fn: Callable[..., Any], params: Any, seed: int, /, *,
          needs: dict[str, str | dict[str, str]] | None = None, files: bool = False,
-         **given: Any) -> Step:
+         one_core: bool = False, **given: Any) -> Step:
     """The step ``step_name`` calls ``fn(data, ...)``; each of ``fn``'s other parameters gets, first
     found: the result of the step ``needs`` names for it, a value ``given`` here, the study's
-    ``seed``, or the field of ``params`` with the same name.
+    ``seed``, or the field of ``params`` with the same name. ``one_core`` marks a step whose
+    computation uses one core (see :class:`Step`).
 
     A parameter found nowhere is a programming error, raised at plan time.
     """
@@ -94,7 +98,7 @@ def bind(step_name: str, fn: Callable[..., Any], params: Any, seed: int, /, *,
     if given and not takes_any:
         raise TypeError(f"step {step_name}: {fn.__qualname__} takes no argument(s) {sorted(given)}")
     arguments.update(given)
-    return Step(step_name, fn, arguments, needs, files)
+    return Step(step_name, fn, arguments, needs, files, one_core)
 
 
 @dataclass
@@ -113,13 +117,14 @@ class SweepPoint:
 
 def sweep(step_name: str, point_fn: Callable[..., SweepPoint], gather_fn: Callable[..., Any],
           params: Any, seed: int, /, *, over: str, values: list, needs: dict | None = None,
-          gather_needs: dict | None = None, **given: Any) -> list[Step]:
+          gather_needs: dict | None = None, one_core: bool = False,
+          **given: Any) -> list[Step]:
     """The steps of a sweep whose points are independent: ``step_name:VALUE`` binds
     ``point_fn`` with ``over=VALUE`` for each value (plus ``needs`` and ``given``), then
     ``step_name`` binds ``gather_fn``, which receives them as ``points`` ({str(value): point},
-    in the order of ``values``) and ``gather_needs``."""
+    in the order of ``values``) and ``gather_needs``. ``one_core`` marks the points."""
     points = [bind(f"{step_name}:{value}", point_fn, params, seed, needs=needs,
-                   **{over: value}, **given) for value in values]
+                   one_core=one_core, **{over: value}, **given) for value in values]
     labels = {str(value): point.name for value, point in zip(values, points)}
     gather = bind(step_name, gather_fn, params, seed,
                   needs={**(gather_needs or {}), "points": labels})

@@ -278,16 +278,26 @@ class RunStore:
                              f"recompute it") from None
 
     def step_rows(self, keys: list[str]) -> list[dict]:
-        """Timing rows of ``keys`` in that order (for the report's cost table)."""
-        rows = []
+        """Timing rows of ``keys`` in that order (for the report's cost table); ``beside``
+        names the other steps of ``keys`` that were computing at the same time."""
+        rows, spans = [], {}
         for key in keys:
             row = self.db.execute(
-                "SELECT section, name, wall_s, peak_rss_mb, rss_delta_mb, status, params FROM "
-                "steps WHERE key=?", (key,)).fetchone()
+                "SELECT section, name, wall_s, peak_rss_mb, rss_delta_mb, status, params, "
+                "finished FROM steps WHERE key=?", (key,)).fetchone()
             if row:
                 fn = json.loads(row[6]).get("fn", "") if row[6].startswith("{") else ""
                 rows.append(dict(zip(("section", "name", "wall_s", "peak_rss_mb",
                                       "rss_delta_mb", "status"), row), key=key, fn=fn))
+                if row[7] is not None and row[2] is not None:
+                    # Computing from finish - wall time to finish ("started" is when it was
+                    # handed out, which on a cluster may be long before a worker takes it).
+                    spans[key] = (row[7] - row[2], row[7])
+        for row in rows:
+            start, end = spans.get(row["key"], (0.0, 0.0))
+            row["beside"] = [other["name"] for other in rows if other is not row
+                             and other["key"] in spans and spans[other["key"]][0] < end
+                             and start < spans[other["key"]][1]]
         return rows
 
     # ------------------------------------------------------------- studies

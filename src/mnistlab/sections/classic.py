@@ -61,6 +61,8 @@ PCA_MODELS = {name for name, info in MODELS.items() if info.reads_pca}
 # Seed 3.1, generative vs discriminative as the training set grows: one of each kind plus the
 # seed's linear SVM.
 CURVE_MODELS = ("gaussian-nb", "logistic", "linear-svm")
+# Fitted on one core whatever the machine (libsvm, a tree): the runner fits them side by side.
+ONE_CORE_MODELS = {"svc-rbf", "svc-linear", "svc-poly", "svc-sigmoid", "decision-tree"}
 C_SWEEP_MAX_ITER = 1_000_000
 
 
@@ -702,6 +704,10 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     def step(step_name: str, fn, /, needs: dict | None = None, **given) -> Step:
         return bind(step_name, fn, params, seed, needs=needs, **given)
 
+    def one_core_step(step_name: str, fn, /, needs: dict | None = None, **given) -> Step:
+        """A step whose fit runs on one core (libsvm, a tree): two compute side by side."""
+        return bind(step_name, fn, params, seed, needs=needs, one_core=True, **given)
+
     def estimator_params(*names: str) -> dict:
         """model_params restricted to the models a step fits (its key reads only those)."""
         return {n: params.model_params[n] for n in names if n in params.model_params}
@@ -710,7 +716,8 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
                   model_params=estimator_params("svc-rbf"))]
     for name in params.models:
         uses_pca = name in PCA_MODELS
-        steps.append(step(f"model:{name}", fit_model, files=True,
+        steps.append((one_core_step if name in ONE_CORE_MODELS else step)(
+                          f"model:{name}", fit_model, files=True,
                           needs={"representation": "representation"} if uses_pca else None,
                           name=name, model_params=estimator_params(name),
                           pca_components=params.pca_components if uses_pca else 0))
@@ -720,20 +727,22 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
         step("learning_curve", learning_curve,
              needs={"full": {m: s for m, s in models.items() if m in CURVE_MODELS}},
              model_params=estimator_params(*CURVE_MODELS)),
-        step("tree_depth", tree_depth_sweep),
+        one_core_step("tree_depth", tree_depth_sweep),
     ]
     # Sweeps of independent points: one step per point, so that workers share them.
     steps += sweep("svc_pca", svc_pca_point, svc_pca_sweep, params, seed,
                    over="n_components", values=params.svc_pca_components,
-                   needs={"rep": "representation"}, model_params=estimator_params("svc-rbf"))
+                   needs={"rep": "representation"}, model_params=estimator_params("svc-rbf"),
+                   one_core=True)
     for kernel in params.kernels:
-        steps.append(step(f"svc_kernels:{kernel}", svc_kernel_point,
+        steps.append(one_core_step(f"svc_kernels:{kernel}", svc_kernel_point,
                           needs={"rep": "representation"}, kernel=kernel,
                           model_params=estimator_params(f"svc-{kernel}")))
     steps.append(step("svc_kernels", svc_kernels, needs={"points": {
         kernel: f"svc_kernels:{kernel}" for kernel in params.kernels}}))
-    steps.append(step("c_sweep", c_sweep))
+    steps.append(one_core_step("c_sweep", c_sweep))
     steps += sweep("tree_pca", tree_pca_point, tree_pca_sweep, params, seed,
                    over="n_components", values=params.tree_pca_components,
-                   needs={"depth": "tree_depth"}, gather_needs={"depth": "tree_depth"})
+                   needs={"depth": "tree_depth"}, gather_needs={"depth": "tree_depth"},
+                   one_core=True)
     return steps
