@@ -19,7 +19,8 @@ import numpy as np
 
 # Fields that measure the run, not the science: they differ between two runs of the same code.
 MACHINE_SUFFIXES = ("_s", "_mb", "_s_per_10k")
-MACHINE_FIELDS = {"seconds", "threads", "weights_file"}
+# model_sha256: a skops file is a zip archive, whose entries carry the time they were written.
+MACHINE_FIELDS = {"seconds", "threads", "weights_file", "train_pid", "model_sha256"}
 
 
 def _is_machine_field(path: str) -> bool:

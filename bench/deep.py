@@ -112,15 +112,28 @@ def main() -> None:
     rate = flops / clf.train_seconds_
     print(f"cnn-fast on Fashion-MNIST: {clf.n_params_:,} parameters, "
           f"{len(clf.history_['train_loss'])} epochs, training {clf.train_seconds_:.1f} s "
-          f"(validation included), test accuracy {acc:.4f} (target >= 0.92 within 60 s)")
+          f"(validation included), test accuracy {acc:.4f} (target >= 0.935, no slower than before)")
     print(f"  achieved {rate / 1e9:.1f} GFLOP/s = {rate / fp32:.1%} of the fp32 matmul rate "
-          f"({rate / bf16:.1%} of bf16); model FLOPs only, data movement not counted")
+          f"({rate / bf16:.1%} of bf16, target >= 60 %); model FLOPs only, data movement not "
+          "counted")
 
     if not args.skip_seed:
         curve = seed_cnn_the_usual_way(fashion)
         for epoch, (elapsed, seed_acc) in enumerate(curve, 1):
             print(f"  seed CNN, DataLoader: epoch {epoch:2d} at {elapsed:6.1f} s, "
                   f"test {seed_acc:.4f}")
+        # The same network, epochs and batch size as the deep section trains it (tensors in
+        # memory, bf16 autocast where the CPU has it, channels_last, its dropout), on 90 % of
+        # the images (10 % follow the validation loss, evaluated after each epoch, counted in).
+        seed_spec = build_config("full").deep.models["cnn-seed"]
+        ours = TorchClassifier("cnn-seed", **{**seed_spec.estimator_params(), "seed": 0}).fit(
+            fashion.x_train, fashion.y_train)
+        ours_acc = ours.score(fashion.x_test, fashion.y_test)
+        print(f"seed CNN, the deep section's way ({seed_spec.epochs} epochs, batch "
+              f"{seed_spec.batch_size}, bf16={seed_spec.bf16!r}): training {ours.train_seconds_:.1f} s"
+              f" (validation included), test {ours_acc:.4f}; the usual way: {curve[-1][0]:.1f} s,"
+              f" test {curve[-1][1]:.4f}: {curve[-1][0] / ours.train_seconds_:.2f}x faster "
+              f"(target >= 2x at equal accuracy)")
         reached = next((e for e, a in curve if a >= acc), None)
         if reached:
             print(f"time to {acc:.4f}: seed CNN {reached:.1f} s, cnn-fast "
@@ -141,7 +154,7 @@ def main() -> None:
         # 5,000 images: 30 epochs are as many gradient steps as 2.5 epochs of Fashion-MNIST.
         proxy = TorchClassifier("cnn-fast", **{**params, "epochs": 30}).fit(x, y)
         print(f"MNIST proxy: cnn-fast on 5,000 digits, {proxy.train_seconds_:.1f} s, official "
-              f"test set accuracy {proxy.score(xt, yt):.4f} (target >= 0.985)")
+              f"test set accuracy {proxy.score(xt, yt):.4f} (target >= 0.990)")
     else:
         print("MNIST proxy skipped: ../shared/data/mnist-test-10k is absent")
 
@@ -156,8 +169,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for step in deep.plan(fashion, dparams, seed=0):
                 t0 = time.perf_counter()
-                results[step.name] = (step.run({}, Path(tmp)) if step.files
-                                      else step.run({}))
+                results[step.name] = (step(fashion, files_dir=Path(tmp), files_key=step.name)
+                                      if step.files else step(fashion))
                 print(f"  section step {step.name:16s} {time.perf_counter() - t0:6.1f} s")
         wall = time.perf_counter() - started
         peaks = [r.peak_mb for k, r in results.items() if k.startswith("train:")]
