@@ -615,12 +615,15 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
         step("kmeans_inits", kmeans_inits, pca="pca"),
         step("kmeans_2d", kmeans_2d, pca="pca"),
         step("gmm", gaussian_mixtures, pca="pca"),
+    ]
+    if params.embedding:
+        # UMAP's seeded layout runs on one thread (umap-learn's rule for reproducibility).
+        # Planned before the BIC curve's points, so that they compute beside it.
+        steps.append(bind("embedding", embedding_clusters, params, seed, one_core=True))
+    steps += [
         # A mixture of a few thousand points gains nothing from a second BLAS thread.
         *sweep("bic", bic_point, bic_curve, params, seed, over="k", values=params.bic_k,
                needs={"pca": "pca", "gmm": "gmm"}, one_core=True),
         step("birch", birch, pca="pca"),
     ]
-    if params.embedding:
-        # UMAP's seeded layout runs on one thread (umap-learn's rule for reproducibility).
-        steps.append(bind("embedding", embedding_clusters, params, seed, one_core=True))
     return steps
