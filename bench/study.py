@@ -1,6 +1,7 @@
 """Benchmark of the whole study: this checkout against an earlier commit, back to back.
 
     .venv/bin/python bench/study.py --against REV [--dataset fashion-mnist] [--profile full]
+                                    [--keep DIR]
 
 Checks REV out in a git worktree (under the system's temporary folder) and runs
 `mnistlab study` there and here, one after the other, in-process, on the same data, each into a
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -71,6 +73,7 @@ def main() -> int:
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--profile", default="full")
     parser.add_argument("--top", type=int, default=30, help="steps listed (longest first)")
+    parser.add_argument("--keep", type=Path, help="copy both run folders here (before/, after/)")
     args = parser.parse_args()
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                           check=True, capture_output=True, text=True).stdout.strip()
@@ -111,6 +114,10 @@ def main() -> int:
                   "differ:")
             for line in science:
                 print("  ", line)
+            if args.keep:
+                for name in ("before", "after"):
+                    shutil.copytree(scratch / name, args.keep / name, dirs_exist_ok=True)
+                print(f"run folders kept in {args.keep}")
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
                             str(scratch / "base")], capture_output=True)
