@@ -12,27 +12,6 @@ import numpy as np
 
 from .store import atomic_write_bytes
 
-TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mnistlab summary</title>
-<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1rem}
-table{border-collapse:collapse}td,th{padding:.2rem .6rem;border-bottom:1px solid #ddd;
-text-align:right}td:first-child,th:first-child{text-align:left}</style></head><body>
-<h1>mnistlab: {{ studies|length }} studies</h1>
-<p>Test accuracy as mean &plusmn; standard deviation over the seeds (sample standard deviation,
-n - 1; 0 with one seed), and the mean fit time.</p>
-{% for d in datasets %}
-<h2>{{ d.dataset }} (seeds {{ d.seeds|join(", ") }})</h2>
-<p>Reports: {% for s in d.studies %}<a href="{{ s.report }}">seed {{ s.seed }}</a>
-{%- if not loop.last %}, {% endif %}{% endfor %}</p>
-<table><tr><th>model</th><th>test accuracy</th><th>fit (s)</th><th>seeds</th></tr>
-{% for m in d.models %}<tr><td>{{ m.model }}</td>
-<td>{{ "%.4f"|format(m.test_acc_mean) }} &plusmn; {{ "%.4f"|format(m.test_acc_std) }}</td>
-<td>{{ "%.2f"|format(m.fit_s_mean) }}</td><td>{{ m.n }}</td></tr>
-{% endfor %}</table>
-{% endfor %}
-</body></html>
-"""
-
 
 def summarize(folders: list[Path]) -> dict:
     """Per dataset, per model: test accuracy mean and standard deviation over the studies."""
@@ -62,13 +41,14 @@ def summarize(folders: list[Path]) -> dict:
 
 def write_summary(parent: Path, folders: list[Path]) -> Path:
     """``parent/summary.json`` and ``parent/summary.html``; returns the HTML's path."""
-    from jinja2 import Environment
+    from jinja2 import Environment, PackageLoader
 
     summary = summarize(folders)
     for d in summary["datasets"]:
         for s in d["studies"]:
             s["report"] = os.path.relpath(Path(s["folder"]) / "report.html", parent)
     atomic_write_bytes(parent / "summary.json", json.dumps(summary, indent=1).encode())
-    html = Environment(autoescape=True).from_string(TEMPLATE).render(**summary)
+    env = Environment(loader=PackageLoader("mnistlab"), autoescape=True)
+    html = env.get_template("summary.html.j2").render(**summary)
     atomic_write_bytes(parent / "summary.html", html.encode())
     return parent / "summary.html"
