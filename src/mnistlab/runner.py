@@ -113,7 +113,8 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
         Receives ``section``/``step``/``advance`` calls (the CLI's rich display).
     client : distributed.Client, optional
         Run the steps as Dask tasks on its cluster (see :mod:`mnistlab.cluster`); by default
-        one after another in this process.
+        in this process, section after section, the one-core steps side by side (see
+        :func:`_run_section`).
 
     Returns
     -------
