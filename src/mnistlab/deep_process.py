@@ -56,9 +56,7 @@ def fit_evaluate(arch: str, params: dict, x_train, y_train, x_test, y_test, thre
                  weights_path: str | None, own_process: bool = False) -> dict:
     """Train, evaluate on the test images, save; report the peak RSS (the process's own
     high-water mark when it runs in a process of its own, else sampled)."""
-    import psutil
-
-    from .measure import Measured, process_peak_mb
+    from .measure import Measured
 
     if threads:
         torch.set_num_threads(threads)
@@ -67,8 +65,6 @@ def fit_evaluate(arch: str, params: dict, x_train, y_train, x_test, y_test, thre
         started = time.perf_counter()
         proba = clf.predict_proba(x_test)
         infer_s = time.perf_counter() - started
-    if own_process:
-        cost.peak_mb = process_peak_mb() or psutil.Process().memory_info().rss / 2**20
     pred = clf.classes_[proba.argmax(1)]
     index = np.searchsorted(clf.classes_, y_test)
     test_loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_test)), index], 1e-12,

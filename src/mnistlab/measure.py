@@ -32,8 +32,8 @@ def process_peak_mb() -> float | None:
 class Measured:
     """Context manager: ``wall_s``, ``peak_mb`` and ``delta_mb`` once the block has run.
 
-    ``interval_s=None`` samples nothing in between (start and end only): for a caller that
-    takes the peak from :func:`process_peak_mb`."""
+    ``interval_s=None`` samples nothing: the peak is the process's own high-water mark
+    (:func:`process_peak_mb`), for a process that exists for this block alone."""
 
     def __init__(self, interval_s: float | None = 0.01):
         self.interval_s = interval_s
@@ -60,6 +60,8 @@ class Measured:
         if self._thread is not None:
             self._thread.join()
         self.peak_mb = max(self.peak_mb, self.process.memory_info().rss / 2**20)
+        if self.interval_s is None:
+            self.peak_mb = max(self.peak_mb, process_peak_mb() or 0.0)
 
     @property
     def delta_mb(self) -> float:
