@@ -84,8 +84,8 @@ class Recorder:
     def step(self, name):
         self.events.append(("step", name))
 
-    def advance(self):
-        self.events.append(("advance",))
+    def advance(self, section=None):
+        self.events.append(("advance",) if section is None else ("advance", section))
 
     def running(self):
         import contextlib
@@ -359,3 +359,148 @@ def test_on_one_core_every_step_computes_here_one_after_another(tiny, fake_secti
     _meeting(fake_sections, monkeypatch, cores=1, labels=["left", "right"])
     run_study(tiny, build_config("full"), tmp_path / "run")
     assert [c[:2] for c in CALLS] == [("left", True), ("right", True)]
+
+
+@dataclass
+class Where:
+    pid: int
+    idle_priority: bool
+    blas: list
+
+
+def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None):
+    """Meets the step computing in the study's process (through files: it is another
+    process), then says where it computed."""
+    import os
+    import time
+    from pathlib import Path
+
+    from threadpoolctl import threadpool_info
+
+    if exit_status is not None:
+        os._exit(exit_status)  # as a crash would
+    Path(meet_at, "apart").touch()
+    deadline = time.monotonic() + 20
+    while not Path(meet_at, "here").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not Path(meet_at, "here").exists():
+        raise TimeoutError("the study's own steps did not compute at the same time")
+    if n_samples == 0:
+        raise ZeroDivisionError("a bug in a process of its own")
+    return Where(os.getpid(), os.sched_getscheduler(0) == os.SCHED_IDLE,
+                 sorted({lib["num_threads"] for lib in threadpool_info()
+                         if lib["user_api"] == "blas"}))
+
+
+def meets_the_apart(data, *, meet_at):
+    import os
+    import time
+    from pathlib import Path
+
+    deadline = time.monotonic() + 20
+    while not Path(meet_at, "apart").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    Path(meet_at, "here").touch()
+    CALLS.append(("here", os.getpid(), Path(meet_at, "apart").exists()))
+    time.sleep(0.2)  # ends after the other: the cost table must see them overlap
+    return Count(1, np.zeros(1))
+
+
+def _apart(fake_sections, monkeypatch, meet_at, *, cores=2, **apart):
+    monkeypatch.setattr("mnistlab.runner.usable_cores", lambda: cores)
+    meet_at.mkdir(exist_ok=True)
+    CALLS.clear()
+    fake_sections.plan = lambda data, params, seed: [
+        bind("apart", in_a_process_of_its_own, params, seed, own_process=True,
+             meet_at=str(meet_at), **apart),
+        bind("here", meets_the_apart, params, seed, meet_at=str(meet_at))]
+
+
+def test_a_step_that_holds_the_gil_computes_in_a_process_of_its_own_beside_the_rest(
+        tiny, fake_sections, tmp_path, monkeypatch):
+    import os
+
+    _apart(fake_sections, monkeypatch, tmp_path / "meet")
+    progress = Recorder()
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run", progress=progress)
+    assert CALLS == [("here", os.getpid(), True)]  # here, while "apart" computed
+    store = RunStore(tmp_path / "run", create=False)
+    try:
+        apart = store.load_result(outcome.records[0].key)
+        rows = store.step_rows([r.key for r in outcome.records])
+    finally:
+        store.close()
+    assert apart.pid != os.getpid() and apart.idle_priority and set(apart.blas) <= {1}
+    assert [(r["name"], r["own_process"], r["beside"]) for r in rows] == [
+        ("apart", True, ["here"]), ("here", False, ["apart"])]
+    assert ("advance", "Fake first steps") in progress.events  # its section's bar, whenever
+    again = run_study(tiny, build_config("full"), tmp_path / "run")
+    assert CALLS == [("here", os.getpid(), True)] and all(r.cached for r in again.records)
+
+
+def test_a_step_failing_in_its_own_process_names_itself_and_loses_nothing(
+        tiny, fake_sections, tmp_path, monkeypatch):
+    _apart(fake_sections, monkeypatch, tmp_path / "meet", n_samples=0)
+    with pytest.raises(StepFailed, match="explore.apart: ZeroDivisionError: a bug in a process"):
+        run_study(tiny, build_config("full"), tmp_path / "run")
+    assert [c[0] for c in CALLS] == ["here"]
+    store = RunStore(tmp_path / "run", create=False)
+    try:  # what finished beside it was saved
+        assert store.load_result(plan_study(tiny, build_config("full"))[1].key).total == 1
+    finally:
+        store.close()
+
+
+def test_a_process_that_dies_is_a_failure_of_its_step(tiny, fake_sections, tmp_path,
+                                                     monkeypatch):
+    _apart(fake_sections, monkeypatch, tmp_path / "meet", exit_status=3)
+    (tmp_path / "meet" / "apart").touch()  # the dying step never says it started
+    with pytest.raises(StepFailed, match="explore.apart: RuntimeError: its process exited "
+                                         "with status 3"):
+        run_study(tiny, build_config("full"), tmp_path / "run")
+
+
+def test_on_one_core_a_step_of_its_own_process_computes_here_in_plan_order(
+        tiny, fake_sections, tmp_path, monkeypatch):
+    import os
+
+    _apart(fake_sections, monkeypatch, tmp_path / "meet", cores=1)
+    (tmp_path / "meet" / "here").touch()  # "apart" computes first and alone: nothing to meet
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=False)
+    try:
+        assert store.load_result(outcome.records[0].key).pid == os.getpid()
+    finally:
+        store.close()
+
+
+def test_while_a_step_computes_apart_the_finished_sections_are_handed_over(
+        tiny, fake_sections, tmp_path, monkeypatch):
+    """The CLI draws their figures then: called while the step still computes (it waits for
+    the file the call writes), with every step of those sections stored."""
+    meet_at = tmp_path / "meet"
+    meet_at.mkdir()
+    (meet_at / "apart").touch()
+    monkeypatch.setattr("mnistlab.runner.usable_cores", lambda: 2)
+    fake_sections.plan = lambda data, params, seed: [
+        bind("count", count_pixels, params, seed)]
+    waiting = SimpleNamespace(NAME="unsupervised", TITLE="Fake second section",
+                              plan=lambda data, params, seed: [
+                                  bind("apart", in_a_process_of_its_own, params, seed,
+                                       own_process=True, meet_at=str(meet_at), n_samples=5)])
+    monkeypatch.setattr("mnistlab.runner.SECTIONS", [fake_sections, waiting])
+    handed = []
+
+    def while_waiting(study_id, keys):
+        store = RunStore(tmp_path / "run", create=False)
+        try:
+            handed.append((study_id, {name: [store.stored_problem(k) for k in section_keys]
+                                      for name, section_keys in keys.items()}))
+        finally:
+            store.close()
+        (meet_at / "here").touch()  # lets "apart" end
+
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run",
+                        while_waiting=while_waiting)
+    assert handed == [(outcome.study_id, {"explore": [None]})]  # stored, nothing wrong
+    assert [r.name for r in outcome.computed] == ["count", "apart"]

@@ -64,6 +64,28 @@ def test_report_rebuilds_from_stored_results_without_recomputing(quick_run, tmp_
     assert _finished(out) == before
 
 
+def test_sections_drawn_while_the_study_waits_are_not_drawn_again(quick_run, tmp_path):
+    from mnistlab.render import draw_sections
+
+    out = tmp_path / "run"
+    shutil.copytree(quick_run, out)
+    shutil.rmtree(out / "figures")
+    store = RunStore(out, create=False)
+    try:
+        study = store.last_study()
+        rows = store.step_rows(study["step_keys"])
+    finally:
+        store.close()
+    draw_sections(out, study["id"], {"classic": [r["key"] for r in rows
+                                                 if r["section"] == "classic"]})
+    drawn = {f.name: f.stat().st_mtime_ns for f in (out / "figures").glob("*.png")}
+    assert "classic-confusion.png" in drawn and all(n.startswith("classic-") for n in drawn)
+    build_report(out)
+    after = {f.name: f.stat().st_mtime_ns for f in (out / "figures").glob("*.png")}
+    assert {n: after[n] for n in drawn} == drawn  # found drawn, not drawn again
+    assert "deep-curves.png" in after and "embedding-scatter.png" in after
+
+
 def test_report_of_results_stored_by_another_version_fails_in_one_line(quick_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(quick_run, out)

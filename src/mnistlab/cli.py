@@ -10,8 +10,9 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -136,6 +137,7 @@ class RichProgress:
                             TextColumn("{task.fields[step]}"), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(), console=err)
         self.task = None
+        self.tasks: dict[str, Any] = {}  # section title -> its bar
 
     @contextmanager
     def running(self):
@@ -145,13 +147,15 @@ class RichProgress:
     def section(self, title: str, n_steps: int) -> None:
         if self.task is not None:
             self.bar.stop_task(self.task)
-        self.task = self.bar.add_task(title, total=n_steps, step="")
+        self.task = self.tasks[title] = self.bar.add_task(title, total=n_steps, step="")
 
     def step(self, name: str) -> None:
         self.bar.update(self.task, step=name)
 
-    def advance(self) -> None:
-        self.bar.advance(self.task)
+    def advance(self, section: str | None = None) -> None:
+        """One more step done, of the current section or of the section titled ``section``
+        (a step computed in a process of its own may end after its section)."""
+        self.bar.advance(self.tasks.get(section, self.task))
 
 
 def _default_dataset(quiet: bool):
@@ -207,7 +211,7 @@ def study(
     """Run the whole study and write DIR/report.html (finished steps are never recomputed)."""
     from .config import PROFILES, config_toml, load_config
     from .datasets import load_dataset
-    from .render import build_report
+    from .render import build_report, draw_sections
     from .runner import run_study
 
     if workers and cluster:
@@ -232,7 +236,8 @@ def study(
     try:
         with _stop_on_ctrl_c(), _executor(cluster, workers, dashboard) as client:
             outcome = run_study(data, cfg, folder, profile=profile,
-                                progress=None if quiet else RichProgress(), client=client)
+                                progress=None if quiet else RichProgress(), client=client,
+                                while_waiting=partial(draw_sections, folder))
     except KeyboardInterrupt:  # typer would turn it into a silent exit 130
         err.print(INTERRUPTED, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None

@@ -30,7 +30,8 @@ def process_peak_mb() -> float | None:
 
 
 class Measured:
-    """Context manager: ``wall_s``, ``peak_mb`` and ``delta_mb`` once the block has run.
+    """Context manager: ``wall_s``, ``peak_mb``, ``delta_mb`` and ``ended`` (the clock time
+    it ended, :func:`time.time`) once the block has run.
 
     ``interval_s=None`` samples nothing: the peak is the process's own high-water mark
     (:func:`process_peak_mb`), for a process that exists for this block alone."""
@@ -39,6 +40,7 @@ class Measured:
         self.interval_s = interval_s
         self.process = psutil.Process()
         self.wall_s = 0.0
+        self.ended = 0.0
         self._stop = threading.Event()
 
     def _sample(self) -> None:
@@ -56,6 +58,7 @@ class Measured:
 
     def __exit__(self, *exc: object) -> None:
         self.wall_s = time.perf_counter() - self._t0
+        self.ended = time.time()
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

@@ -42,6 +42,10 @@ class Step:
     # Computes on one core whatever it is given (libsvm, a tree, UMAP's seeded layout): the
     # runner may compute it beside another such step. How, not what: not part of the key.
     one_core: bool = False
+    # A long one-core step whose library holds the GIL while it computes (UMAP's numba layout):
+    # in a thread it would stall every thread beside it, so the runner computes it in a
+    # process of its own, beside the other steps, from the moment its inputs are ready.
+    own_process: bool = False
 
     @property
     def qualname(self) -> str:
@@ -68,11 +72,11 @@ def call_step(fn: Callable[..., Any], data: Any, params: Any, seed: int = 0, **g
 
 def bind(step_name: str, fn: Callable[..., Any], params: Any, seed: int, /, *,
          needs: dict[str, str | dict[str, str]] | None = None, files: bool = False,
-         one_core: bool = False, **given: Any) -> Step:
+         one_core: bool = False, own_process: bool = False, **given: Any) -> Step:
     """The step ``step_name`` calls ``fn(data, ...)``; each of ``fn``'s other parameters gets, first
     found: the result of the step ``needs`` names for it, a value ``given`` here, the study's
     ``seed``, or the field of ``params`` with the same name. ``one_core`` marks a step whose
-    computation uses one core (see :class:`Step`).
+    computation uses one core, ``own_process`` one that also holds the GIL (see :class:`Step`).
 
     A parameter found nowhere is a programming error, raised at plan time.
     """
@@ -98,7 +102,7 @@ def bind(step_name: str, fn: Callable[..., Any], params: Any, seed: int, /, *,
     if given and not takes_any:
         raise TypeError(f"step {step_name}: {fn.__qualname__} takes no argument(s) {sorted(given)}")
     arguments.update(given)
-    return Step(step_name, fn, arguments, needs, files, one_core)
+    return Step(step_name, fn, arguments, needs, files, one_core or own_process, own_process)
 
 
 @dataclass

@@ -244,7 +244,9 @@ class RunStore:
             )
 
     def save_step(self, key: str, result: Any, *, wall_s: float, peak_rss_mb: float,
-                  rss_delta_mb: float) -> None:
+                  rss_delta_mb: float, finished: float | None = None) -> None:
+        """``finished``: when the computation ended (default now; a step computed beside
+        another may be saved a while after it ended)."""
         type_path, fields, arrays = split_result(result)
         arrays_file = None
         if arrays:
@@ -255,8 +257,8 @@ class RunStore:
             self.db.execute(
                 "UPDATE steps SET status='done', result_type=?, finished=?, wall_s=?, "
                 "peak_rss_mb=?, rss_delta_mb=?, metrics=?, arrays_file=? WHERE key=?",
-                (type_path, time.time(), wall_s, peak_rss_mb, rss_delta_mb, to_json(fields),
-                 arrays_file, key),
+                (type_path, finished or time.time(), wall_s, peak_rss_mb, rss_delta_mb,
+                 to_json(fields), arrays_file, key),
             )
 
     def load_result(self, key: str) -> Any:
@@ -279,16 +281,19 @@ class RunStore:
 
     def step_rows(self, keys: list[str]) -> list[dict]:
         """Timing rows of ``keys`` in that order (for the report's cost table); ``beside``
-        names the other steps of ``keys`` that were computing at the same time."""
+        names the other steps of ``keys`` that were computing at the same time, and
+        ``own_process`` says the step computed in a process of its own."""
         rows, spans = [], {}
         for key in keys:
             row = self.db.execute(
                 "SELECT section, name, wall_s, peak_rss_mb, rss_delta_mb, status, params, "
                 "finished FROM steps WHERE key=?", (key,)).fetchone()
             if row:
-                fn = json.loads(row[6]).get("fn", "") if row[6].startswith("{") else ""
+                params = json.loads(row[6]) if row[6].startswith("{") else {}
                 rows.append(dict(zip(("section", "name", "wall_s", "peak_rss_mb",
-                                      "rss_delta_mb", "status"), row), key=key, fn=fn))
+                                      "rss_delta_mb", "status"), row), key=key,
+                                 fn=params.get("fn", ""),
+                                 own_process=params.get("own_process", False)))
                 if row[7] is not None and row[2] is not None:
                     # Computing from finish - wall time to finish ("started" is when it was
                     # handed out, which on a cluster may be long before a worker takes it).
@@ -317,21 +322,34 @@ class RunStore:
                 (json.dumps(keys), status, time.time(), study_id))
 
     def last_study(self) -> dict:
+        """The last finished study: its row as a dict."""
+        row = self._study_row("status='done' ORDER BY id DESC LIMIT 1", ())
+        if row is None:
+            raise StoreError(f"{self.folder}: no finished study in this run folder; run "
+                             "`mnistlab study` to finish it")
+        return row
+
+    def study(self, study_id: int) -> dict:
+        """The study ``study_id``, finished or still running (its ``step_keys`` then empty)."""
+        row = self._study_row("id=?", (study_id,))
+        if row is None:
+            raise StoreError(f"{self.folder}: no study {study_id} in this run folder")
+        return row
+
+    def _study_row(self, where: str, args: tuple) -> dict | None:
         try:
             row = self.db.execute(
                 "SELECT id, started, finished, status, dataset, fingerprint, profile, config, "
-                "step_keys, context FROM studies WHERE status='done' ORDER BY id DESC LIMIT 1"
-            ).fetchone()
+                f"step_keys, context FROM studies WHERE {where}", args).fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.folder / DB_NAME}: not a readable mnistlab database "
                              f"({exc}); rerun the study into another --out") from None
         if row is None:
-            raise StoreError(f"{self.folder}: no finished study in this run folder; run "
-                             "`mnistlab study` to finish it")
+            return None
         names = ("id", "started", "finished", "status", "dataset", "fingerprint", "profile",
                  "config", "step_keys", "context")
         study = dict(zip(names, row))
-        study["step_keys"] = json.loads(study["step_keys"])
+        study["step_keys"] = json.loads(study["step_keys"] or "[]")
         study["context"] = json.loads(study["context"])
         return study
 

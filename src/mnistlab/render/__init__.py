@@ -22,7 +22,7 @@ from .context import StudyContext, study_context
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["StudyContext", "StudyResults", "build_report", "load_study"]
+__all__ = ["StudyContext", "StudyResults", "build_report", "draw_sections", "load_study"]
 
 RENDERERS = {"explore": explore.render, "unsupervised": unsupervised.render,
              "classic": classic.render, "deep": deep.render}
@@ -117,6 +117,26 @@ def _section_cache(folder: Path, study: StudyContext, section: str, keys: list[s
                        "params": getattr(study.config, section).model_dump(mode="json")})
     key = hashlib.sha256(payload.encode()).hexdigest()[:24]
     return folder / "figures" / f".{section}-{key}.json"
+
+
+def draw_sections(folder: str | Path, study_id: int, keys: dict[str, list[str]]) -> None:
+    """Draw the figures and text of the sections ``keys`` names (section -> its step keys,
+    every one stored) of the study ``study_id``, which may still be running: the report
+    built when it ends finds them drawn. The study runs this while it has nothing else to
+    do but wait for a step computing in a process of its own."""
+    folder = Path(folder)
+    store = RunStore(folder, create=False)
+    try:
+        stored = store.study(study_id)
+        results = _section_results(store, [key for k in keys.values() for key in k])
+    finally:
+        store.close()
+    study = study_context(stored, results, folder)
+    sink = FigureSink(folder / "figures")
+    for name, section_keys in keys.items():
+        path = _section_cache(folder, study, name, section_keys)
+        if _cached_blocks(path) is None:
+            _store_blocks(path, name, RENDERERS[name](results[name], sink, study))
 
 
 def _cached_blocks(path: Path) -> list[Block] | None:
