@@ -91,6 +91,7 @@ def quick_run(tmp_path_factory):
     result = run_cli("study", "--dataset", "mnist-5k", "--profile", "quick", "--out", str(out),
                      "--quiet", env=env)
     assert result.returncode == 0, result.stderr
+    (out.parent / "stderr.txt").write_text(result.stderr)  # what the user saw
     return out
 
 

@@ -82,6 +82,29 @@ def test_keras_numbers_of_the_seed_models():
     assert rows[0]["output_shape"] == [None, 32, 26, 26] and rows[0]["params"] == 320
 
 
+def test_the_seed_cnn_pools_before_its_relu_with_the_seeds_values_and_gradients():
+    """Same weights, same batch, same dropout draws: the seed's order (ReLU, then pooling)
+    and ours give bit-identical outputs and gradients, in float32 and under bf16 autocast."""
+    from torch import nn
+
+    ours = build_module("cnn-seed", (28, 28), 10)
+    seeds = nn.Sequential(ours[0], nn.ReLU(), nn.MaxPool2d(2), *ours[3:])
+    assert isinstance(ours[1], nn.MaxPool2d) and isinstance(ours[2], nn.ReLU)
+    x = torch.randn(64, 1, 28, 28)
+    for bf16 in (False, True):
+        outputs, grads = [], []
+        for module in (ours, seeds):
+            module.zero_grad()
+            torch.manual_seed(3)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = module(x)
+            out.float().square().sum().backward()
+            outputs.append(out)
+            grads.append([p.grad.clone() for p in module.parameters()])
+        assert torch.equal(outputs[0], outputs[1])
+        assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
 def test_section_trains_in_a_subprocess_and_saves_safetensors(mnist5k, tmp_path):
     params = build_config("quick", {"deep": {"max_train": 500, "isolate": True}}).deep
     result = _train(mnist5k, params, tmp_path)

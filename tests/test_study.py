@@ -64,6 +64,10 @@ def test_report_rebuilds_from_stored_results_without_recomputing(quick_run, tmp_
     assert _finished(out) == before
 
 
+def test_a_quiet_study_prints_no_library_warning(quick_run):
+    assert "Warning" not in (quick_run.parent / "stderr.txt").read_text()
+
+
 def test_sections_drawn_while_the_study_waits_are_not_drawn_again(quick_run, tmp_path):
     from mnistlab.render import draw_sections
 

@@ -578,8 +578,10 @@ def embedding_clusters(
         x /= 255.0
         n_input = min(embedding_input_dim, x.shape[1])
         z = PCA(n_input, random_state=seed).fit_transform(x)
-        # umap warns that a fixed random_state means one thread: we want that (reproducible).
+        # umap warns that a fixed random_state means one thread: we want that (reproducible);
+        # and that given neighbours leave it no index for transform(): we never call it.
         warnings.filterwarnings("ignore", message="n_jobs value")
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
         reducer = umap.UMAP(n_components=embedding_dim, n_neighbors=embedding_neighbors,
                             min_dist=0.0, random_state=seed,
                             precomputed_knn=_exact_neighbors(z, embedding_neighbors))
