@@ -228,6 +228,16 @@ def test_studies_are_recorded_and_the_last_finished_one_is_read(store):
     assert study["finished"] >= study["started"]
 
 
+def test_a_running_study_is_read_by_its_id(store):
+    """What the CLI draws a finished section from while the study still runs."""
+    running = store.begin_study("digits", "fp1", "quick", "seed = 0\n", {"seed": 0})
+    study = store.study(running)
+    assert (study["id"], study["status"], study["step_keys"], study["fingerprint"]) == \
+        (running, "running", [], "fp1")
+    with pytest.raises(StoreError, match=f"no study {running + 1} in this run folder"):
+        store.study(running + 1)
+
+
 def test_step_rows_follow_the_keys_given(store):
     _save(store, "b", NoArrays(1))
     store.mark_running("a", "explore", "summary", {"fn": "mnistlab.x.f", "arguments": {}})

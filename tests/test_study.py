@@ -68,6 +68,12 @@ def test_a_quiet_study_prints_no_library_warning(quick_run):
     assert "Warning" not in (quick_run.parent / "stderr.txt").read_text()
 
 
+def test_the_cost_table_says_which_step_computed_in_a_process_of_its_own(quick_run):
+    html = (quick_run / "report.html").read_text()
+    assert "<td>embedding (own process)</td>" in html and "(own process)</td>" in html
+    assert html.count("(own process)</td>") == 1 and "its peak is that process" in html
+
+
 def test_sections_drawn_while_the_study_waits_are_not_drawn_again(quick_run, tmp_path):
     from mnistlab.render import draw_sections
 

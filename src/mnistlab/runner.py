@@ -9,6 +9,7 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,9 @@ class _NullProgress:
 
 def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: str = "full",
               sections: list[str] | None = None, progress: Any = None,
-              client: Any = None, while_waiting: Any = None) -> StudyOutcome:
+              client: Any = None,
+              while_waiting: Callable[[int, dict[str, list[str]]], None] | None = None
+              ) -> StudyOutcome:
     """Run every section (or ``sections``) on ``data``; finished steps already in ``out`` are
     not recomputed.
 
