@@ -145,34 +145,42 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
                 done = run_graph(client, store, data, planned, progress)
                 outcome.records = [done[item.key] for item in planned]
             else:
-                records: dict[str, StepRecord] = {}
-                cores = usable_cores()
-                apart = _Apart(store, data, planned if cores > 1 else [], progress, records,
-                               titles)
-                try:
-                    apart.poll()
-                    for name in dict.fromkeys(item.section for item in planned):
-                        section = [item for item in planned if item.section == name]
-                        progress.section(titles[name], len(section))
-                        _run_section(store, data, [item for item in section
-                                                   if item not in apart.items],
-                                     progress, records, cores, apart)
-                    apart.poll()
-                    if apart.running and while_waiting is not None:
-                        busy = {item.section for item, _, _ in apart.running.values()}
-                        progress.step("drawing the finished sections' figures")
-                        while_waiting(outcome.study_id, {
-                            name: [item.key for item in planned if item.section == name]
-                            for name in dict.fromkeys(item.section for item in planned)
-                            if name not in busy})
-                    apart.finish()
-                finally:
-                    apart.stop()  # after Ctrl-C or a failure: saves what finished first
+                records = _run_here(store, data, planned, progress, titles, outcome.study_id,
+                                    while_waiting)
                 outcome.records = [records[item.key] for item in planned]
         store.record_study_steps(outcome.study_id, [p.key for p in planned], "done")
     finally:
         store.close()
     return outcome
+
+
+def _run_here(store: RunStore, data: Dataset, planned: list[PlannedStep], progress: Any,
+              titles: dict[str, str], study_id: int,
+              while_waiting: Callable[[int, dict[str, list[str]]], None] | None
+              ) -> dict[str, StepRecord]:
+    """The steps in this process, section after section (see :func:`_run_section`), those
+    marked ``own_process`` apart (see :class:`_Apart`); their records by key."""
+    records: dict[str, StepRecord] = {}
+    cores = usable_cores()
+    apart = _Apart(store, data, planned if cores > 1 else [], progress, records, titles)
+    sections = list(dict.fromkeys(item.section for item in planned))
+    try:
+        apart.poll()
+        for name in sections:
+            section = [item for item in planned if item.section == name]
+            progress.section(titles[name], len(section))
+            _run_section(store, data, [item for item in section if item not in apart.items],
+                         progress, records, cores, apart)
+        apart.poll()
+        if apart.running and while_waiting is not None:
+            busy = {item.section for item, _, _ in apart.running.values()}
+            progress.step("drawing the finished sections' figures")
+            while_waiting(study_id, {name: [item.key for item in planned if item.section == name]
+                                     for name in sections if name not in busy})
+        apart.finish()
+    finally:
+        apart.stop()  # after Ctrl-C or a failure: saves what finished first
+    return records
 
 
 def _context(data: Dataset, config: StudyConfig) -> dict:
@@ -259,7 +267,7 @@ def _run_section(store: RunStore, data: Dataset, items: list[PlannedStep], progr
             progress.step(item.step.name if problem in (None, NOT_FINISHED) else
                           f"{item.step.name} (recomputing: it {problem})")
             if problem is None:
-                records[item.key] = StepRecord(item.section, item.step.name, item.key, True, 0.0)
+                records[item.key] = _found_done(item)
                 progress.advance()
                 continue
             inputs = _start(store, item, problem)
@@ -383,7 +391,7 @@ class _Apart:
 
         problem = self.store.stored_problem(item.key)
         if problem is None:
-            self.records[item.key] = StepRecord(item.section, item.step.name, item.key, True, 0.0)
+            self.records[item.key] = _found_done(item)
             self.progress.advance(self.titles[item.section])
             return
         inputs = _start(self.store, item, problem)
@@ -452,6 +460,11 @@ def _compute_apart(item: PlannedStep, data: Dataset, inputs: dict, answer: Any) 
             answer.send((cause, None))
         except Exception:  # an exception that cannot be pickled: its text
             answer.send((RuntimeError(f"{type(cause).__name__}: {cause}"), None))
+
+
+def _found_done(item: PlannedStep) -> StepRecord:
+    """The record of a step whose result is stored already (nothing computed)."""
+    return StepRecord(item.section, item.step.name, item.key, True, 0.0)
 
 
 def _start(store: RunStore, item: PlannedStep, problem: str) -> dict:

@@ -136,7 +136,15 @@ def draw_sections(folder: str | Path, study_id: int, keys: dict[str, list[str]])
     for name, section_keys in keys.items():
         path = _section_cache(folder, study, name, section_keys)
         if _cached_blocks(path) is None:
-            _store_blocks(path, name, RENDERERS[name](results[name], sink, study))
+            _draw(name, results[name], sink, study, path)
+
+
+def _draw(section: str, results: dict, sink: FigureSink, study: StudyContext,
+          path: Path) -> list[Block]:
+    """A section's figures and text, drawn from its results and kept at ``path``."""
+    blocks = RENDERERS[section](results, sink, study)
+    _store_blocks(path, section, blocks)
+    return blocks
 
 
 def _cached_blocks(path: Path) -> list[Block] | None:
@@ -179,8 +187,7 @@ def build_report(folder: str | Path) -> Path:
     if stale:
         results = load_study(folder, sections=stale).results
         for name in stale:
-            blocks[name] = RENDERERS[name](results[name], sink, study)
-            _store_blocks(caches[name], name, blocks[name])
+            blocks[name] = _draw(name, results[name], sink, study, caches[name])
     sections = [{"anchor": section.NAME, "title": section.TITLE, "blocks": blocks[section.NAME]}
                 for section in SECTIONS if section.NAME in blocks]
     # autoescape: the template is named .html.j2, which select_autoescape() would not escape;
