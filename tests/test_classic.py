@@ -127,3 +127,20 @@ def test_bad_model_names_and_parameters_are_rejected(override, message):
 def test_c_classes_must_exist(mnist5k, params):
     with pytest.raises(ConfigError, match="classic.c_classes: class 12 does not exist"):
         c.plan(mnist5k, params.model_copy(update={"c_classes": [0, 12]}), 0)
+
+
+def test_an_svc_predicts_and_gives_confidences_in_one_kernel_pass(mnist5k):
+    x, y = mnist5k.x_train[:600].reshape(600, -1) / 255.0, mnist5k.y_train[:600]
+    x_test = mnist5k.x_test[:300].reshape(300, -1) / 255.0
+    model = c.make_classifier("svc-rbf", break_ties=True).fit(x, y)
+    passes, decision_function = [], model.decision_function
+    model.decision_function = lambda images: passes.append(len(images)) or decision_function(
+        images)
+    pred, confidence = c._predict_once(model, x_test)
+    assert passes == [300]
+    assert np.array_equal(pred, model.predict(x_test))  # scikit-learn's own predict()
+    assert np.array_equal(confidence, decision_function(x_test).max(axis=1).astype(np.float32))
+    # a model whose predict() is not its scores' argmax is asked twice, as before
+    tree = DecisionTreeClassifier(random_state=0).fit(x, y)
+    pred, confidence = c._predict_once(tree, x_test)
+    assert confidence is None and np.array_equal(pred, tree.predict(x_test))
