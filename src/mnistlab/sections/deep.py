@@ -1,8 +1,8 @@
 """Part 4 of the seed: deep learning with PyTorch (two MLPs, the seed's CNN and our fast CNN).
 
-Each model trains in its own process (spawned, so it starts from a clean interpreter): its
-peak memory is its own, not the report's or another model's, which is what the seed tried to
-measure by hand with mprof. The trained weights are written to
+Each model trains in its own process (forked from a server process that holds only torch and
+the estimator, or spawned where there is none): its peak memory is its own, not the report's or
+another model's, which is what the seed tried to measure by hand with mprof. The trained weights are written to
 ``RUN/models/NAME-KEY.safetensors``, named by the key of the step that trained them.
 """
 
