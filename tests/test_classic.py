@@ -144,3 +144,31 @@ def test_an_svc_predicts_and_gives_confidences_in_one_kernel_pass(mnist5k):
     tree = DecisionTreeClassifier(random_state=0).fit(x, y)
     pred, confidence = c._predict_once(tree, x_test)
     assert confidence is None and np.array_equal(pred, tree.predict(x_test))
+
+
+def test_the_depth_sweep_cuts_the_leaderboards_tree_instead_of_growing_one(mnist5k, params,
+                                                                            tmp_path):
+    tree = call_step(c.fit_model, mnist5k, params, name="decision-tree",
+                     files_dir=tmp_path, files_key="0123456789abcdef0123")
+    shared = call_step(c.tree_depth_sweep, mnist5k, params, tree=tree)
+    split = c.make_split(mnist5k, params.max_train, params.validation_fraction, 0)
+    grown = DecisionTreeClassifier(random_state=0).fit(split.x_fit, split.y_fit)
+    assert shared.from_leaderboard and shared.fit_s == tree.row["fit_s"]
+    assert shared.leaf_depth_max == grown.get_depth() == tree.depth_cuts["leaf_depth_max"]
+    # the same numbers as the whole tree grown here, cut at the sweep's depths
+    cuts = c.depth_cuts(grown, split, [min(d, grown.get_depth()) for d in params.tree_depths])
+    assert (shared.train_acc, shared.val_acc, shared.test_acc) == (
+        cuts["train"], cuts["val"], cuts["test"])
+    assert params.tree_depths[-1] >= grown.get_depth()  # so the deepest cut is the whole tree
+    assert shared.test_acc[-1] == pytest.approx(tree.row["test_acc"])
+    own = call_step(c.tree_depth_sweep, mnist5k, params)
+    assert not own.from_leaderboard and own.depths == shared.depths
+
+
+@pytest.mark.parametrize("override, shared", [
+    ({}, True), ({"models": ["logistic"]}, False),
+    ({"model_params": {"decision-tree": {"max_depth": 5}}}, False)])
+def test_the_depth_sweep_shares_only_a_default_leaderboard_tree(mnist5k, override, shared):
+    params = build_config("quick", {"classic": override}).classic
+    step = next(s for s in c.plan(mnist5k, params, 0) if s.name == "tree_depth")
+    assert (step.needs == {"tree": "model:decision-tree"}) is shared

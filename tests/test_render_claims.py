@@ -356,3 +356,14 @@ def test_loss_curves_compare_like_with_like():
     assert "label smoothing" not in _curves_caption([_run("mlp-1", [0.2, 0.1])])
     caption = _curves_caption([_run("cnn-fast", [0.2, 0.1], smoothing=0.1)])
     assert "(cnn-fast (0.1)): both loss curves include it" in caption
+
+
+def test_the_tree_depth_answer_says_whose_tree_it_cut():
+    import dataclasses
+
+    own = _tree([0.5, 0.9, 1.0], [0.5, 0.8, 0.78], [0.5, 0.8, 0.77])
+    shared = dataclasses.replace(own, from_leaderboard=True, leaf_depth_max=41)
+    assert "One tree was grown on 1,000 images to depth 3" in tree_depth_answer(own)
+    text = tree_depth_answer(shared)
+    assert "The leaderboard's decision tree, grown on 1,000 images to depth 41" in text
+    assert "grows no tree instead of 3" in text and "One tree was grown" not in text

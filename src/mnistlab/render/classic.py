@@ -445,10 +445,16 @@ def tree_depth_answer(tree: TreeDepth, seed_comparable: bool = False) -> str:
     else:
         gap = (f"the train-test gap stays near {gap_best:.3f} from the chosen depth to depth "
                f"{d_last}")
-    return (f"One tree was grown on {tree.n_fit:,} images to depth {tree.leaf_depth_max} "
-            f"({tree.fit_s:.1f} s) and evaluated cut at every depth: a tree limited to depth d "
-            "is that tree's top d levels (up to tie-breaking), so one fit replaces "
-            f"{len(tree.depths)}. Training accuracy reaches {train_last:.3f} at depth "
+    grown = (f"The leaderboard's decision tree, grown on {tree.n_fit:,} images to depth "
+             f"{tree.leaf_depth_max} ({tree.fit_s:.1f} s), was evaluated cut at every depth: a "
+             "tree limited to depth d is that tree's top d levels (up to tie-breaking), so the "
+             f"sweep grows no tree instead of {len(tree.depths)}."
+             if tree.from_leaderboard else
+             f"One tree was grown on {tree.n_fit:,} images to depth {tree.leaf_depth_max} "
+             f"({tree.fit_s:.1f} s) and evaluated cut at every depth: a tree limited to depth d "
+             "is that tree's top d levels (up to tie-breaking), so one fit replaces "
+             f"{len(tree.depths)}.")
+    return (f"{grown} Training accuracy reaches {train_last:.3f} at depth "
             f"{d_last}{stopped}: {memorised}. Validation accuracy peaks at depth "
             f"<b>{tree.best_depth}</b> ({val_best:.3f}) {after}; {gap}. The depth is chosen on "
             f"the validation split; its test accuracy is {tree.test_acc[i_best]:.3f}. "

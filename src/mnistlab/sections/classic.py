@@ -289,6 +289,9 @@ class ModelResult:
     model_sha256: str
     versions: dict[str, str]  # of the libraries that fitted and saved it
     params: dict[str, Any]  # every scikit-learn parameter (nested ones as their repr)
+    # A decision tree's accuracies cut at every depth 1..its own (see depth_cuts): the depth
+    # sweep reads them instead of growing the same tree again. None for other models.
+    depth_cuts: dict[str, Any] | None = None
 
 
 @dataclass
@@ -318,6 +321,7 @@ class TreeDepth:
     best_depth: int
     fit_s: float
     n_fit: int
+    from_leaderboard: bool = False  # the leaderboard's tree, cut (no tree grown for the sweep)
 
 
 @dataclass
@@ -470,10 +474,11 @@ def fit_model(
     from ..store import sha256_file
 
     saved = save_pipeline(inputs, model, files_dir / f"{name}-{files_key[:16]}.skops")
+    cuts = depth_cuts(model, split) if name == "decision-tree" else None
     return ModelResult(name, repr(model), rep, row, pred.astype(np.int16), confidence,
                        model_file=str(saved.relative_to(files_dir.parent)),
                        model_sha256=sha256_file(saved), versions=library_versions(),
-                       params=_plain_params(model))
+                       params=_plain_params(model), depth_cuts=cuts)
 
 
 def _plain_params(model) -> dict[str, Any]:
@@ -553,23 +558,42 @@ def truncated_tree_predictions(tree, x: np.ndarray, depths: list[int]) -> dict[i
     return out
 
 
-def tree_depth_sweep(data: Dataset, *, max_train: int, validation_fraction: float,
-                     tree_depths: list[int], seed: int) -> TreeDepth:
-    from sklearn.tree import DecisionTreeClassifier
-
-    split = make_split(data, max_train, validation_fraction, seed)
-    started = time.perf_counter()
-    tree = DecisionTreeClassifier(max_depth=max(tree_depths), random_state=seed)
-    tree.fit(split.x_fit, split.y_fit)
-    fit_s = time.perf_counter() - started
-    accs = {}
+def depth_cuts(tree, split: Split, depths: list[int] | None = None) -> dict[str, Any]:
+    """Train, validation and test accuracy of ``tree`` cut at each of ``depths`` (default:
+    every depth from 1 to the tree's own), and the depth it reached."""
+    depths = depths or list(range(1, tree.get_depth() + 1))
+    cuts: dict[str, Any] = {"depths": depths, "leaf_depth_max": int(tree.get_depth())}
     for part, x, y in (("train", split.x_fit, split.y_fit), ("val", split.x_val, split.y_val),
                        ("test", split.x_test, split.y_test)):
-        preds = truncated_tree_predictions(tree, x, tree_depths)
-        accs[part] = [float(np.mean(preds[d] == y)) for d in tree_depths]
+        preds = truncated_tree_predictions(tree, x, depths)
+        cuts[part] = [float(np.mean(preds[d] == y)) for d in depths]
+    return cuts
+
+
+def tree_depth_sweep(data: Dataset, tree: ModelResult | None = None, *, max_train: int,
+                     validation_fraction: float, tree_depths: list[int],
+                     seed: int) -> TreeDepth:
+    """Accuracy against max_depth, from the leaderboard's decision tree (``tree``, grown on the
+    same split with the default parameters) cut at each depth, or from a tree grown here."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    if tree is not None and tree.depth_cuts is not None:
+        cuts, deepest = tree.depth_cuts, tree.depth_cuts["leaf_depth_max"]
+        # cut deeper than the tree grew, it is the whole tree
+        index = [min(d, deepest) - 1 for d in tree_depths]
+        accs = {part: [cuts[part][i] for i in index] for part in ("train", "val", "test")}
+        fit_s, n_fit, shared = tree.row["fit_s"], tree.row["n_fit"], True
+    else:
+        split = make_split(data, max_train, validation_fraction, seed)
+        started = time.perf_counter()
+        grown = DecisionTreeClassifier(max_depth=max(tree_depths), random_state=seed)
+        grown.fit(split.x_fit, split.y_fit)
+        fit_s, n_fit, shared = time.perf_counter() - started, len(split.y_fit), False
+        accs = depth_cuts(grown, split, tree_depths)
+        deepest = accs["leaf_depth_max"]
     best = tree_depths[int(np.argmax(accs["val"]))]
-    return TreeDepth(tree_depths, accs["train"], accs["val"], accs["test"],
-                     int(tree.get_depth()), best, fit_s, len(split.y_fit))
+    return TreeDepth(tree_depths, accs["train"], accs["val"], accs["test"], deepest, best,
+                     fit_s, n_fit, shared)
 
 
 def svc_pca_point(
@@ -747,8 +771,12 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
         step("learning_curve", learning_curve,
              needs={"full": {m: s for m, s in models.items() if m in CURVE_MODELS}},
              model_params=estimator_params(*CURVE_MODELS)),
-        one_core_step("tree_depth", tree_depth_sweep),
     ]
+    # The depth sweep cuts the leaderboard's tree when it is grown with the default parameters
+    # on the same split (30 s on Fashion-MNIST, once instead of twice), else grows its own.
+    shares_tree = "decision-tree" in params.models and "decision-tree" not in params.model_params
+    steps.append(one_core_step("tree_depth", tree_depth_sweep,
+                               needs={"tree": "model:decision-tree"} if shares_tree else None))
     # Sweeps of independent points: one step per point, so that workers share them.
     steps += sweep("svc_pca", svc_pca_point, svc_pca_sweep, params, seed,
                    over="n_components", values=params.svc_pca_components,
