@@ -2,8 +2,9 @@
 
 Each model trains in its own process (forked from a server process that holds only torch and
 the estimator, or spawned where there is none): its peak memory is its own, not the report's or
-another model's, which is what the seed tried to measure by hand with mprof. The trained weights are written to
-``RUN/models/NAME-KEY.safetensors``, named by the key of the step that trained them.
+another model's, which is what the seed tried to measure by hand with mprof. The trained
+weights are written to ``RUN/models/NAME-KEY.safetensors``, named by the key of the step that
+trained them.
 """
 
 from __future__ import annotations
