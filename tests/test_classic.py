@@ -149,7 +149,8 @@ def test_an_svc_predicts_and_gives_confidences_in_one_kernel_pass(mnist5k):
 def test_the_depth_sweep_cuts_the_leaderboards_tree_instead_of_growing_one(mnist5k, params,
                                                                             tmp_path):
     tree = call_step(c.fit_model, mnist5k, params, name="decision-tree",
-                     files_dir=tmp_path, files_key="0123456789abcdef0123")
+                     files_dir=tmp_path, files_key="0123456789abcdef0123",
+                     depth_cuts_for_sweep=True)
     shared = call_step(c.tree_depth_sweep, mnist5k, params, tree=tree)
     split = c.make_split(mnist5k, params.max_train, params.validation_fraction, 0)
     grown = DecisionTreeClassifier(random_state=0).fit(split.x_fit, split.y_fit)
@@ -170,5 +171,8 @@ def test_the_depth_sweep_cuts_the_leaderboards_tree_instead_of_growing_one(mnist
     ({"model_params": {"decision-tree": {"max_depth": 5}}}, False)])
 def test_the_depth_sweep_shares_only_a_default_leaderboard_tree(mnist5k, override, shared):
     params = build_config("quick", {"classic": override}).classic
-    step = next(s for s in c.plan(mnist5k, params, 0) if s.name == "tree_depth")
-    assert (step.needs == {"tree": "model:decision-tree"}) is shared
+    steps = {s.name: s for s in c.plan(mnist5k, params, 0)}
+    assert (steps["tree_depth"].needs == {"tree": "model:decision-tree"}) is shared
+    # the leaderboard's tree scores its cuts only for a sweep that reads them
+    if "model:decision-tree" in steps:
+        assert steps["model:decision-tree"].arguments.get("depth_cuts_for_sweep", False) is shared

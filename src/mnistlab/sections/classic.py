@@ -427,9 +427,12 @@ def fit_model(
     seed: int,
     files_dir: Path,
     files_key: str,
+    depth_cuts_for_sweep: bool = False,
 ) -> ModelResult:
     """Fit one model of the leaderboard and save it, with its inputs' preparation, as a
-    scikit-learn pipeline from raw images in ``files_dir/NAME-KEY.skops`` (no pickle)."""
+    scikit-learn pipeline from raw images in ``files_dir/NAME-KEY.skops`` (no pickle).
+    ``depth_cuts_for_sweep``: a decision tree also scores itself cut at every depth, for the
+    depth sweep to read (see :func:`tree_depth_sweep`)."""
     from ..pipeline import ImageInputs
 
     split = make_split(data, max_train, validation_fraction, seed)
@@ -474,7 +477,7 @@ def fit_model(
     from ..store import sha256_file
 
     saved = save_pipeline(inputs, model, files_dir / f"{name}-{files_key[:16]}.skops")
-    cuts = depth_cuts(model, split) if name == "decision-tree" else None
+    cuts = depth_cuts(model, split) if depth_cuts_for_sweep else None
     return ModelResult(name, repr(model), rep, row, pred.astype(np.int16), confidence,
                        model_file=str(saved.relative_to(files_dir.parent)),
                        model_sha256=sha256_file(saved), versions=library_versions(),
@@ -756,15 +759,19 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
         """model_params restricted to the models a step fits (its key reads only those)."""
         return {n: params.model_params[n] for n in names if n in params.model_params}
 
+    # The depth sweep cuts the leaderboard's tree when it is grown with the default parameters
+    # on the same split (30 s on Fashion-MNIST, once instead of twice), else grows its own.
+    shares_tree = "decision-tree" in params.models and "decision-tree" not in params.model_params
     steps = [step("representation", choose_representation,
                   model_params=estimator_params("svc-rbf"))]
     for name in params.models:
         uses_pca = name in PCA_MODELS
+        cuts = {"depth_cuts_for_sweep": True} if name == "decision-tree" and shares_tree else {}
         steps.append((one_core_step if name in ONE_CORE_MODELS else step)(
                           f"model:{name}", fit_model, files=True,
                           needs={"representation": "representation"} if uses_pca else None,
                           name=name, model_params=estimator_params(name),
-                          pca_components=params.pca_components if uses_pca else 0))
+                          pca_components=params.pca_components if uses_pca else 0, **cuts))
     models = {name: f"model:{name}" for name in params.models}
     steps += [
         step("best", best_model, needs={"results": models}),
@@ -772,9 +779,6 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
              needs={"full": {m: s for m, s in models.items() if m in CURVE_MODELS}},
              model_params=estimator_params(*CURVE_MODELS)),
     ]
-    # The depth sweep cuts the leaderboard's tree when it is grown with the default parameters
-    # on the same split (30 s on Fashion-MNIST, once instead of twice), else grows its own.
-    shares_tree = "decision-tree" in params.models and "decision-tree" not in params.model_params
     steps.append(one_core_step("tree_depth", tree_depth_sweep,
                                needs={"tree": "model:decision-tree"} if shares_tree else None))
     # Sweeps of independent points: one step per point, so that workers share them.
