@@ -504,3 +504,20 @@ def test_while_a_step_computes_apart_the_finished_sections_are_handed_over(
                         while_waiting=while_waiting)
     assert handed == [(outcome.study_id, {"explore": [None]})]  # stored, nothing wrong
     assert [r.name for r in outcome.computed] == ["count", "apart"]
+
+
+def test_a_script_without_a_main_guard_fails_its_step_instead_of_hanging(tmp_path):
+    """The embedding's process re-runs such a script and dies as it starts; the study must
+    report that, not wait for ever on the data it was sending it."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_guard.py"
+    script.write_text("from mnistlab import build_config, load_dataset, run_study\n"
+                      "run_study(load_dataset('mnist-5k'), build_config('quick'), "
+                      f"{str(tmp_path / 'run')!r}, profile='quick')\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=90, cwd=tmp_path)
+    assert result.returncode == 1
+    assert ("StepFailed: unsupervised.embedding: RuntimeError: its process exited with status 1"
+            in result.stderr), result.stderr[-2000:]

@@ -396,12 +396,20 @@ class _Apart:
             return
         inputs = _start(self.store, item, problem)
         context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-        receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_compute_apart, args=(item, self.data, inputs, send),
+        here, there = context.Pipe()
+        process = context.Process(target=_compute_apart, args=(item, there),
                                   name=f"mnistlab {item.step.name}", daemon=True)
         process.start()
-        send.close()  # the child's end: EOF here once the child exits
-        self.running[item.key] = (item, process, receive)
+        there.close()  # the child's end: EOF here once the child exits
+        # The data go through the pipe, not as the process's arguments: spawn writes those to
+        # the child while it still holds the child's end of that pipe itself, so a child that
+        # dies while it starts (a script without `if __name__ == "__main__":`) left this
+        # process blocked for ever on megabytes nobody reads. Here its death is an EOF.
+        try:
+            here.send((self.data, inputs))
+        except OSError:  # it died first: _collect reports its exit status
+            pass
+        self.running[item.key] = (item, process, here)
 
     def _collect(self, timeout: float | None) -> None:
         from multiprocessing.connection import wait
@@ -445,11 +453,13 @@ class _Cost:
     ended: float
 
 
-def _compute_apart(item: PlannedStep, data: Dataset, inputs: dict, answer: Any) -> None:
-    """In a spawned process: the step on one core, its result (or error) sent to ``answer``."""
+def _compute_apart(item: PlannedStep, answer: Any) -> None:
+    """In a spawned process: the step on one core, from the data and inputs ``answer``
+    brings; its result (or error) sent back through it."""
     os.environ["NUMBA_NUM_THREADS"] = "1"  # read by numba when this step imports it
     _yield_to_the_study()
     try:
+        data, inputs = answer.recv()
         with threadpool_limits(limits=1):
             result, cost = _compute(item, data, inputs, own_process=True)
         answer.send((result, _Cost(cost.wall_s, cost.peak_mb, cost.delta_mb, cost.ended)))
