@@ -156,3 +156,29 @@ def test_embedding_clusters_real_digits_well():
     assert result.row["accuracy"] > 0.9  # 0.96 measured; 0.78 without deskewing
     assert result.contingency.sum() == 2000
     assert result.points.shape == (500, 2)
+
+
+_LAYOUT_AND_CACHE_HITS = """
+import importlib, sys, warnings
+import numpy as np
+import umap
+from sklearn.datasets import load_digits
+from mnistlab.sections.unsupervised import _UNCACHED_UMAP_KERNELS, cache_umap_kernels
+warnings.simplefilter("ignore")
+cache_umap_kernels()
+umap.UMAP(n_neighbors=10, random_state=0).fit_transform(load_digits().data[:300])
+print(*(sum(getattr(importlib.import_module(m), n).stats.cache_hits.values())
+        for m, n in _UNCACHED_UMAP_KERNELS))
+"""
+
+
+def test_umaps_uncached_kernels_compile_once_per_machine_not_once_per_process():
+    """The embedding's process compiled them afresh in every study (4 s of a quick study's
+    embedding); compiled once (here, or by an earlier test), a new process loads them."""
+    import subprocess
+    import sys
+
+    for _ in range(2):  # the first may compile; the second must load all three
+        hits = subprocess.run([sys.executable, "-c", _LAYOUT_AND_CACHE_HITS], check=True,
+                              capture_output=True, text=True).stdout.split()
+    assert [int(h) for h in hits] == [1, 1, 1]
