@@ -61,8 +61,11 @@ PCA_MODELS = {name for name, info in MODELS.items() if info.reads_pca}
 # Seed 3.1, generative vs discriminative as the training set grows: one of each kind plus the
 # seed's linear SVM.
 CURVE_MODELS = ("gaussian-nb", "logistic", "linear-svm")
-# Fitted on one core whatever the machine (libsvm, a tree): the runner fits them side by side.
-ONE_CORE_MODELS = {"svc-rbf", "svc-linear", "svc-poly", "svc-sigmoid", "decision-tree"}
+# Fitted on one core whatever the machine (libsvm, a tree), or no faster on two (Fashion-MNIST,
+# 1 -> 2 BLAS threads: logistic regression 8.8 -> 13.2 s, naive Bayes about 1 s either way):
+# the runner fits them side by side.
+ONE_CORE_MODELS = {"svc-rbf", "svc-linear", "svc-poly", "svc-sigmoid", "decision-tree",
+                   "logistic", "gaussian-nb", "bernoulli-nb"}
 C_SWEEP_MAX_ITER = 1_000_000
 
 
@@ -528,6 +531,8 @@ def learning_curve(
         x, y = stratified_subset(split.x_fit, split.y_fit, size, seed)
         for name in names:
             model = make_classifier(name, model_params.get(name), seed)
+            if name == "linear-svm":  # a one-core step: its one-vs-rest fits one at a time
+                model.set_params(n_jobs=1)
             started = time.perf_counter()
             model.fit(x, y)
             rows.append({"model": name, "size": size, "train_acc": _accuracy(model, x, y),
@@ -762,8 +767,9 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     # The depth sweep cuts the leaderboard's tree when it is grown with the default parameters
     # on the same split (30 s on Fashion-MNIST, once instead of twice), else grows its own.
     shares_tree = "decision-tree" in params.models and "decision-tree" not in params.model_params
-    steps = [step("representation", choose_representation,
-                  model_params=estimator_params("svc-rbf"))]
+    # A PCA and SVCs on a sample: 5.6 s on one BLAS thread, 5.7 s on two (Fashion-MNIST).
+    steps = [one_core_step("representation", choose_representation,
+                           model_params=estimator_params("svc-rbf"))]
     for name in params.models:
         uses_pca = name in PCA_MODELS
         cuts = {"depth_cuts_for_sweep": True} if name == "decision-tree" and shares_tree else {}
@@ -775,9 +781,11 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     models = {name: f"model:{name}" for name in params.models}
     steps += [
         step("best", best_model, needs={"results": models}),
-        step("learning_curve", learning_curve,
-             needs={"full": {m: s for m, s in models.items() if m in CURVE_MODELS}},
-             model_params=estimator_params(*CURVE_MODELS)),
+        # naive Bayes, logistic regression and the one-vs-rest linear SVM, one fit at a time:
+        # 9.8 s on one core; 12.0 s with two BLAS threads and the SVM on two (Fashion-MNIST)
+        one_core_step("learning_curve", learning_curve,
+                      needs={"full": {m: s for m, s in models.items() if m in CURVE_MODELS}},
+                      model_params=estimator_params(*CURVE_MODELS)),
     ]
     steps.append(one_core_step("tree_depth", tree_depth_sweep,
                                needs={"tree": "model:decision-tree"} if shares_tree else None))

@@ -643,17 +643,20 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
             raise ConfigError(f"unsupervised.{field}: every K is above the {n_points:,} "
                               f"points it would cluster")
 
-    def step(step_name: str, fn, /, **needs: str) -> Step:
-        return bind(step_name, fn, params, seed, needs=needs)
+    def step(step_name: str, fn, /, one_core: bool = False, **needs: str) -> Step:
+        return bind(step_name, fn, params, seed, needs=needs, one_core=one_core)
 
     # The K sweep and the BIC curve: one step per K, so that workers share them.
     steps = [
         step("pca", fit_pca),
         *sweep("kmeans_sweep", kmeans_point, kmeans_sweep, params, seed, over="k",
                values=params.kmeans_k, needs={"pca": "pca"}, gather_needs={"pca": "pca"}),
-        step("kmeans_inits", kmeans_inits, pca="pca"),
-        step("kmeans_2d", kmeans_2d, pca="pca"),
-        step("gmm", gaussian_mixtures, pca="pca"),
+        # One core each: a second BLAS or OpenMP thread made none of them faster on Fashion-MNIST
+        # (1 -> 2 threads: k-means inits 10.3 -> 9.8 s, 2-D k-means 2.7 -> 2.7 s, mixtures
+        # 42.9 -> 46.9 s, Birch 5.4 -> 4.7 s), so each leaves the other core to another step.
+        step("kmeans_inits", kmeans_inits, one_core=True, pca="pca"),
+        step("kmeans_2d", kmeans_2d, one_core=True, pca="pca"),
+        step("gmm", gaussian_mixtures, one_core=True, pca="pca"),
     ]
     if params.embedding:
         # UMAP's seeded layout runs on one thread (umap-learn's rule for reproducibility) and
@@ -663,6 +666,6 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
         # A mixture of a few thousand points gains nothing from a second BLAS thread.
         *sweep("bic", bic_point, bic_curve, params, seed, over="k", values=params.bic_k,
                needs={"pca": "pca", "gmm": "gmm"}, one_core=True),
-        step("birch", birch, pca="pca"),
+        step("birch", birch, one_core=True, pca="pca"),
     ]
     return steps
