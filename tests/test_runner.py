@@ -506,6 +506,56 @@ def test_while_a_step_computes_apart_the_finished_sections_are_handed_over(
     assert [r.name for r in outcome.computed] == ["count", "apart"]
 
 
+def _wait_for(path, what):
+    import time
+
+    deadline = time.monotonic() + 20
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not path.exists():
+        raise TimeoutError(what)
+
+
+def ends_once_the_long_step_runs(data, *, meet_at):
+    from pathlib import Path
+
+    _wait_for(Path(meet_at, "long"), "the long step never started")
+    return Count(1, np.zeros(1))
+
+
+def waits_for_the_second_step(data, *, meet_at):
+    from pathlib import Path
+
+    Path(meet_at, "long").touch()
+    _wait_for(Path(meet_at, "second"), "the core the step apart freed was not used")
+    return Count(2, np.zeros(1))
+
+
+def starts_second(data, *, meet_at):
+    from pathlib import Path
+
+    Path(meet_at, "second").touch()
+    return Count(3, np.zeros(1))
+
+
+def test_the_core_a_step_apart_frees_goes_to_the_next_one_core_step_at_once(
+        tiny, fake_sections, tmp_path, monkeypatch):
+    """While the step apart computes, one-core steps compute one at a time; once it ends,
+    the next starts beside the one still computing (it waited for that one to end before,
+    which here never comes: the long step waits for the second)."""
+    monkeypatch.setattr("mnistlab.runner.usable_cores", lambda: 2)
+    meet_at = tmp_path / "meet"
+    meet_at.mkdir()
+    fake_sections.plan = lambda data, params, seed: [
+        bind("apart", ends_once_the_long_step_runs, params, seed, own_process=True,
+             meet_at=str(meet_at)),
+        bind("long", waits_for_the_second_step, params, seed, one_core=True,
+             meet_at=str(meet_at)),
+        bind("second", starts_second, params, seed, one_core=True, meet_at=str(meet_at))]
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run")
+    assert [r.name for r in outcome.computed] == ["apart", "long", "second"]
+
+
 def test_a_script_without_a_main_guard_fails_its_step_instead_of_hanging(tmp_path):
     """The embedding's process re-runs such a script and dies as it starts; the study must
     report that, not wait for ever on the data it was sending it."""

@@ -260,7 +260,10 @@ def _run_section(store: RunStore, data: Dataset, items: list[PlannedStep], progr
             free = max(1, cores - len(apart.running)) if apart is not None else cores
             item = _next_step(pending, records, beside.running, free)
             if item is None:
-                beside.collect(block=True)
+                # A step computing apart frees its core when it ends: look again every half
+                # second (waiting for a step here instead left that core idle for up to 53 s).
+                beside.collect(block=True,
+                               timeout=0.5 if apart is not None and apart.running else None)
                 continue
             pending.remove(item)
             problem = store.stored_problem(item.key)
@@ -319,12 +322,12 @@ class _Beside:
         threading.Thread(target=_compute_beside, args=(item, data, inputs, self.finished),
                          name=f"mnistlab {item.step.name}", daemon=True).start()
 
-    def collect(self, block: bool) -> None:
-        """Save what has finished (waiting for one first if ``block``); once none runs,
-        BLAS gets its threads back."""
+    def collect(self, block: bool, timeout: float | None = None) -> None:
+        """Save what has finished (waiting for one first, at most ``timeout`` seconds, if
+        ``block``); once none runs, BLAS gets its threads back."""
         while self.running:
             try:
-                key, outcome, cost = self.finished.get(block=block)
+                key, outcome, cost = self.finished.get(block=block, timeout=timeout)
             except queue.Empty:
                 return
             item = self.running.pop(key)
