@@ -474,10 +474,10 @@ def test_on_one_core_a_step_of_its_own_process_computes_here_in_plan_order(
         store.close()
 
 
-def test_while_a_step_computes_apart_the_finished_sections_are_handed_over(
+def test_each_section_is_handed_over_once_all_its_steps_are_stored(
         tiny, fake_sections, tmp_path, monkeypatch):
-    """The CLI draws their figures then: called while the step still computes (it waits for
-    the file the call writes), with every step of those sections stored."""
+    """The CLI draws its figures then: the first section while the second's step still
+    computes apart (that step waits for the file the call writes), the second once it ends."""
     meet_at = tmp_path / "meet"
     meet_at.mkdir()
     (meet_at / "apart").touch()
@@ -491,7 +491,7 @@ def test_while_a_step_computes_apart_the_finished_sections_are_handed_over(
     monkeypatch.setattr("mnistlab.runner.SECTIONS", [fake_sections, waiting])
     handed = []
 
-    def while_waiting(study_id, keys):
+    def section_done(study_id, keys):
         store = RunStore(tmp_path / "run", create=False)
         try:
             handed.append((study_id, {name: [store.stored_problem(k) for k in section_keys]
@@ -501,8 +501,9 @@ def test_while_a_step_computes_apart_the_finished_sections_are_handed_over(
         (meet_at / "here").touch()  # lets "apart" end
 
     outcome = run_study(tiny, build_config("full"), tmp_path / "run",
-                        while_waiting=while_waiting)
-    assert handed == [(outcome.study_id, {"explore": [None]})]  # stored, nothing wrong
+                        section_done=section_done)
+    assert handed == [(outcome.study_id, {"explore": [None]}),  # stored, nothing wrong
+                      (outcome.study_id, {"unsupervised": [None]})]
     assert [r.name for r in outcome.computed] == ["count", "apart"]
 
 

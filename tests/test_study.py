@@ -74,18 +74,23 @@ def test_the_cost_table_says_which_step_computed_in_a_process_of_its_own(quick_r
     assert html.count("(own process)</td>") == 1 and "its peak is that process" in html
 
 
-def test_sections_drawn_while_the_study_waits_are_not_drawn_again(quick_run, tmp_path):
-    from mnistlab.render import draw_sections
-
+def _copy_without_figures(quick_run, tmp_path):
+    """A copy of the shared run folder with no figure drawn: (folder, its study, step rows)."""
     out = tmp_path / "run"
     shutil.copytree(quick_run, out)
     shutil.rmtree(out / "figures")
     store = RunStore(out, create=False)
     try:
         study = store.last_study()
-        rows = store.step_rows(study["step_keys"])
+        return out, study, store.step_rows(study["step_keys"])
     finally:
         store.close()
+
+
+def test_sections_drawn_before_the_report_are_not_drawn_again(quick_run, tmp_path):
+    from mnistlab.render import draw_sections
+
+    out, study, rows = _copy_without_figures(quick_run, tmp_path)
     draw_sections(out, study["id"], {"classic": [r["key"] for r in rows
                                                  if r["section"] == "classic"]})
     drawn = {f.name: f.stat().st_mtime_ns for f in (out / "figures").glob("*.png")}
@@ -94,6 +99,30 @@ def test_sections_drawn_while_the_study_waits_are_not_drawn_again(quick_run, tmp
     after = {f.name: f.stat().st_mtime_ns for f in (out / "figures").glob("*.png")}
     assert {n: after[n] for n in drawn} == drawn  # found drawn, not drawn again
     assert "deep-curves.png" in after and "embedding-scatter.png" in after
+
+
+def test_sections_drawn_in_the_background_are_drawn_by_another_process(quick_run, tmp_path,
+                                                                        monkeypatch):
+    """What the study hands over is drawn in a process of its own (here, drawing would fail),
+    and the report built next finds every section drawn."""
+    import mnistlab.render as render
+    from mnistlab.render import BackgroundDrawing
+
+    out, study, rows = _copy_without_figures(quick_run, tmp_path)
+
+    def not_here(*args):
+        raise AssertionError("drawn in the study's process")
+
+    monkeypatch.setattr(render, "_draw", not_here)
+    with BackgroundDrawing(out) as drawing:
+        for section in ("explore", "unsupervised", "classic", "deep"):
+            drawing(study["id"], {section: [r["key"] for r in rows if r["section"] == section]})
+        for future, _, _ in drawing._queued:  # none left for finish() to draw here
+            future.result(timeout=120)
+        drawing.finish()
+    assert build_report(out).is_file()  # with _draw failing: every section found drawn
+    assert {"explore-samples.png", "classic-confusion.png", "deep-curves.png",
+            "embedding-scatter.png"} <= {f.name for f in (out / "figures").glob("*.png")}
 
 
 def test_report_of_results_stored_by_another_version_fails_in_one_line(quick_run, tmp_path):

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -211,7 +210,7 @@ def study(
     """Run the whole study and write DIR/report.html (finished steps are never recomputed)."""
     from .config import PROFILES, config_toml, load_config
     from .datasets import load_dataset
-    from .render import build_report, draw_sections
+    from .render import BackgroundDrawing, build_report
     from .runner import run_study
 
     if workers and cluster:
@@ -234,10 +233,12 @@ def study(
     _state["run_folder"] = folder
     started = time.perf_counter()
     try:
-        with _stop_on_ctrl_c(), _executor(cluster, workers, dashboard) as client:
+        with (_stop_on_ctrl_c(), _executor(cluster, workers, dashboard) as client,
+              BackgroundDrawing(folder) as drawing):
             outcome = run_study(data, cfg, folder, profile=profile,
                                 progress=None if quiet else RichProgress(), client=client,
-                                while_waiting=partial(draw_sections, folder))
+                                section_done=drawing)
+            drawing.finish()
     except KeyboardInterrupt:  # typer would turn it into a silent exit 130
         err.print(INTERRUPTED, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None

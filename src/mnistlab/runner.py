@@ -97,7 +97,7 @@ class _NullProgress:
 def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: str = "full",
               sections: list[str] | None = None, progress: Any = None,
               client: Any = None,
-              while_waiting: Callable[[int, dict[str, list[str]]], None] | None = None
+              section_done: Callable[[int, dict[str, list[str]]], None] | None = None
               ) -> StudyOutcome:
     """Run every section (or ``sections``) on ``data``; finished steps already in ``out`` are
     not recomputed.
@@ -119,10 +119,10 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
         in this process, section after section, the one-core steps side by side (see
         :func:`_run_section`), a step marked ``own_process`` in a process of its own beside
         them all (see :class:`_Apart`).
-    while_waiting : callable, optional
-        Called as ``while_waiting(study_id, {section: its step keys})`` with the sections
-        whose steps are all stored, when this process has nothing left to do but wait for a
-        step computing in a process of its own (the CLI draws those sections' figures then).
+    section_done : callable, optional
+        Called as ``section_done(study_id, {section: its step keys})`` as soon as every step
+        of those sections is stored, while the study goes on (the CLI hands them to a
+        process that draws their figures meanwhile); it must return at once.
 
     Returns
     -------
@@ -146,7 +146,7 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
                 outcome.records = [done[item.key] for item in planned]
             else:
                 records = _run_here(store, data, planned, progress, titles, outcome.study_id,
-                                    while_waiting)
+                                    section_done)
                 outcome.records = [records[item.key] for item in planned]
         store.record_study_steps(outcome.study_id, [p.key for p in planned], "done")
     finally:
@@ -156,28 +156,36 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
 
 def _run_here(store: RunStore, data: Dataset, planned: list[PlannedStep], progress: Any,
               titles: dict[str, str], study_id: int,
-              while_waiting: Callable[[int, dict[str, list[str]]], None] | None
+              section_done: Callable[[int, dict[str, list[str]]], None] | None
               ) -> dict[str, StepRecord]:
     """The steps in this process, section after section (see :func:`_run_section`), those
     marked ``own_process`` apart (see :class:`_Apart`); their records by key."""
     records: dict[str, StepRecord] = {}
     cores = usable_cores()
     apart = _Apart(store, data, planned if cores > 1 else [], progress, records, titles)
-    sections = list(dict.fromkeys(item.section for item in planned))
+    keys = {}
+    for item in planned:
+        keys.setdefault(item.section, []).append(item.key)
+    handed: set[str] = set()
+
+    def hand_over_finished_sections() -> None:
+        finished = {name: section_keys for name, section_keys in keys.items()
+                    if name not in handed and all(key in records for key in section_keys)}
+        if finished and section_done is not None:
+            section_done(study_id, finished)
+        handed.update(finished)
+
     try:
         apart.poll()
-        for name in sections:
+        for name in keys:
             section = [item for item in planned if item.section == name]
             progress.section(titles[name], len(section))
             _run_section(store, data, [item for item in section if item not in apart.items],
                          progress, records, cores, apart)
-        apart.poll()
-        if apart.running and while_waiting is not None:
-            busy = {item.section for item, _, _ in apart.running.values()}
-            progress.step("drawing the finished sections' figures")
-            while_waiting(study_id, {name: [item.key for item in planned if item.section == name]
-                                     for name in sections if name not in busy})
+            apart.poll()
+            hand_over_finished_sections()
         apart.finish()
+        hand_over_finished_sections()
     finally:
         apart.stop()  # after Ctrl-C or a failure: saves what finished first
     return records

@@ -6,6 +6,9 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import logging
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +25,10 @@ from .context import StudyContext, study_context
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["StudyContext", "StudyResults", "build_report", "draw_sections", "load_study"]
+__all__ = ["BackgroundDrawing", "StudyContext", "StudyResults", "build_report", "draw_sections",
+           "load_study"]
+
+log = logging.getLogger(__name__)
 
 RENDERERS = {"explore": explore.render, "unsupervised": unsupervised.render,
              "classic": classic.render, "deep": deep.render}
@@ -137,6 +143,65 @@ def draw_sections(folder: str | Path, study_id: int, keys: dict[str, list[str]])
         path = _section_cache(folder, study, name, section_keys)
         if _cached_blocks(path) is None:
             _draw(name, results[name], sink, study, path)
+
+
+def _draw_at_idle_priority() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the study's to handle
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux
+        os.nice(19)
+
+
+class BackgroundDrawing:
+    """Draws finished sections (see :func:`draw_sections`) in a process of its own, on the
+    cycles the study leaves idle, while it computes the next ones; so that the report, built
+    when the study ends, finds them drawn. Give it to :func:`run_study` as ``section_done``.
+
+    A section it did not draw (a failure, Ctrl-C) is drawn by :func:`build_report` as usual.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self._pool = None
+        self._queued: list[tuple[Future, int, dict[str, list[str]]]] = []
+
+    def __call__(self, study_id: int, keys: dict[str, list[str]]) -> None:
+        if self._pool is None:
+            import multiprocessing
+
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_draw_at_idle_priority)
+        future = self._pool.submit(draw_sections, self.folder, study_id, keys)
+        self._queued.append((future, study_id, keys))
+
+    def finish(self) -> None:
+        """Draw here what the process has not started (both draw at once), then wait for it."""
+        for future, study_id, keys in self._queued:
+            if future.cancel():
+                draw_sections(self.folder, study_id, keys)
+        for future, _, keys in self._queued:
+            try:
+                future.result()
+            except Exception as exc:  # build_report draws them again, and says what fails
+                log.warning("drawing %s in the background failed: %s", ", ".join(keys), exc)
+        self.close()
+
+    def close(self, wait: bool = True) -> None:
+        """Drop what has not started; wait for the section being drawn (unless not ``wait``:
+        after Ctrl-C or a failure)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+            self._pool = None
+        self._queued.clear()
+
+    def __enter__(self) -> BackgroundDrawing:
+        return self
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        self.close(wait=exc_type is None)
 
 
 def _draw(section: str, results: dict, sink: FigureSink, study: StudyContext,
