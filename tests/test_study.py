@@ -125,6 +125,29 @@ def test_sections_drawn_in_the_background_are_drawn_by_another_process(quick_run
             "embedding-scatter.png"} <= {f.name for f in (out / "figures").glob("*.png")}
 
 
+def test_a_drawing_process_that_cannot_start_leaves_the_drawing_to_the_report(
+        tmp_path, monkeypatch, caplog):
+    from concurrent.futures.process import BrokenProcessPool
+
+    import mnistlab.render as render
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def submit(self, *args):
+            raise BrokenProcessPool("a child process terminated abruptly")
+
+        def shutdown(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(render, "ProcessPoolExecutor", Broken)
+    with render.BackgroundDrawing(tmp_path) as drawing:
+        drawing(1, {"classic": ["key"]})  # the study goes on
+        drawing.finish()
+    assert "drawing classic in the background failed: a child process terminated" in caplog.text
+
+
 def test_report_of_results_stored_by_another_version_fails_in_one_line(quick_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(quick_run, out)

@@ -163,7 +163,7 @@ def _run_here(store: RunStore, data: Dataset, planned: list[PlannedStep], progre
     records: dict[str, StepRecord] = {}
     cores = usable_cores()
     apart = _Apart(store, data, planned if cores > 1 else [], progress, records, titles)
-    keys = {}
+    keys: dict[str, list[str]] = {}  # section -> its step keys, in plan order
     for item in planned:
         keys.setdefault(item.section, []).append(item.key)
     handed: set[str] = set()

@@ -169,12 +169,17 @@ class BackgroundDrawing:
         self._queued: list[tuple[Future, int, dict[str, list[str]]]] = []
 
     def __call__(self, study_id: int, keys: dict[str, list[str]]) -> None:
-        if self._pool is None:
-            import multiprocessing
+        try:
+            if self._pool is None:
+                import multiprocessing
 
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_draw_at_idle_priority)
-        future = self._pool.submit(draw_sections, self.folder, study_id, keys)
+                self._pool = ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_draw_at_idle_priority)
+            future = self._pool.submit(draw_sections, self.folder, study_id, keys)
+        except Exception as exc:  # the process died (or never started): the report draws them
+            log.warning("drawing %s in the background failed: %s", ", ".join(keys), exc)
+            return
         self._queued.append((future, study_id, keys))
 
     def finish(self) -> None:
