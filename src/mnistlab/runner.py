@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from .config import StudyConfig, config_toml
 from .datasets import Dataset
 from .errors import ConfigError, MnistlabError, StepFailed
-from .measure import Measured
+from .measure import Measured, yield_to_the_study
 from .sections import SECTIONS
 from .step import Step
 from .store import NOT_FINISHED, RunStore
@@ -445,16 +445,6 @@ class _Apart:
                 self.progress.advance(self.titles[item.section])
 
 
-def _yield_to_the_study() -> None:
-    """This process computes only on cycles the study's own process leaves idle: at equal
-    priority, it slowed a histogram gradient boosting beside it 3.7x (OpenMP's threads wait on
-    each other, and one of them waited on this process)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux: the next best thing
-        os.nice(19)
-
-
 @dataclass
 class _Cost:
     """A finished :class:`Measured`, as a child process sends it back."""
@@ -468,7 +458,7 @@ def _compute_apart(item: PlannedStep, answer: Any) -> None:
     """In a spawned process: the step on one core, from the data and inputs ``answer``
     brings; its result (or error) sent back through it."""
     os.environ["NUMBA_NUM_THREADS"] = "1"  # read by numba when this step imports it
-    _yield_to_the_study()
+    yield_to_the_study()
     try:
         data, inputs = answer.recv()
         with threadpool_limits(limits=1):

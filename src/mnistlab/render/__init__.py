@@ -7,7 +7,6 @@ import datetime
 import hashlib
 import json
 import logging
-import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,11 +147,10 @@ def draw_sections(folder: str | Path, study_id: int, keys: dict[str, list[str]])
 def _draw_at_idle_priority() -> None:
     import signal
 
+    from ..measure import yield_to_the_study
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the study's to handle
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux
-        os.nice(19)
+    yield_to_the_study()
 
 
 class BackgroundDrawing:
