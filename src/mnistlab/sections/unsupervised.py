@@ -651,9 +651,10 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
         step("pca", fit_pca),
         *sweep("kmeans_sweep", kmeans_point, kmeans_sweep, params, seed, over="k",
                values=params.kmeans_k, needs={"pca": "pca"}, gather_needs={"pca": "pca"}),
-        # One core each: a second BLAS or OpenMP thread made none of them faster on Fashion-MNIST
-        # (1 -> 2 threads: k-means inits 10.3 -> 9.8 s, 2-D k-means 2.7 -> 2.7 s, mixtures
-        # 42.9 -> 46.9 s, Birch 5.4 -> 4.7 s), so each leaves the other core to another step.
+        # One core each: a second BLAS or OpenMP thread made them at most 1.15x faster, or
+        # slower, on Fashion-MNIST (1 -> 2 threads: k-means inits 10.3 -> 9.8 s, 2-D k-means
+        # 2.7 -> 2.7 s, mixtures 42.9 -> 46.9 s, Birch 5.4 -> 4.7 s), so each leaves the other
+        # core to another step.
         step("kmeans_inits", kmeans_inits, one_core=True, pca="pca"),
         step("kmeans_2d", kmeans_2d, one_core=True, pca="pca"),
         step("gmm", gaussian_mixtures, one_core=True, pca="pca"),
