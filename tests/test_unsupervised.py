@@ -182,3 +182,40 @@ def test_umaps_uncached_kernels_compile_once_per_machine_not_once_per_process():
         hits = subprocess.run([sys.executable, "-c", _LAYOUT_AND_CACHE_HITS], check=True,
                               capture_output=True, text=True).stdout.split()
     assert [int(h) for h in hits] == [1, 1, 1]
+
+
+_LAYOUT_WITH_OR_WITHOUT_PYNNDESCENT = """
+import sys, warnings
+import numpy as np
+from sklearn.datasets import load_digits
+from mnistlab.sections.unsupervised import _exact_neighbors, umap_class
+warnings.simplefilter("ignore")
+UMAP = umap_class(approximate_neighbours=sys.argv[1] == "search")
+searched = "pynndescent" in sys.modules
+z = load_digits().data[:300].astype(np.float32)
+layout = UMAP(n_neighbors=10, random_state=0, n_epochs=50,
+              precomputed_knn=_exact_neighbors(z, 10)).fit_transform(z)
+print(searched, layout.astype(np.float64).sum(), layout[:3].tolist())
+import umap.umap_
+umap_class(approximate_neighbours=True)  # a later search gets the real pynndescent
+import pynndescent
+import pynndescent.distances
+print(pynndescent.NNDescent.__module__, umap.umap_.NNDescent is pynndescent.NNDescent,
+      umap.umap_.pynn_named_distances is pynndescent.distances.named_distances)
+"""
+
+
+def test_a_umap_given_exact_neighbours_is_computed_without_importing_pynndescent():
+    """Its import compiles pynndescent's kernels: 19 s of a fresh install's first quick study,
+    for a neighbour search that exact neighbours make unused. The layout is the same."""
+    import subprocess
+    import sys
+
+    def run(mode: str) -> list[str]:
+        return subprocess.run([sys.executable, "-c", _LAYOUT_WITH_OR_WITHOUT_PYNNDESCENT, mode],
+                              check=True, capture_output=True, text=True).stdout.splitlines()
+
+    without, searched = run("exact"), run("search")
+    assert without[0].startswith("False ") and searched[0].startswith("True ")
+    assert without[0].split(" ", 1)[1] == searched[0].split(" ", 1)[1]  # the same layout
+    assert without[1] == searched[1] == "pynndescent.pynndescent_ True True"

@@ -536,12 +536,15 @@ def birch(
     return BirchResult(threshold, len(model.subcluster_centers_), row)
 
 
+_EXACT_BELOW = 4096  # umap-learn's own bound between exact and approximate neighbours
+
+
 def _exact_neighbors(z: np.ndarray, k: int) -> tuple:
     """Below 4,096 points umap-learn finds the exact neighbours (above, it approximates
     them): so do we, with scikit-learn, which measures the distances with BLAS. umap-learn
     measures them one pair at a time through a Python call (16 million calls for 4,000 points:
     10 of the quick study's 21 s in the embedding). Above, umap-learn's own search."""
-    if len(z) >= 4096:
+    if len(z) >= _EXACT_BELOW:
         return (None, None, None)
     from sklearn.neighbors import NearestNeighbors
 
@@ -571,6 +574,55 @@ def cache_umap_kernels() -> None:
             pass
 
 
+# What umap-learn's module takes from pynndescent when it is imported (umap/umap_.py):
+# pynndescent's approximate neighbour search, and its distances for metrics umap has none of.
+_PYNNDESCENT_NAMES = {"NNDescent": ("pynndescent", "NNDescent"),
+                      "pynn_named_distances": ("pynndescent.distances", "named_distances"),
+                      "pynn_sparse_named_distances": ("pynndescent.sparse",
+                                                      "sparse_named_distances")}
+
+
+class _NoSearchIndex:
+    """Stands for ``pynndescent.NNDescent`` in a umap imported without it: no object is one."""
+
+
+def umap_class(approximate_neighbours: bool) -> type:
+    """umap-learn's ``UMAP``, imported with pynndescent only if ``approximate_neighbours``.
+
+    umap-learn imports pynndescent with itself, and numba compiles pynndescent's kernels as it
+    is imported: 19 of a fresh install's 22 s of ``import umap`` (measured on this machine),
+    on the critical path of the first quick study. Given the exact neighbours (below 4,096
+    points) a euclidean UMAP never calls pynndescent, so umap-learn is then imported beside
+    stand-ins that hold nothing (the same layout, bit for bit); once a call needs the search,
+    the real pynndescent takes their place in umap-learn's module. No library imports umap
+    lazily, hence this by hand.
+    """
+    import importlib
+    import sys
+    import types
+
+    if "umap.umap_" not in sys.modules and not approximate_neighbours:
+        absent = [name for name in ("pynndescent", "pynndescent.distances",
+                                    "pynndescent.sparse") if name not in sys.modules]
+        stand_ins = {name: types.ModuleType(name) for name in absent}
+        for name, (module, attribute) in _PYNNDESCENT_NAMES.items():
+            if module in stand_ins:
+                setattr(stand_ins[module], attribute,
+                        _NoSearchIndex if name == "NNDescent" else {})
+        sys.modules.update(stand_ins)
+        try:
+            importlib.import_module("umap.umap_")
+        finally:
+            for name, module in stand_ins.items():  # a later import finds the real one
+                if sys.modules.get(name) is module:
+                    del sys.modules[name]
+    umap_ = importlib.import_module("umap.umap_")
+    if approximate_neighbours and umap_.NNDescent is _NoSearchIndex:
+        for name, (module, attribute) in _PYNNDESCENT_NAMES.items():
+            setattr(umap_, name, getattr(importlib.import_module(module), attribute))
+    return umap_.UMAP
+
+
 def embedding_clusters(
     data: Dataset,
     *,
@@ -587,13 +639,14 @@ def embedding_clusters(
     silhouette_sample: int,
     seed: int,
 ) -> EmbeddingResult:
-    import umap  # imported here: numba compiles on import (about 10 s)
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
-    cache_umap_kernels()
     images, y = stratified_subset(data.x_train, data.y_train, max_train or None, seed)
+    # imported here: numba compiles as umap and pynndescent are imported
+    UMAP = umap_class(approximate_neighbours=len(images) >= _EXACT_BELOW)
+    cache_umap_kernels()
     with Measured() as embed_cost, warnings.catch_warnings():
         # deskew returns a new float32 array: scale it in place rather than copy it again
         x = (deskew(images) if embedding_deskew else images.astype(np.float32))
@@ -605,7 +658,7 @@ def embedding_clusters(
         # and that given neighbours leave it no index for transform(): we never call it.
         warnings.filterwarnings("ignore", message="n_jobs value")
         warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
-        reducer = umap.UMAP(n_components=embedding_dim, n_neighbors=embedding_neighbors,
+        reducer = UMAP(n_components=embedding_dim, n_neighbors=embedding_neighbors,
                             min_dist=0.0, random_state=seed,
                             precomputed_knn=_exact_neighbors(z, embedding_neighbors))
         e = reducer.fit_transform(z).astype(np.float32)
