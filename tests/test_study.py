@@ -10,9 +10,11 @@ import time
 import tomllib
 
 import numpy as np
+import pytest
 
 from conftest import FAST_TOML, make_images, run_cli
 from mnistlab import build_config, build_report, load_dataset, run_study
+from mnistlab.runner import usable_cores
 from mnistlab.store import RunStore
 
 
@@ -123,6 +125,24 @@ def test_sections_drawn_in_the_background_are_drawn_by_another_process(quick_run
     assert build_report(out).is_file()  # with _draw failing: every section found drawn
     assert {"explore-samples.png", "classic-confusion.png", "deep-curves.png",
             "embedding-scatter.png"} <= {f.name for f in (out / "figures").glob("*.png")}
+
+
+@pytest.mark.skipif(usable_cores() < 2, reason="one core: one drawing process")
+def test_sections_that_end_together_are_drawn_side_by_side(quick_run, tmp_path):
+    """The embedding and the networks often end together: one process drew their sections
+    one after the other, after the study's last step."""
+    from mnistlab.render import BackgroundDrawing
+
+    out, study, rows = _copy_without_figures(quick_run, tmp_path)
+    with BackgroundDrawing(out) as drawing:
+        drawing(study["id"], {section: [r["key"] for r in rows if r["section"] == section]
+                              for section in ("unsupervised", "deep")})
+        drawing.finish()
+    written = {f.name: f.stat().st_mtime_ns for f in (out / "figures").glob("*.png")}
+    unsupervised = [t for name, t in written.items() if not name.startswith("deep-")]
+    deep = [t for name, t in written.items() if name.startswith("deep-")]
+    assert len(unsupervised) >= 5 and len(deep) == 4
+    assert min(deep) < max(unsupervised) and min(unsupervised) < max(deep)  # overlapping
 
 
 def test_a_drawing_process_that_cannot_start_leaves_the_drawing_to_the_report(

@@ -154,9 +154,10 @@ def _draw_at_idle_priority() -> None:
 
 
 class BackgroundDrawing:
-    """Draws finished sections (see :func:`draw_sections`) in a process of its own, on the
-    cycles the study leaves idle, while it computes the next ones; so that the report, built
-    when the study ends, finds them drawn. Give it to :func:`run_study` as ``section_done``.
+    """Draws finished sections (see :func:`draw_sections`) in processes of their own (one a
+    core), on the cycles the study leaves idle, while it computes the next ones; so that the
+    report, built when the study ends, finds them drawn. Give it to :func:`run_study` as
+    ``section_done``.
 
     A section it did not draw (a failure, Ctrl-C) is drawn by :func:`build_report` as usual.
     """
@@ -167,12 +168,22 @@ class BackgroundDrawing:
         self._queued: list[tuple[Future, int, dict[str, list[str]]]] = []
 
     def __call__(self, study_id: int, keys: dict[str, list[str]]) -> None:
+        for section, section_keys in keys.items():  # sections that end together, side by side
+            self._submit(study_id, {section: section_keys})
+
+    def _submit(self, study_id: int, keys: dict[str, list[str]]) -> None:
         try:
             if self._pool is None:
                 import multiprocessing
 
+                from ..runner import usable_cores
+
+                # One process a core (up to one a section): the last sections end together
+                # as the study ends (a quick study's embedding and networks), and one process
+                # drew them one after the other (7.5 s after the last step).
                 self._pool = ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"),
+                    max(1, min(usable_cores(), len(SECTIONS))),
+                    mp_context=multiprocessing.get_context("spawn"),
                     initializer=_draw_at_idle_priority)
             future = self._pool.submit(draw_sections, self.folder, study_id, keys)
         except Exception as exc:  # the process died (or never started): the report draws them
@@ -181,7 +192,7 @@ class BackgroundDrawing:
         self._queued.append((future, study_id, keys))
 
     def finish(self) -> None:
-        """Draw here what the process has not started (both draw at once), then wait for it."""
+        """Draw here what no drawing process has started (beside them), then wait for them."""
         for future, study_id, keys in self._queued:
             if future.cancel():
                 draw_sections(self.folder, study_id, keys)
