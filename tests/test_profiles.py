@@ -83,3 +83,21 @@ def test_the_full_profile_uses_all_the_data_and_every_default(full_digits_run):
         run = r["deep"][f"train:{name}"]
         assert run.n_train == n_train and run.spec["epochs"] == spec.epochs
         assert run.isolated  # the full profile trains each network in its own process
+
+
+def test_the_full_profiles_networks_train_two_at_a_time_on_one_thread_each(full_digits_run):
+    """A second thread made them little faster (cnn-seed 1.33x, mlp-2 none): on 2 cores two
+    trainings, each on one thread, longest first; listed in the seed's order all the same."""
+    from mnistlab.runner import usable_cores
+    from mnistlab.saved import model_entries
+
+    study = load_study(full_digits_run)
+    trained = {k: v for k, v in study.results["deep"].items() if k.startswith("train:")}
+    rows = {r["name"]: r for r in study.cost if r["section"] == "deep"}
+    assert [n for n in rows if n.startswith("train:")] == \
+        [f"train:{n}" for n in deep.TRAINING_ORDER]  # computed longest first
+    if usable_cores() >= 2:
+        assert {run.threads for run in trained.values()} == {1}
+        assert any(other.startswith("train:") for other in rows["train:cnn-fast"]["beside"])
+    assert [n for n, e in model_entries(study).items() if e.section == "deep"] == \
+        list(deep.DEFAULT_MODELS)  # listed, and a tie for the best broken, in the seed's order

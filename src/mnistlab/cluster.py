@@ -137,7 +137,7 @@ def compute_on_worker(step, data, inputs: dict, files_key: str | None,
     from distributed import get_worker
     from threadpoolctl import threadpool_limits
 
-    from .measure import Measured
+    from .measure import Measured, given_cores
 
     worker = get_worker()
     threads = threads_per_step(worker.address, shares) if shares else 1
@@ -155,7 +155,8 @@ def compute_on_worker(step, data, inputs: dict, files_key: str | None,
             inputs = {**inputs, "files_dir": Path(scratch) / "models", "files_key": files_key}
         import joblib
 
-        with threadpool_limits(threads), joblib.parallel_config(backend="threading"):
+        with (threadpool_limits(threads), joblib.parallel_config(backend="threading"),
+              given_cores(threads)):
             _set_torch_threads(threads)
             with Measured() as cost:
                 result = step(data, **inputs)

@@ -11,8 +11,31 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psutil
+
+_this_step = threading.local()
+
+
+def cores_given() -> int | None:
+    """The cores the study gives the step computing in this thread, where it gives it fewer
+    than the machine's: 1 beside another step, a Dask worker's share. None: every core. Read
+    by the steps that compute in a process of their own (the networks), which no thread limit
+    of this process reaches."""
+    return getattr(_this_step, "cores", None)
+
+
+@contextmanager
+def given_cores(cores: int) -> Iterator[None]:
+    """The step computed in this thread within the block is given ``cores``."""
+    before = cores_given()
+    _this_step.cores = cores
+    try:
+        yield
+    finally:
+        _this_step.cores = before
 
 
 def yield_to_the_study() -> None:

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from .config import StudyConfig, config_toml
 from .datasets import Dataset
 from .errors import ConfigError, MnistlabError, StepFailed
-from .measure import Measured, yield_to_the_study
+from .measure import Measured, given_cores, yield_to_the_study
 from .sections import SECTIONS
 from .step import Step
 from .store import NOT_FINISHED, RunStore
@@ -250,9 +250,11 @@ def _run_section(store: RunStore, data: Dataset, items: list[PlannedStep], progr
                  ) -> None:
     """Compute a section's steps not done yet, in plan order, in this process.
 
-    A step marked ``one_core`` (libsvm, a tree, UMAP's seeded layout) leaves the other cores
-    idle, so such steps compute side by side, one per core, each in a thread of its own (their
-    libraries release the GIL), with BLAS and OpenMP held to one thread; every other step
+    A step marked ``one_core`` (libsvm or a tree, which leave the other cores idle; a step a
+    second thread makes little faster, such as a network's training) computes side by side with
+    the others, one per core, each in a thread of its own (their libraries release the GIL, a
+    network trains in a process of its own), with BLAS and OpenMP held to one thread (and
+    ``given_cores`` saying 1 to those that compute in a process of their own); every other step
     computes alone, here, with every core. Only this thread touches the store: it loads a
     step's inputs before it starts and saves its result as soon as it ends, so a step that
     fails, or Ctrl-C, loses none that finished. A core that ``apart``'s process computes on is
@@ -508,9 +510,10 @@ def _compute(item: PlannedStep, data: Dataset, inputs: dict,
 
 def _compute_beside(item: PlannedStep, data: Dataset, inputs: dict,
                     finished: queue.Queue) -> None:
-    """A one-core step in its own thread; OpenMP's thread count is per calling thread."""
+    """A one-core step in its own thread; OpenMP's thread count is per calling thread, and
+    a step that computes in a process of its own reads its share from ``given_cores``."""
     try:
-        with threadpool_limits(limits=1, user_api="openmp"):
+        with threadpool_limits(limits=1, user_api="openmp"), given_cores(1):
             result, cost = _compute(item, data, inputs)
         finished.put((item.key, result, cost))
     except BaseException as exc:  # handed to the main thread, which raises it
