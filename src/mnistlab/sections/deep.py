@@ -264,12 +264,15 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
             raise ConfigError(f"deep.models.{name}: cannot work on images of "
                               f"{data.image_shape[0]}x{data.image_shape[1]} ({problem})")
 
-    # Each network trains on one thread, two at once on two cores, when it trains in a process
+    # On two cores each network trains on one thread, two at once, when it trains in a process
     # of its own: a second thread made them little faster (Fashion-MNIST, one epoch, 2 -> 1
     # threads: cnn-fast 30.3 -> 47.6 s, cnn-seed 11.2 -> 14.9 s, mlp-2 5.6 -> 5.0 s), and
     # the longest first, so that the two cores end together. In this process (the quick
     # profile) the trainings would share torch's threads and Python's lock: one at a time.
-    one_core = params.isolate
+    # On more cores, one at a time with every core (one thread each would leave most idle).
+    from ..runner import usable_cores
+
+    one_core = params.isolate and usable_cores() == 2
 
     def step(step_name: str, fn, /, **given) -> Step:
         return bind(step_name, fn, params, seed, one_core=one_core, **given)
