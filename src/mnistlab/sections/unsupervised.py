@@ -659,8 +659,8 @@ def embedding_clusters(
         warnings.filterwarnings("ignore", message="n_jobs value")
         warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
         reducer = UMAP(n_components=embedding_dim, n_neighbors=embedding_neighbors,
-                            min_dist=0.0, random_state=seed,
-                            precomputed_knn=_exact_neighbors(z, embedding_neighbors))
+                       min_dist=0.0, random_state=seed,
+                       precomputed_knn=_exact_neighbors(z, embedding_neighbors))
         e = reducer.fit_transform(z).astype(np.float32)
     with Measured() as cost:
         # Restarts matter here: of three single-start GMMs on one MNIST test set embedding, one
