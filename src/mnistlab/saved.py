@@ -184,11 +184,10 @@ def model_entries(study) -> dict[str, ModelEntry]:
                 result.name, "classic", MODELS[result.name].label, result.row["test_acc"],
                 result.row["val_acc"], result.model_file, result.model_sha256,
                 result.versions)
-    from .sections.deep import DEFAULT_MODELS
+    from .sections.deep import in_seed_order
 
     trained = [r for step, r in study.results.get("deep", {}).items() if step.startswith("train:")]
-    # in the seed's order, whatever the order they trained in (a tie for the best goes first)
-    for result in sorted(trained, key=lambda r: list(DEFAULT_MODELS).index(r.name)):
+    for result in in_seed_order(trained):
         entries[result.name] = ModelEntry(
             result.name, "deep", result.name, result.test_acc, _deep_val_acc(result),
             result.weights_file, result.weights_sha256, {})

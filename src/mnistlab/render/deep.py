@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..sections.deep import DEFAULT_MODELS, Architectures, OverfitResult, TrainResult
+from ..sections.deep import Architectures, OverfitResult, TrainResult, in_seed_order
 from .blocks import Block, FigureSink, heading, new_figure, table, text
 from .context import StudyContext
 from .figures import confusion_figure
@@ -63,9 +63,7 @@ def _examples_figure(runs: list[TrainResult], names: list[str], errors: bool):
 
 def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     arch: Architectures = results["architectures"]
-    # in the seed's order (MLPs, then CNNs), whatever the order they trained in
-    runs = sorted((v for v in results.values() if isinstance(v, TrainResult)),
-                  key=lambda r: list(DEFAULT_MODELS).index(r.name))
+    runs = in_seed_order([v for v in results.values() if isinstance(v, TrainResult)])
     demos = [v for v in results.values() if isinstance(v, OverfitResult)]
     names = study.class_names
     blocks: list[Block] = []

@@ -65,6 +65,12 @@ DEFAULT_MODELS = {
 TRAINING_ORDER = ["cnn-fast", "cnn-seed", "mlp-2", "mlp-1"]
 
 
+def in_seed_order(runs: list) -> list:
+    """Trained networks (anything with a ``name``) in the seed's order, MLPs then CNNs, whatever
+    the order they trained in: the report, the model list and a tie for the best follow it."""
+    return sorted(runs, key=lambda r: list(DEFAULT_MODELS).index(r.name))
+
+
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
