@@ -152,9 +152,14 @@ def main() -> None:
         xt = read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz")
         yt = read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz")
         # 5,000 images: 30 epochs are as many gradient steps as 2.5 epochs of Fashion-MNIST.
-        proxy = TorchClassifier("cnn-fast", **{**params, "epochs": 30}).fit(x, y)
-        print(f"MNIST proxy: cnn-fast on 5,000 digits, {proxy.train_seconds_:.1f} s, official "
-              f"test set accuracy {proxy.score(xt, yt):.4f} (target >= 0.990)")
+        # Then with shift augmentation (an opt-in parameter, off in the study: on Fashion-MNIST's
+        # 5 epochs it cost 0.9289 -> 0.9235 test accuracy with augment_shift=1).
+        for shift in (0, 1):
+            proxy = TorchClassifier("cnn-fast", **{**params, "epochs": 30,
+                                                   "augment_shift": shift}).fit(x, y)
+            print(f"MNIST proxy: cnn-fast on 5,000 digits, augment_shift={shift}, "
+                  f"{proxy.train_seconds_:.1f} s, official test set accuracy "
+                  f"{proxy.score(xt, yt):.4f} (target >= 0.990)")
     else:
         print("MNIST proxy skipped: ../shared/data/mnist-test-10k is absent")
 

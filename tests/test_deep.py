@@ -209,3 +209,59 @@ def test_dropout_drops_p_of_the_elements_and_scales_the_rest(p):
     torch.manual_seed(0)  # the study's seed decides the masks
     assert torch.equal(Dropout(p).train()(x), y)
     assert torch.equal(Dropout(p).eval()(x), x)
+
+
+def _offset_of(moved: np.ndarray, image: np.ndarray, shift: int, background: float):
+    """The (dy, dx) in [-shift, shift] that moves ``image`` to ``moved``, or None."""
+    h, w = image.shape
+    padded = np.pad(image, shift, constant_values=background)
+    for dy in range(-shift, shift + 1):
+        for dx in range(-shift, shift + 1):
+            if np.array_equal(padded[shift - dy:shift - dy + h, shift - dx:shift - dx + w],
+                              moved):
+                return dy, dx
+    return None
+
+
+@pytest.mark.parametrize("shift", [1, 2])
+def test_shift_augmentation_moves_each_image_by_its_own_offset(shift):
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, size=(200, 12, 10)).astype(np.float32)  # no 0: borders show
+    clf = TorchClassifier("cnn-fast", augment_shift=shift)
+    clf.mean_, clf.std_ = 100.0, 50.0
+    batch = clf._images(images)
+    moved = clf._shifted(batch, torch.Generator().manual_seed(0))
+    assert moved.shape == batch.shape
+    background = -clf.mean_ / clf.std_
+    offsets = [_offset_of(m[0].numpy(), b[0].numpy(), shift, background)
+               for m, b in zip(moved, batch)]
+    assert None not in offsets
+    # every offset of the square is drawn, about equally often
+    counts = np.unique(np.array(offsets), axis=0, return_counts=True)[1]
+    assert len(counts) == (2 * shift + 1) ** 2 and counts.min() >= 1
+    again = clf._shifted(batch, torch.Generator().manual_seed(0))
+    assert torch.equal(moved, again)  # the seed decides the offsets
+
+
+def test_shift_augmentation_trains_reproducibly_and_changes_the_model(mnist5k):
+    x, y = mnist5k.x_train[:600], mnist5k.y_train[:600]
+    params = dict(epochs=1, validation_fraction=0.1, arch_params={"channels": [8, 16]})
+    plain = TorchClassifier("cnn-fast", **params).fit(x, y)
+    shifted = TorchClassifier("cnn-fast", augment_shift=1, **params).fit(x, y)
+    again = TorchClassifier("cnn-fast", augment_shift=1, **params).fit(x, y)
+    assert shifted.history_["train_loss"] == again.history_["train_loss"]
+    assert shifted.history_["train_loss"] != plain.history_["train_loss"]
+    assert np.array_equal(shifted.predict(mnist5k.x_test[:50]), again.predict(mnist5k.x_test[:50]))
+
+
+@pytest.mark.parametrize("value, message", [(-1, "greater than or equal to 0"),
+                                            (9, "less than or equal to 8"),
+                                            ("2", "valid integer")])
+def test_bad_shift_augmentation_is_rejected_by_the_estimator_and_the_config(mnist5k, value,
+                                                                           message):
+    with pytest.raises(ValueError, match=f"TorchClassifier: augment_shift: .*{message}"):
+        TorchClassifier("cnn-fast", augment_shift=value).fit(mnist5k.x_train[:50],
+                                                              mnist5k.y_train[:50])
+    if not isinstance(value, str):
+        with pytest.raises(ConfigError, match="augment_shift"):
+            build_config("full", {"deep": {"models": {"cnn-fast": {"augment_shift": value}}}})

@@ -356,6 +356,12 @@ def test_loss_curves_compare_like_with_like():
     assert "label smoothing" not in _curves_caption([_run("mlp-1", [0.2, 0.1])])
     caption = _curves_caption([_run("cnn-fast", [0.2, 0.1], smoothing=0.1)])
     assert "(cnn-fast (0.1)): both loss curves include it" in caption
+    assert "shifted" not in caption
+    shifted = _run("cnn-fast", [0.2, 0.1])
+    shifted.spec["augment_shift"] = 2
+    caption = _curves_caption([_run("mlp-1", [0.2, 0.1]), shifted])
+    assert ("randomly shifted images (cnn-fast (up to 2 px)): their training curves are "
+            "measured on the shifted images") in caption
 
 
 def test_the_tree_depth_answer_says_whose_tree_it_cut():

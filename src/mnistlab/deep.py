@@ -64,6 +64,10 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         best weights.
     patience : int, default=3
     label_smoothing : float, default=0.0
+    augment_shift : int, default=0
+        Data augmentation: each training image, each time it is drawn, moved by a random
+        whole number of pixels from -augment_shift to +augment_shift along each axis (the
+        uncovered border takes the background value, that of a 0 pixel). 0 turns it off.
     arch_params : dict, optional
         Passed to :func:`build_module`.
     max_train_seconds : float, optional
@@ -106,6 +110,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
                  lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0,
                  schedule: str = "constant", validation_fraction: float = 0.2,
                  early_stopping: bool = False, patience: int = 3, label_smoothing: float = 0.0,
+                 augment_shift: int = 0,
                  arch_params: dict | None = None, max_train_seconds: float | None = None,
                  bf16: bool | str = False, stop_at_train_accuracy: float | None = None,
                  seed: int = 0, device: str = "auto"):
@@ -120,6 +125,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.patience = patience
         self.label_smoothing = label_smoothing
+        self.augment_shift = augment_shift
         self.arch_params = arch_params
         self.max_train_seconds = max_train_seconds
         self.bf16 = bf16
@@ -256,6 +262,8 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         for i in range(0, len(xt), self.batch_size):
             idx = order[i:i + self.batch_size]
             xb, yb = xt[idx].to(device), yt[idx].to(device)
+            if self.augment_shift:
+                xb = self._shifted(xb, generator)
             with self._autocast(device):
                 logits = self.module_(xb)
             loss = F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
@@ -267,6 +275,17 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == yb).sum().item()
         return loss_sum / len(xt), correct / len(xt)
+
+    def _shifted(self, xb: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Each image of the batch moved by its own random offset (one gather for the batch):
+        padded with the background, then cropped back to its size at the drawn corner."""
+        s, (n, _, h, w) = self.augment_shift, xb.shape
+        background = -self.mean_ / self.std_  # a 0 pixel, normalised
+        padded = F.pad(xb[:, 0], (s, s, s, s), value=background)
+        dy, dx = torch.randint(0, 2 * s + 1, (2, n), generator=generator).to(xb.device)
+        rows = (dy[:, None] + torch.arange(h, device=xb.device))[:, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=xb.device))[:, None, :]
+        return padded[torch.arange(n, device=xb.device)[:, None, None], rows, cols][:, None]
 
     def _should_stop(self, val_loss: float, xt, yt, device, started: float) -> bool:
         """Early stopping (keeping the best weights), the training-accuracy goal of the

@@ -28,6 +28,7 @@ class TrainingParams(BaseModel):
     early_stopping: bool = False
     patience: int = Field(3, ge=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment_shift: int = Field(0, ge=0, le=8)
     arch_params: dict | None = None
     max_train_seconds: float | None = Field(None, ge=0)
     bf16: bool | Literal["auto"] = False

@@ -161,10 +161,15 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
 def _curves_caption(runs: list[TrainResult]) -> str:
     smoothed = [f"{r.name} ({r.spec['label_smoothing']:g})" for r in runs
                 if r.spec.get("label_smoothing")]
+    shifted = [f"{r.name} (up to {r.spec['augment_shift']} px)" for r in runs
+               if r.spec.get("augment_shift")]
     return ("Loss and accuracy per epoch: training (measured during the epoch, dropout on) vs "
             "validation" + (f". Networks trained with label smoothing ({', '.join(smoothed)}): "
                             "both loss curves include it, so they compare like with like (the "
-                            "test loss of 4.5 is plain cross-entropy)" if smoothed else ""))
+                            "test loss of 4.5 is plain cross-entropy)" if smoothed else "")
+            + (f". Networks trained on randomly shifted images ({', '.join(shifted)}): their "
+               "training curves are measured on the shifted images, the validation curves on "
+               "the images as they are" if shifted else ""))
 
 
 def _has(arch: Architectures, name: str, layer_type: str) -> bool:
@@ -271,7 +276,9 @@ def _cost_answer(runs: list[TrainResult], arch: Architectures) -> str:
                                        (f"{f.spec.get('schedule')} schedule",
                                         f.spec.get("schedule") not in (None, "constant")),
                                        (f"label smoothing {f.spec.get('label_smoothing', 0):g}",
-                                        bool(f.spec.get("label_smoothing"))))
+                                        bool(f.spec.get("label_smoothing"))),
+                                       (f"random shifts of up to {f.spec.get('augment_shift')} px",
+                                        bool(f.spec.get("augment_shift"))))
                   if present]
         parts.append(f"cnn-fast ({', '.join(tricks + [f'{f.n_params:,} parameters'])}) "
                      f"reaches {f.test_acc:.4f} in {f.train_s:.1f} s of training.")
