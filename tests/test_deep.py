@@ -236,7 +236,7 @@ def test_shift_augmentation_moves_each_image_by_its_own_offset(shift):
     offsets = [_offset_of(m[0].numpy(), b[0].numpy(), shift, background)
                for m, b in zip(moved, batch)]
     assert None not in offsets
-    # every offset of the square is drawn, about equally often
+    # every offset of the square is drawn
     counts = np.unique(np.array(offsets), axis=0, return_counts=True)[1]
     assert len(counts) == (2 * shift + 1) ** 2 and counts.min() >= 1
     again = clf._shifted(batch, torch.Generator().manual_seed(0))
@@ -265,3 +265,16 @@ def test_bad_shift_augmentation_is_rejected_by_the_estimator_and_the_config(mnis
     if not isinstance(value, str):
         with pytest.raises(ConfigError, match="augment_shift"):
             build_config("full", {"deep": {"models": {"cnn-fast": {"augment_shift": value}}}})
+
+
+def test_a_shift_as_large_as_the_images_is_refused_by_the_estimator_and_the_plan():
+    data = load_dataset("digits")  # 8x8 images
+    with pytest.raises(ValueError, match="augment_shift=8 would move 8x8 images out of sight"):
+        TorchClassifier("mlp-1", augment_shift=8).fit(data.x_train[:50], data.y_train[:50])
+    params = build_config("quick", {"deep": {"models": {
+        "mlp-1": {"augment_shift": 8}}}}).deep
+    with pytest.raises(ConfigError, match=r"^deep.models.mlp-1: cannot work on images of 8x8 "
+                       r"\(augment_shift=8 would move them out of sight; use less than 8\)"):
+        section.plan(data, params, seed=0)
+    TorchClassifier("mlp-1", augment_shift=7, epochs=1).fit(data.x_train[:50],
+                                                            data.y_train[:50])

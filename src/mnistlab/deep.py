@@ -191,6 +191,10 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         torch.manual_seed(self.seed)
         device = pick_device(self.device)
         (xt, yt), (xv, yv) = self._prepare_data(X, y, device)
+        if self.augment_shift >= min(self.image_shape_):
+            raise ValueError(f"TorchClassifier: augment_shift={self.augment_shift} would move "
+                             f"{self.image_shape_[0]}x{self.image_shape_[1]} images out of "
+                             f"sight; use less than {min(self.image_shape_)}")
         self._build_module(device)
         opt = self._optimizer(self.module_.parameters())
         scheduler = (torch.optim.lr_scheduler.OneCycleLR(

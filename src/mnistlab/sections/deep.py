@@ -266,6 +266,9 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
 
     for name, spec in params.enabled().items():  # the config against this data's images
         problem = image_shape_problem(name, data.image_shape, spec.arch_params)
+        if spec.augment_shift >= min(data.image_shape):
+            problem = (f"augment_shift={spec.augment_shift} would move them out of sight; "
+                       f"use less than {min(data.image_shape)}")
         if problem:
             raise ConfigError(f"deep.models.{name}: cannot work on images of "
                               f"{data.image_shape[0]}x{data.image_shape[1]} ({problem})")
