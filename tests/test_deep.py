@@ -274,7 +274,8 @@ def test_a_shift_as_large_as_the_images_is_refused_by_the_estimator_and_the_plan
     params = build_config("quick", {"deep": {"models": {
         "mlp-1": {"augment_shift": 8}}}}).deep
     with pytest.raises(ConfigError, match=r"^deep.models.mlp-1: cannot work on images of 8x8 "
-                       r"\(augment_shift=8 would move them out of sight; use less than 8\)"):
+                       r"\(augment_shift=8 would move 8x8 images out of sight; use less than "
+                       r"8\)$"):
         section.plan(data, params, seed=0)
     TorchClassifier("mlp-1", augment_shift=7, epochs=1).fit(data.x_train[:50],
                                                             data.y_train[:50])

@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch.nn import functional as F
 
 from .nets import ARCHITECTURES, build_module, count_parameters, layer_table
-from .training import TrainingParams
+from .training import TrainingParams, augment_shift_problem
 
 
 def bf16_enabled(setting: bool | str, device: torch.device) -> bool:
@@ -191,10 +191,9 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         torch.manual_seed(self.seed)
         device = pick_device(self.device)
         (xt, yt), (xv, yv) = self._prepare_data(X, y, device)
-        if self.augment_shift >= min(self.image_shape_):
-            raise ValueError(f"TorchClassifier: augment_shift={self.augment_shift} would move "
-                             f"{self.image_shape_[0]}x{self.image_shape_[1]} images out of "
-                             f"sight; use less than {min(self.image_shape_)}")
+        problem = augment_shift_problem(self.augment_shift, self.image_shape_)
+        if problem:
+            raise ValueError(f"TorchClassifier: {problem}")
         self._build_module(device)
         opt = self._optimizer(self.module_.parameters())
         scheduler = (torch.optim.lr_scheduler.OneCycleLR(

@@ -11,6 +11,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+def augment_shift_problem(augment_shift: int, image_shape: tuple[int, int]) -> str | None:
+    """Why ``augment_shift`` cannot apply to images of ``image_shape``, or None when it can:
+    a shift as large as the image would move it out of sight."""
+    h, w = image_shape
+    if augment_shift >= min(h, w):
+        return (f"augment_shift={augment_shift} would move {h}x{w} images out of sight; use "
+                f"less than {min(h, w)}")
+    return None
+
+
 class TrainingParams(BaseModel):
     """How a network is trained: the TorchClassifier parameters besides ``arch``, validated in
     this one place for the estimator (at ``fit``) and for the study configuration (the deep

@@ -20,7 +20,7 @@ from ..datasets import Dataset
 from ..measure import cores_given
 from ..prepare import stratified_subset
 from ..step import Step, bind
-from ..training import TrainingParams
+from ..training import TrainingParams, augment_shift_problem
 
 NAME = "deep"
 TITLE = "4. Deep learning: MLP and CNN"
@@ -265,10 +265,8 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     from ..errors import ConfigError
 
     for name, spec in params.enabled().items():  # the config against this data's images
-        problem = image_shape_problem(name, data.image_shape, spec.arch_params)
-        if spec.augment_shift >= min(data.image_shape):
-            problem = (f"augment_shift={spec.augment_shift} would move them out of sight; "
-                       f"use less than {min(data.image_shape)}")
+        problem = (image_shape_problem(name, data.image_shape, spec.arch_params)
+                   or augment_shift_problem(spec.augment_shift, data.image_shape))
         if problem:
             raise ConfigError(f"deep.models.{name}: cannot work on images of "
                               f"{data.image_shape[0]}x{data.image_shape[1]} ({problem})")
