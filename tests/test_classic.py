@@ -22,6 +22,11 @@ def mnist5k():
 
 
 @pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
 def params():
     return c.Params(**{**c.QUICK, "max_train": 2000})
 
@@ -107,6 +112,32 @@ def test_kernels_and_svc_sweep_report_support_vectors(mnist5k, params):
     sweep = call_sweep(c.svc_pca_point, c.svc_pca_sweep, mnist5k, params, over="n_components",
                        values=params.svc_pca_components, rep=rep)
     assert [r["n_components"] for r in sweep.rows] == params.svc_pca_components
+
+
+def test_the_rbf_kernel_point_is_the_pca_sweeps_point_of_that_size(mnist5k, digits, params):
+    """Where the kernel comparison's PCA size is a point of the SVC sweep, the plan fits that
+    SVC once: the comparison reads the sweep's point, which holds what its own point would."""
+    from mnistlab.runner import plan_study
+
+    params = params.model_copy(update={"pca_components": 20})
+    rep = c.Representation("linear", {}, 0)
+    own = call_step(c.svc_kernel_point, mnist5k, params, rep=rep, kernel="rbf").row
+    shared = call_step(c.svc_pca_point, mnist5k, params, rep=rep, n_components=20).row
+    timings = {"fit_s", "predict_s_per_10k"}
+    assert {k: v for k, v in own.items() if k not in timings} == \
+        {k: v for k, v in shared.items() if k not in timings}
+    assert timings <= own.keys() & shared.keys()
+
+    def kernel_steps(data):
+        planned = {p.step.name: p.step for p in plan_study(data, build_config("full"))
+                   if p.section == "classic"}
+        return {n for n in planned if n.startswith("svc_kernels:")}, \
+            planned["svc_kernels"].needs["points"]
+
+    names, points = kernel_steps(mnist5k)  # 784 pixels: PCA-100 is a point of the sweep
+    assert "svc_kernels:rbf" not in names and points["rbf"] == "svc_pca:100"
+    names, points = kernel_steps(digits)  # 64 pixels: the sweep has no point of 100
+    assert "svc_kernels:rbf" in names and points["rbf"] == "svc_kernels:rbf"
 
 
 @pytest.mark.parametrize("override, message", [

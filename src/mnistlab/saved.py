@@ -27,10 +27,11 @@ from .errors import StoreError
 log = logging.getLogger("mnistlab")
 
 # skops trusts scikit-learn's estimators by itself; these are the other types a saved classic
-# pipeline holds (our input preparation, the trees inside forests and boosting). A file asking
-# for anything else is refused.
+# pipeline holds (our input preparation, our SVC, the trees inside forests and boosting). A
+# file asking for anything else is refused.
 TRUSTED_TYPES = frozenset({
     "mnistlab.pipeline.ImageInputs",
+    "mnistlab.svc.SVC",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 })

@@ -82,8 +82,10 @@ def make_classifier(name: str, params: dict[str, Any] | None = None, seed: int =
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.naive_bayes import BernoulliNB, GaussianNB
     from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.svm import SVC, LinearSVC
+    from sklearn.svm import LinearSVC
     from sklearn.tree import DecisionTreeClassifier
+
+    from ..svc import SVC  # scikit-learn's, predicting through BLAS
 
     if name.startswith("svc-"):
         # cache_size: 1 GB of kernel rows instead of 200 MB cuts fit time on 50k points.
@@ -374,7 +376,7 @@ def _confidence(model, x: np.ndarray, pred: np.ndarray) -> np.ndarray:
 def _predict_once(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """``model.predict(x)``, and the confidences when the same pass gives them: where
     scikit-learn defines predict() as the argmax of decision_function() (an SVC that breaks
-    ties; its RBF kernel on Fashion-MNIST's 10,000 test images takes 9 s a pass)."""
+    ties: one kernel pass over Fashion-MNIST's 10,000 test images instead of two)."""
     if (getattr(model, "break_ties", False) and model.decision_function_shape == "ovr"
             and len(model.classes_) > 2):
         scores = model.decision_function(x)
@@ -511,34 +513,41 @@ def best_model(data: Dataset, results: dict[str, ModelResult], *,
                      best.test_pred[wrong].astype(np.int64), best.test_confidence[wrong])
 
 
-def learning_curve(
+def learning_curve_point(
     data: Dataset,
-    full: dict[str, ModelResult],
     *,
+    size: int,
     max_train: int,
     validation_fraction: float,
-    learning_curve_sizes: list[int],
     model_params: dict[str, dict[str, Any]],
     seed: int,
-) -> LearningCurve:
-    """Generative (Gaussian naive Bayes) vs discriminative (logistic regression, linear SVM)
-    as the training set grows; the largest point is the leaderboard's own fit."""
+) -> SweepPoint:
+    """One training-set size of the generative vs discriminative curve: Gaussian naive Bayes,
+    logistic regression and the linear SVM fitted on a stratified sample of that size (None
+    at or above the fit split's size, where the leaderboard's own fits stand instead)."""
     split = make_split(data, max_train, validation_fraction, seed)
+    if size >= len(split.y_fit):
+        return SweepPoint(None)
+    x, y = stratified_subset(split.x_fit, split.y_fit, size, seed)
     rows = []
-    names = list(CURVE_MODELS)
-    sizes = [s for s in learning_curve_sizes if s < len(split.y_fit)]
-    for size in sizes:
-        x, y = stratified_subset(split.x_fit, split.y_fit, size, seed)
-        for name in names:
-            model = make_classifier(name, model_params.get(name), seed)
-            if name == "linear-svm":  # a one-core step: its one-vs-rest fits one at a time
-                model.set_params(n_jobs=1)
-            started = time.perf_counter()
-            model.fit(x, y)
-            rows.append({"model": name, "size": size, "train_acc": _accuracy(model, x, y),
-                         "test_acc": _accuracy(model, split.x_test, split.y_test),
-                         "fit_s": time.perf_counter() - started})
-    for name in names:
+    for name in CURVE_MODELS:
+        model = make_classifier(name, model_params.get(name), seed)
+        if name == "linear-svm":  # a one-core step: its one-vs-rest fits one at a time
+            model.set_params(n_jobs=1)
+        started = time.perf_counter()
+        model.fit(x, y)
+        rows.append({"model": name, "size": size, "train_acc": _accuracy(model, x, y),
+                     "test_acc": _accuracy(model, split.x_test, split.y_test),
+                     "fit_s": time.perf_counter() - started})
+    return SweepPoint({"size": size, "rows": rows})
+
+
+def learning_curve(data: Dataset, points: dict[str, SweepPoint],
+                   full: dict[str, ModelResult]) -> LearningCurve:
+    """The curve's sizes, then the leaderboard's fits on the whole fit split as its last
+    point."""
+    rows = [row for point in gathered_rows(points) for row in point["rows"]]
+    for name in CURVE_MODELS:
         if name in full:
             r = full[name].row
             rows.append({"model": name, "size": r["n_fit"], "train_acc": r["train_acc"],
@@ -604,6 +613,34 @@ def tree_depth_sweep(data: Dataset, tree: ModelResult | None = None, *, max_trai
                      fit_s, n_fit, shared)
 
 
+def _svc_on_sweep_sample(data: Dataset, rep: Representation, kernel: str, n_components: int,
+                         max_train: int, validation_fraction: float,
+                         model_params: dict[str, dict[str, Any]], svc_sweep_max_train: int,
+                         seed: int) -> SweepPoint:
+    """An SVC of ``kernel`` on the first ``n_components`` of the sweeps' stratified sample: the
+    row the PCA sweep and the kernel comparison both read (one fit where they meet)."""
+    split = make_split(data, max_train, validation_fraction, seed)
+    x, y = stratified_subset(split.x_fit, split.y_fit, svc_sweep_max_train, seed)
+    if n_components > x.shape[1]:
+        return SweepPoint(None, {"n_train": len(y)})
+    project = _pca_inputs(split, rep, n_components, x)
+    z, zt = project(x), project(split.x_test)
+    name = f"svc-{kernel}"
+    model = make_classifier(name, model_params.get(name), seed)
+    started = time.perf_counter()
+    model.fit(z, y)
+    fit_s = time.perf_counter() - started
+    started = time.perf_counter()
+    pred = model.predict(zt)
+    return SweepPoint({"kernel": kernel, "n_components": z.shape[1], "C": float(model.C),
+                       "fit_s": fit_s,
+                       "predict_s_per_10k": (time.perf_counter() - started) * 10_000 / len(zt),
+                       "train_acc": _accuracy(model, z, y),
+                       "test_acc": float(np.mean(pred == split.y_test)),
+                       "n_support": int(model.n_support_.sum())},
+                      {"n_train": len(y), "n_components": z.shape[1]})
+
+
 def svc_pca_point(
     data: Dataset,
     rep: Representation,
@@ -614,25 +651,15 @@ def svc_pca_point(
     model_params: dict[str, dict[str, Any]],
     svc_sweep_max_train: int,
     seed: int,
+    kernel: Literal["rbf"] = "rbf",
 ) -> SweepPoint:
-    """One point of the SVC sweep over PCA sizes: an RBF SVC on the first ``n_components``.
+    """One point of the SVC sweep over PCA sizes: an RBF SVC on the first ``n_components``
+    (None above the number of pixels).
 
     The PCA is fitted with just these components: its covariance eigendecomposition gives
     the same first components whatever their number, so each point stands alone."""
-    split = make_split(data, max_train, validation_fraction, seed)
-    x, y = stratified_subset(split.x_fit, split.y_fit, svc_sweep_max_train, seed)
-    facts = {"n_train": len(y)}
-    if n_components > x.shape[1]:
-        return SweepPoint(None, facts)
-    project = _pca_inputs(split, rep, n_components, x)
-    z, zt = project(x), project(split.x_test)
-    model = make_classifier("svc-rbf", model_params.get("svc-rbf"), seed)
-    started = time.perf_counter()
-    model.fit(z, y)
-    return SweepPoint({"n_components": n_components, "fit_s": time.perf_counter() - started,
-                       "train_acc": _accuracy(model, z, y),
-                       "test_acc": _accuracy(model, zt, split.y_test),
-                       "n_support": int(model.n_support_.sum())}, facts)
+    return _svc_on_sweep_sample(data, rep, kernel, n_components, max_train,
+                                validation_fraction, model_params, svc_sweep_max_train, seed)
 
 
 def svc_pca_sweep(data: Dataset, points: dict[str, SweepPoint]) -> SvcPca:
@@ -651,24 +678,12 @@ def svc_kernel_point(
     svc_sweep_max_train: int,
     seed: int,
 ) -> SweepPoint:
-    """One kernel of the SVC kernel comparison, on the sweep's sample and the PCA inputs."""
+    """One kernel of the SVC kernel comparison, on the sweep's sample and the PCA inputs (all
+    the pixels' components where there are fewer than ``pca_components``)."""
     split = make_split(data, max_train, validation_fraction, seed)
-    x, y = stratified_subset(split.x_fit, split.y_fit, svc_sweep_max_train, seed)
-    project = _pca_inputs(split, rep, pca_components, x)
-    z, zt = project(x), project(split.x_test)
-    name = f"svc-{kernel}"
-    model = make_classifier(name, model_params.get(name), seed)
-    started = time.perf_counter()
-    model.fit(z, y)
-    fit_s = time.perf_counter() - started
-    started = time.perf_counter()
-    pred = model.predict(zt)
-    return SweepPoint({"kernel": kernel, "C": float(model.C), "fit_s": fit_s,
-                       "predict_s_per_10k": (time.perf_counter() - started) * 10_000 / len(zt),
-                       "train_acc": _accuracy(model, z, y),
-                       "test_acc": float(np.mean(pred == split.y_test)),
-                       "n_support": int(model.n_support_.sum())},
-                      {"n_train": len(y), "n_components": z.shape[1]})
+    n_components = min(pca_components, split.x_fit[0].size)
+    return _svc_on_sweep_sample(data, rep, kernel, n_components, max_train, validation_fraction,
+                                model_params, svc_sweep_max_train, seed)
 
 
 def svc_kernels(data: Dataset, points: dict[str, SweepPoint]) -> SvcKernels:
@@ -781,25 +796,38 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     models = {name: f"model:{name}" for name in params.models}
     steps += [
         step("best", best_model, needs={"results": models}),
-        # naive Bayes, logistic regression and the one-vs-rest linear SVM, one fit at a time:
-        # 9.8 s on one core; 12.0 s with two BLAS threads and the SVM on two (Fashion-MNIST)
-        one_core_step("learning_curve", learning_curve,
-                      needs={"full": {m: s for m, s in models.items() if m in CURVE_MODELS}},
-                      model_params=estimator_params(*CURVE_MODELS)),
     ]
+    # One step per training-set size, needing no model of the leaderboard, so that its points
+    # compute beside the long one-core fits instead of alone at the section's end (24 s with
+    # the other core idle, Fashion-MNIST). Naive Bayes, logistic regression and the one-vs-rest
+    # linear SVM, one fit at a time: 9.8 s on one core; 12.0 s with two BLAS threads and the
+    # SVM on two.
+    steps += sweep("learning_curve", learning_curve_point, learning_curve, params, seed,
+                   over="size", values=params.learning_curve_sizes, one_core=True,
+                   gather_needs={"full": {m: s for m, s in models.items() if m in CURVE_MODELS}},
+                   model_params=estimator_params(*CURVE_MODELS))
     steps.append(one_core_step("tree_depth", tree_depth_sweep,
                                needs={"tree": "model:decision-tree"} if shares_tree else None))
     # Sweeps of independent points: one step per point, so that workers share them.
+    # kernel="rbf" is the default; written out, it keys the points that also give the
+    # kernel comparison its prediction time (a point stored before that has none).
     steps += sweep("svc_pca", svc_pca_point, svc_pca_sweep, params, seed,
                    over="n_components", values=params.svc_pca_components,
                    needs={"rep": "representation"}, model_params=estimator_params("svc-rbf"),
-                   one_core=True)
+                   kernel="rbf", one_core=True)
+    # The RBF kernel on pca_components is the PCA sweep's point of that size: the same sample,
+    # components and SVC (12 s of one core on Fashion-MNIST, fitted once instead of twice).
+    kernel_points = {}
     for kernel in params.kernels:
+        if (kernel == "rbf" and params.pca_components in params.svc_pca_components
+                and params.pca_components <= int(np.prod(data.image_shape))):
+            kernel_points[kernel] = f"svc_pca:{params.pca_components}"
+            continue
+        kernel_points[kernel] = f"svc_kernels:{kernel}"
         steps.append(one_core_step(f"svc_kernels:{kernel}", svc_kernel_point,
-                          needs={"rep": "representation"}, kernel=kernel,
-                          model_params=estimator_params(f"svc-{kernel}")))
-    steps.append(step("svc_kernels", svc_kernels, needs={"points": {
-        kernel: f"svc_kernels:{kernel}" for kernel in params.kernels}}))
+                                   needs={"rep": "representation"}, kernel=kernel,
+                                   model_params=estimator_params(f"svc-{kernel}")))
+    steps.append(step("svc_kernels", svc_kernels, needs={"points": kernel_points}))
     steps.append(one_core_step("c_sweep", c_sweep))
     steps += sweep("tree_pca", tree_pca_point, tree_pca_sweep, params, seed,
                    over="n_components", values=params.tree_pca_components,
