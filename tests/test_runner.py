@@ -366,6 +366,7 @@ class Where:
     pid: int
     idle_priority: bool
     blas: list
+    openmp: int  # the threads of scikit-learn's OpenMP runtime, loaded during the step
 
 
 def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None):
@@ -387,9 +388,11 @@ def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None):
         raise TimeoutError("the study's own steps did not compute at the same time")
     if n_samples == 0:
         raise ZeroDivisionError("a bug in a process of its own")
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
     return Where(os.getpid(), os.sched_getscheduler(0) == os.SCHED_IDLE,
                  sorted({lib["num_threads"] for lib in threadpool_info()
-                         if lib["user_api"] == "blas"}))
+                         if lib["user_api"] == "blas"}), _openmp_effective_n_threads())
 
 
 def meets_the_apart(data, *, meet_at):
@@ -431,6 +434,7 @@ def test_a_step_that_holds_the_gil_computes_in_a_process_of_its_own_beside_the_r
     finally:
         store.close()
     assert apart.pid != os.getpid() and apart.idle_priority and set(apart.blas) <= {1}
+    assert apart.openmp == 1
     assert [(r["name"], r["own_process"], r["beside"]) for r in rows] == [
         ("apart", True, ["here"]), ("here", False, ["apart"])]
     assert ("advance", "Fake first steps") in progress.events  # its section's bar, whenever

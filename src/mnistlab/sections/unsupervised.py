@@ -536,19 +536,30 @@ def birch(
     return BirchResult(threshold, len(model.subcluster_centers_), row)
 
 
-_EXACT_BELOW = 4096  # umap-learn's own bound between exact and approximate neighbours
+# Up to this many points the embedding gives UMAP the exact neighbours; above, umap-learn's
+# approximate search (pynndescent), whose cost grows as n log n instead of n squared. Fashion-
+# MNIST's 60,000 training images, one core: exact 28 s; pynndescent 44 s, 36 s of it compiling
+# its nn_descent kernel, in each process (numba cannot cache it: "dynamic globals").
+_EXACT_BELOW = 80_000
 
 
 def _exact_neighbors(z: np.ndarray, k: int) -> tuple:
-    """Below 4,096 points umap-learn finds the exact neighbours (above, it approximates
-    them): so do we, with scikit-learn, which measures the distances with BLAS. umap-learn
-    measures them one pair at a time through a Python call (16 million calls for 4,000 points:
-    10 of the quick study's 21 s in the embedding). Above, umap-learn's own search."""
+    """The exact neighbours of each point, from scikit-learn (distances by BLAS), below
+    ``_EXACT_BELOW`` points; above, (None, None, None): umap-learn searches itself.
+
+    Below 4,096 points umap-learn would find them exactly too, one pair at a time through a
+    Python call (16 million calls for 4,000 points: 10 of the quick study's 21 s). On one
+    thread, whatever the machine: the embedding computes on one core, and the neighbours at a
+    tie of float32 distances, hence the layout, depend on how the search splits its work
+    (scikit-learn's OpenMP runtime, loaded by this import, is limited only from here on)."""
     if len(z) >= _EXACT_BELOW:
         return (None, None, None)
     from sklearn.neighbors import NearestNeighbors
+    from threadpoolctl import threadpool_limits
 
-    distances, indices = NearestNeighbors(n_neighbors=min(k, len(z))).fit(z).kneighbors(z)
+    with threadpool_limits(limits=1):
+        search = NearestNeighbors(n_neighbors=min(k, len(z))).fit(z)
+        distances, indices = search.kneighbors(z)
     return indices, distances
 
 
@@ -591,11 +602,11 @@ def umap_class(approximate_neighbours: bool) -> type:
 
     umap-learn imports pynndescent with itself, and numba compiles pynndescent's kernels as it
     is imported: 19 of a fresh install's 22 s of ``import umap`` (measured on this machine),
-    on the critical path of the first quick study. Given the exact neighbours (below 4,096
-    points) a euclidean UMAP never calls pynndescent, so umap-learn is then imported beside
-    stand-ins that hold nothing (the same layout, bit for bit); once a call needs the search,
-    the real pynndescent takes their place in umap-learn's module. No library imports umap
-    lazily, hence this by hand.
+    on the critical path of the first quick study. Given the exact neighbours (below
+    ``_EXACT_BELOW`` points) a euclidean UMAP never calls pynndescent, so umap-learn is then
+    imported beside stand-ins that hold nothing (the same layout, bit for bit); once a call
+    needs the search, the real pynndescent takes their place in umap-learn's module. No
+    library imports umap lazily, hence this by hand.
     """
     import importlib
     import sys
