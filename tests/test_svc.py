@@ -84,6 +84,8 @@ def test_wrong_inputs_fail_as_an_svcs_do(digits_pca):
     model = SVC().fit(x, y)
     with pytest.raises(ValueError, match="features"):
         model.predict(xt[:, :5])
+    with pytest.raises(ValueError, match="break_ties must be False"):
+        SVC(break_ties=True, decision_function_shape="ovo").fit(x, y).predict(xt)
     from sklearn.exceptions import NotFittedError
 
     with pytest.raises(NotFittedError):

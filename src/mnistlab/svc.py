@@ -42,8 +42,9 @@ class SVC(svm.SVC):
         return ovo
 
     def predict(self, X):
-        if not self._predicts_through_blas():
-            return super().predict(X)
+        if not self._predicts_through_blas() or (self.break_ties and
+                                                 self.decision_function_shape == "ovo"):
+            return super().predict(X)  # the latter: scikit-learn's error
         if self.break_ties and self.decision_function_shape == "ovr" and len(self.classes_) > 2:
             return self.classes_[np.argmax(self.decision_function(X), axis=1)]
         ovo = self._ovo_decision(self._validate_for_predict(X))
