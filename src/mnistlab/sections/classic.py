@@ -680,8 +680,7 @@ def svc_kernel_point(
 ) -> SweepPoint:
     """One kernel of the SVC kernel comparison, on the sweep's sample and the PCA inputs (all
     the pixels' components where there are fewer than ``pca_components``)."""
-    split = make_split(data, max_train, validation_fraction, seed)
-    n_components = min(pca_components, split.x_fit[0].size)
+    n_components = min(pca_components, int(np.prod(data.image_shape)))
     return _svc_on_sweep_sample(data, rep, kernel, n_components, max_train, validation_fraction,
                                 model_params, svc_sweep_max_train, seed)
 
