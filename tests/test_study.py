@@ -361,3 +361,14 @@ def test_a_rerun_with_nothing_to_compute_imports_neither_torch_nor_scikit_learn(
                 if line.startswith("import time:")}
     assert "mnistlab.runner" in imported
     assert not {"torch", "sklearn", "scipy.stats"} & imported
+
+
+def test_a_rerun_with_the_progress_display_counts_the_steps_found_done(quick_run, tmp_path):
+    """The embedding, computed apart, is found done before its section's bar exists."""
+    out = tmp_path / "run"
+    shutil.copytree(quick_run, out)
+    result = run_cli("study", "--dataset", "mnist-5k", "--profile", "quick", "--out", str(out),
+                     env={"MNISTLAB_DATA": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert " 0 step(s) computed" in result.stdout
+    assert "failed" not in result.stderr, result.stderr  # a drawing found done is no failure

@@ -137,6 +137,9 @@ class RichProgress:
                             MofNCompleteColumn(), TimeElapsedColumn(), console=err)
         self.task = None
         self.tasks: dict[str, Any] = {}  # section title -> its bar
+        # steps of a section whose bar does not exist yet: a step computed in a process of its
+        # own may be found done (or end) before its section starts here
+        self.early: dict[str, int] = {}
 
     @contextmanager
     def running(self):
@@ -146,15 +149,19 @@ class RichProgress:
     def section(self, title: str, n_steps: int) -> None:
         if self.task is not None:
             self.bar.stop_task(self.task)
-        self.task = self.tasks[title] = self.bar.add_task(title, total=n_steps, step="")
+        self.task = self.tasks[title] = self.bar.add_task(
+            title, total=n_steps, completed=self.early.pop(title, 0), step="")
 
     def step(self, name: str) -> None:
         self.bar.update(self.task, step=name)
 
     def advance(self, section: str | None = None) -> None:
         """One more step done, of the current section or of the section titled ``section``
-        (a step computed in a process of its own may end after its section)."""
-        self.bar.advance(self.tasks.get(section, self.task))
+        (a step computed in a process of its own may end before or after its section)."""
+        if section is not None and section not in self.tasks:
+            self.early[section] = self.early.get(section, 0) + 1
+        elif self.task is not None:
+            self.bar.advance(self.tasks.get(section, self.task))
 
 
 def _default_dataset(quiet: bool):

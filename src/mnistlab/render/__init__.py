@@ -193,10 +193,13 @@ class BackgroundDrawing:
 
     def finish(self) -> None:
         """Draw here what no drawing process has started (beside them), then wait for them."""
+        started = []
         for future, study_id, keys in self._queued:
             if future.cancel():
                 draw_sections(self.folder, study_id, keys)
-        for future, _, keys in self._queued:
+            else:
+                started.append((future, keys))
+        for future, keys in started:
             try:
                 future.result()
             except Exception as exc:  # build_report draws them again, and says what fails
