@@ -207,3 +207,30 @@ def test_the_depth_sweep_shares_only_a_default_leaderboard_tree(mnist5k, overrid
     # the leaderboard's tree scores its cuts only for a sweep that reads them
     if "model:decision-tree" in steps:
         assert steps["model:decision-tree"].arguments.get("depth_cuts_for_sweep", False) is shared
+
+
+LINEAR_SVM_ALONE = """
+import sys, psutil
+from pathlib import Path
+from mnistlab import load_dataset
+from mnistlab.sections import classic as c
+from mnistlab.step import call_step
+
+result = call_step(c.fit_model, load_dataset("digits"), c.Params(**c.QUICK), name="linear-svm",
+                   files_dir=Path(sys.argv[1]), files_key="0123456789abcdef0123")
+print(result.row["test_acc"], len(psutil.Process().children(recursive=True)))
+"""
+
+
+def test_the_linear_svm_fits_its_one_vs_rest_problems_in_threads(tmp_path):
+    """Not in joblib's worker processes, whose start-up took longer than the fit."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fit.py"
+    script.write_text(LINEAR_SVM_ALONE)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "models")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    accuracy, children = done.stdout.split()
+    assert float(accuracy) > 0.9 and children == "0"

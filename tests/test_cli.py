@@ -270,3 +270,31 @@ def test_help_imports_only_the_command_line_libraries():
                 if line.startswith("import time:")}
     assert "typer" in imported
     assert not {"numpy", "pydantic", "torch", "sklearn", "jinja2", "mnistlab.config"} & imported
+
+
+EXIT = """
+import atexit, sys, threading, time
+from mnistlab.cli import main
+
+atexit.register(lambda: print("exit handler ran", flush=False))
+if sys.argv[1] == "thread":  # a thread still working when the command returns
+    threading.Thread(target=lambda: (time.sleep(0.5), print("thread finished"))).start()
+sys.stdout.write("unflushed output ")
+sys.argv = ["mnistlab", "--help" if sys.argv[1] != "usage" else "no-such-command"]
+main()
+"""
+
+
+@pytest.mark.parametrize("case, code", [("help", 0), ("usage", 2), ("thread", 0)])
+def test_the_quick_exit_keeps_exit_codes_handlers_threads_and_output(tmp_path, case, code):
+    """main() leaves without Python's finalisation (seconds with torch loaded), not without
+    what finalisation guarantees."""
+    script = tmp_path / "exit.py"
+    script.write_text(EXIT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a buffered pipe
+    result = subprocess.run([sys.executable, str(script), case], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == code, result.stderr
+    assert result.stdout.startswith("unflushed output ")
+    assert "exit handler ran" in result.stdout
+    assert ("thread finished" in result.stdout) == (case == "thread")

@@ -492,6 +492,36 @@ def _write_traceback(exc: BaseException) -> Path:
 def main() -> None:
     """Entry point: usage errors are typer's (usage, exit 2); errors a user caused are one line
     (exit 2); a bug is one line naming where its traceback went (exit 1), unless --debug."""
+    try:
+        _main()
+    except SystemExit as exc:
+        _exit_without_finalising(exc.code)
+    _exit_without_finalising(0)
+
+
+def _exit_without_finalising(code: int | str | None) -> None:
+    """Exit once every thread but daemons is done, the exit handlers have run (logging's,
+    multiprocessing's, which joins its children) and the streams are flushed, without Python's
+    finalisation, which frees every module one by one: with torch and scikit-learn loaded it
+    took 1.9 s after the report was written (os._exit: 0.06 s)."""
+    import atexit
+
+    if any(t.is_alive() and not t.daemon and t is not threading.main_thread()
+           for t in threading.enumerate()):
+        raise SystemExit(code)  # Python waits for them
+    if code is not None and not isinstance(code, int):  # what SystemExit does with a message
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said there
+            pass
+    os._exit(code or 0)
+
+
+def _main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app(prog_name="mnistlab")

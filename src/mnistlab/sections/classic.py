@@ -438,6 +438,8 @@ def fit_model(
     scikit-learn pipeline from raw images in ``files_dir/NAME-KEY.skops`` (no pickle).
     ``depth_cuts_for_sweep``: a decision tree also scores itself cut at every depth, for the
     depth sweep to read (see :func:`tree_depth_sweep`)."""
+    from joblib import parallel_config
+
     from ..pipeline import ImageInputs
 
     split = make_split(data, max_train, validation_fraction, seed)
@@ -460,7 +462,11 @@ def fit_model(
         # predictions in one pass
         model = make_classifier(name, model_params.get(name), seed, break_ties=True)
         started = time.perf_counter()
-        model.fit(x_fit, split.y_fit)
+        # liblinear releases the GIL: the linear SVM's one-vs-rest problems fit in threads
+        # instead of joblib's worker processes, whose start-up cost more than the fit (quick
+        # profile: 3.0 -> 0.3 s; 20,000 Fashion-MNIST images: 9.9 -> 8.1 s; same coefficients)
+        with parallel_config(prefer="threads"):
+            model.fit(x_fit, split.y_fit)
         fit_s = time.perf_counter() - started + pca_s
     sample = _subset_index(len(split.y_fit), train_score_sample, seed)
     train_acc = _accuracy(model, x_fit[sample], split.y_fit[sample])
