@@ -55,6 +55,7 @@ def test_the_quick_profile_reaches_every_step(quick_run):
     assert c["learning_curve"].sizes[:-1] == classic.QUICK["learning_curve_sizes"]
     assert c["model:logistic"].row["train_score_n"] == classic.QUICK["train_score_sample"]
     assert len(c["c_sweep"].labels) <= classic.QUICK["c_max_train"]
+    assert c["model:hist-gb"].params["max_bins"] == classic.QUICK["boosting_max_bins"]
     for name, spec in deep.QUICK["models"].items():
         run = r["deep"][f"train:{name}"]
         assert run.n_train == deep.QUICK["max_train"]

@@ -373,3 +373,13 @@ def test_the_tree_depth_answer_says_whose_tree_it_cut():
     text = tree_depth_answer(shared)
     assert "The leaderboard's decision tree, grown on 1,000 images to depth 41" in text
     assert "grows no tree instead of 3" in text and "One tree was grown" not in text
+
+
+def test_the_leaderboard_says_when_gradient_boosting_bins_its_inputs_coarser(quick_run,
+                                                                              full_digits_run):
+    import html
+
+    quick = html.unescape((quick_run / "report.html").read_text())
+    assert "gradient boosting bins each input into 63 levels (scikit-learn's default: 255)" \
+        in quick
+    assert "bins each input into" not in (full_digits_run / "report.html").read_text()

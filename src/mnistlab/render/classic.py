@@ -40,10 +40,13 @@ def _leaderboard(models: list[ModelResult]) -> Block:
                      _f(r["peak_mb"], 0)])
     n_fit = models[0].row["n_fit"]
     n_score = models[0].row["train_score_n"]
+    bins = {m.params.get("max_bins") for m in models if m.name == "hist-gb"} - {None, 255}
+    coarser = (f"; gradient boosting bins each input into {bins.pop()} levels (scikit-learn's "
+               "default: 255)" if bins else "")
     return table(["model", "input", "train acc", "validation acc", "test acc", "gap (train - test)",
                   "fit (s)", "predict (s / 10k images)", "size (MB, pickled)", "peak RSS (MiB)"],
                  rows, f"Every model fitted on {n_fit:,} training images, sorted by validation "
-                       f"accuracy (train accuracy measured on {n_score:,} of them)")
+                       f"accuracy (train accuracy measured on {n_score:,} of them){coarser}")
 
 
 def _curve_figure(curve: LearningCurve):

@@ -7,7 +7,7 @@ import numpy as np
 from ..sections.deep import Architectures, OverfitResult, TrainResult, in_seed_order
 from .blocks import Block, FigureSink, heading, new_figure, table, text
 from .context import StudyContext
-from .figures import confusion_figure
+from .figures import confusion_figure, image_grid
 
 
 def _curves_figure(runs: list[TrainResult]):
@@ -42,23 +42,24 @@ def _confusions_figure(runs: list[TrainResult], names: list[str]):
 
 
 def _examples_figure(runs: list[TrainResult], names: list[str], errors: bool):
-    n = max(len(r.error_images if errors else r.example_images) for r in runs)
-    fig = new_figure(1.2 * max(n, 1), 1.55 * len(runs))
-    for i, r in enumerate(runs):
-        images = r.error_images if errors else r.example_images
+    n = max(max(len(r.error_images if errors else r.example_images) for r in runs), 1)
+    images, titles, colors = [], [], []
+    for r in runs:
+        shown = r.error_images if errors else r.example_images
         pred = r.error_pred if errors else r.example_pred
         true = r.error_true if errors else r.example_true
-        for j in range(len(images)):
-            ax = fig.add_subplot(len(runs), n, i * n + j + 1)
-            ax.imshow(images[j], cmap="gray", vmin=0, vmax=255)
+        for j in range(n):
+            if j >= len(shown):
+                images.append(None)
+                titles.append("")
+                colors.append("black")
+                continue
+            images.append(shown[j])
             conf = f" {r.error_confidence[j]:.2f}" if errors else ""
-            ax.set_title(f"{names[pred[j]]} / {names[true[j]]}{conf}", fontsize=6.5,
-                         color="tab:green" if pred[j] == true[j] else "tab:red")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(r.name, fontsize=8)
-    return fig
+            titles.append(f"{names[pred[j]]} / {names[true[j]]}{conf}")
+            colors.append("tab:green" if pred[j] == true[j] else "tab:red")
+    return image_grid(images, titles, cols=n, colors=colors, fontsize=6.5,
+                      row_labels=[r.name for r in runs])
 
 
 def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
@@ -119,10 +120,14 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
                        "Confusion matrices on the test set, each row normalised"),
             sink.block("deep-first10", _examples_figure(runs, names, errors=False),
                        "The first test images: predicted / true class (green right, red wrong)"),
-            sink.block("deep-errors", _examples_figure(runs, names, errors=True),
-                       "The most confident errors of each model: predicted / true class and "
-                       "the probability it gave its wrong answer"),
         ]
+        if any(len(r.error_images) for r in runs):
+            blocks.append(sink.block(
+                "deep-errors", _examples_figure(runs, names, errors=True),
+                "The most confident errors of each model: predicted / true class and the "
+                "probability it gave its wrong answer"))
+        else:
+            blocks.append(text("No network got any test image wrong."))
 
     # 4.6 ------------------------------------------------------------------------------
     blocks.append(heading("4.6 Is there overfitting?"))

@@ -7,6 +7,7 @@ import numpy as np
 from ..sections.explore import Gallery, HoldoutDemo, Summary
 from .blocks import Block, FigureSink, esc, heading, new_figure, table, text
 from .context import StudyContext
+from .figures import image_grid
 
 
 def _pct(count: int, total: int) -> str:
@@ -14,14 +15,10 @@ def _pct(count: int, total: int) -> str:
 
 
 def _gallery_figure(g: Gallery, names: list[str]):
-    n = len(g.sample_labels)
-    fig = new_figure(1.3 * n, 1.6)
-    for i, (img, label) in enumerate(zip(g.sample_images, g.sample_labels)):
-        ax = fig.add_subplot(1, n, i + 1)
-        ax.imshow(img, cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{names[label]}\n#{g.sample_indices[i]}", fontsize=8)
-        ax.axis("off")
-    return fig
+    return image_grid(list(g.sample_images),
+                      [f"{names[label]}\n#{index}" for label, index in zip(g.sample_labels,
+                                                                          g.sample_indices)],
+                      cols=len(g.sample_labels), title_lines=2, fontsize=8, tile_inches=1.3)
 
 
 def _balance_figure(s: Summary):
@@ -42,16 +39,10 @@ def _balance_figure(s: Summary):
 
 
 def _means_figure(g: Gallery, names: list[str]):
-    k = len(names)
-    cols = min(k, 10)
-    rows = int(np.ceil(k / cols))
-    fig = new_figure(1.2 * cols, 1.4 * rows)
-    for c in range(k):
-        ax = fig.add_subplot(rows, cols, c + 1)
-        ax.imshow(g.class_means[c], cmap="magma")
-        ax.set_title(names[c], fontsize=8)
-        ax.axis("off")
-    return fig
+    # each mean on its own colour scale, from its darkest to its brightest pixel
+    means = [(m - m.min()) / max(float(m.max() - m.min()), 1e-12) for m in g.class_means]
+    return image_grid(means, list(names), cols=min(len(names), 10), fontsize=8,
+                      cmap="magma", vmin=0, vmax=1)
 
 
 def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:

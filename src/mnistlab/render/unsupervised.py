@@ -16,7 +16,7 @@ from ..sections.unsupervised import (
 )
 from .blocks import Block, FigureSink, esc, heading, new_figure, table, text
 from .context import StudyContext
-from .figures import share_heatmap
+from .figures import image_grid, share_heatmap
 
 SCORES = ["homogeneity", "completeness", "v_measure", "ari", "ami", "rand"]
 SCORE_LABELS = {"homogeneity": "homogeneity", "completeness": "completeness",
@@ -35,21 +35,12 @@ def _silhouette(row: dict) -> str:
 
 
 def _gallery_figure(pca: PcaResult):
-    n = len(pca.gallery_components) + 1
-    cols = min(n, 9)
-    rows = int(np.ceil(n / cols))
-    fig = new_figure(1.25 * cols, 1.55 * rows)
-    ax = fig.add_subplot(rows, cols, 1)
-    ax.imshow(pca.gallery_image, cmap="gray", vmin=0, vmax=255)
-    ax.set_title("original", fontsize=8)
-    ax.axis("off")
-    for i, (k, img, err) in enumerate(zip(pca.gallery_components, pca.gallery_reconstructions,
-                                          pca.gallery_mse)):
-        ax = fig.add_subplot(rows, cols, i + 2)
-        ax.imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"n={k}\nMSE {err:.4f}", fontsize=7)
-        ax.axis("off")
-    return fig
+    images = [pca.gallery_image / 255] + [np.clip(img, 0, 1) for img in
+                                          pca.gallery_reconstructions]
+    titles = ["original"] + [f"n={k}\nMSE {err:.4f}" for k, err in
+                                zip(pca.gallery_components, pca.gallery_mse)]
+    return image_grid(images, titles, cols=min(len(images), 9), title_lines=2, fontsize=7,
+                      tile_inches=1.25, vmin=0, vmax=1)
 
 
 def _variance_figure(pca: PcaResult):
