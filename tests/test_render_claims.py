@@ -196,6 +196,9 @@ def test_the_embedding_text_cites_the_seed_on_mnist_only():
     kmeans["accuracy"] = 0.5
     text = _embedding_text(emb, 10, kmeans, seed_comparable=True)
     assert "better than k-means" in text and "no better" not in text and "0.485" in text
+    assert "epochs" not in text  # umap-learn's default: nothing to say
+    assert "200 layout epochs where umap-learn would give 500" in _embedding_text(
+        emb, 10, kmeans, epochs=200)
 
 
 # ------------------------------------------------------------------ classic

@@ -158,6 +158,28 @@ def test_embedding_clusters_real_digits_well():
     assert result.points.shape == (500, 2)
 
 
+
+def test_the_embedding_runs_the_layout_epochs_asked_for_and_umaps_own_by_default():
+    """0 leaves umap-learn's rule (500 epochs up to 10,000 images): bit for bit as asking for
+    500; the quick profile's 200 give another layout, and the full profile's step is keyed as
+    before the field existed (its stored embedding is reused)."""
+    digits = load_dataset("digits")
+    p = u.Params(max_train=600, embedding_n_init=1, silhouette_repeats=1, plot_points=100,
+                 n_clusters=10, embedding_dim=2)
+    default, five_hundred, two_hundred = (
+        call_step(u.embedding_clusters, digits, p.model_copy(update={"embedding_epochs": n}))
+        for n in (0, 500, 200))
+    assert np.array_equal(default.points, five_hundred.points)
+    assert not np.array_equal(default.points, two_hundred.points)
+    assert two_hundred.row["accuracy"] > 0.6
+
+    def embedding_arguments(profile):
+        steps = u.plan(digits, build_config(profile).unsupervised, 0)
+        return next(s for s in steps if s.name == "embedding").arguments
+
+    assert "embedding_epochs" not in embedding_arguments("full")
+    assert embedding_arguments("quick")["embedding_epochs"] == u.QUICK["embedding_epochs"]
+
 _LAYOUT_AND_CACHE_HITS = """
 import importlib, sys, warnings
 import numpy as np

@@ -249,7 +249,8 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
                 [(emb.points, emb.point_clusters), (emb.points, emb.point_classes)],
                 [f"{emb.cluster} clusters in the {emb.method} space", "true classes"]),
                 f"First two of the {emb.dim} UMAP dimensions"),
-            text(_embedding_text(emb, inits.n_clusters, r0, study.mnist_like)),
+            text(_embedding_text(emb, inits.n_clusters, r0, study.mnist_like,
+                                 study.config.unsupervised.embedding_epochs)),
         ]
     blocks += [heading("Clustering leaderboard"), _leaderboard(inits, k2, gmm, birch, emb, pca)]
     return blocks
@@ -477,7 +478,7 @@ def _embedding_evidence(emb: EmbeddingResult | None, best_gmm: dict) -> str:
 
 
 def _embedding_text(emb: EmbeddingResult, k: int, kmeans_row: dict,
-                    seed_comparable: bool = False) -> str:
+                    seed_comparable: bool = False, epochs: int = 0) -> str:
     e = emb.row
     better = e["accuracy"] > kmeans_row["accuracy"] + SCORE_NOISE
     prep = ("each image is first deskewed (sheared upright by its second moments and centred on "
@@ -485,7 +486,9 @@ def _embedding_text(emb: EmbeddingResult, k: int, kmeans_row: dict,
             "writings of a digit become neighbours); then " if emb.deskewed else "")
     seed = ("; the seed reported homogeneity 0.485 for k-means on MNIST" if seed_comparable
             else "")
-    return (f"Here {prep}{emb.method} (n_neighbors from the config, min_dist 0) maps the "
+    layout = (f", {epochs} layout epochs where umap-learn would give 500 up to 10,000 images "
+              f"and 200 above" if epochs else "")
+    return (f"Here {prep}{emb.method} (n_neighbors from the config, min_dist 0{layout}) maps the "
             f"{emb.input_dim} first PCA components to {emb.dim} dimensions that keep each "
             f"image's nearest neighbours together, and a {emb.cluster.upper()} with {k} "
             f"components (best of several starts) clusters that space. It finds the classes "
