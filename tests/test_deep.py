@@ -279,3 +279,25 @@ def test_a_shift_as_large_as_the_images_is_refused_by_the_estimator_and_the_plan
         section.plan(data, params, seed=0)
     TorchClassifier("mlp-1", augment_shift=7, epochs=1).fit(data.x_train[:50],
                                                             data.y_train[:50])
+
+
+def test_cnn_fast_shifts_mnist_sized_digits_only_and_a_chosen_shift_is_kept(mnist5k):
+    """augment_shift "auto" is decided by the plan for the data: 1 on 28x28 digits (it helped
+    there), 0 on other images of that size and on 8x8 digits (it hurt both); a value the
+    config sets is kept, and an undecided spec never reaches the estimator."""
+    import dataclasses
+
+    def shifts(data, cfg=None):
+        steps = section.plan(data, (cfg or build_config("full")).deep, 0)
+        return {s.name: s.arguments["spec"].augment_shift for s in steps
+                if s.name.startswith("train:")}
+
+    assert shifts(mnist5k) == {"train:cnn-fast": 1, "train:cnn-seed": 0, "train:mlp-2": 0,
+                               "train:mlp-1": 0}
+    assert shifts(dataclasses.replace(mnist5k, digits=False))["train:cnn-fast"] == 0
+    assert shifts(load_dataset("digits"))["train:cnn-fast"] == 0
+    chosen = build_config("full").model_copy(deep=True)
+    chosen.deep.models["cnn-fast"].augment_shift = 2
+    assert shifts(dataclasses.replace(mnist5k, digits=False), chosen)["train:cnn-fast"] == 2
+    with pytest.raises(ValueError, match="for_data"):
+        build_config("full").deep.models["cnn-fast"].estimator_params()

@@ -56,6 +56,7 @@ def test_the_quick_profile_reaches_every_step(quick_run):
     assert c["model:logistic"].row["train_score_n"] == classic.QUICK["train_score_sample"]
     assert len(c["c_sweep"].labels) <= classic.QUICK["c_max_train"]
     assert c["model:hist-gb"].params["max_bins"] == classic.QUICK["boosting_max_bins"]
+    assert r["deep"]["train:cnn-fast"].spec["augment_shift"] == 0  # not "auto": too few steps
     for name, spec in deep.QUICK["models"].items():
         run = r["deep"][f"train:{name}"]
         assert run.n_train == deep.QUICK["max_train"]
@@ -84,6 +85,7 @@ def test_the_full_profile_uses_all_the_data_and_every_default(full_digits_run):
         run = r["deep"][f"train:{name}"]
         assert run.n_train == n_train and run.spec["epochs"] == spec.epochs
         assert run.isolated  # the full profile trains each network in its own process
+    assert r["deep"]["train:cnn-fast"].spec["augment_shift"] == 0  # "auto", on 8x8 digits
 
 
 def test_the_full_profiles_networks_train_two_at_a_time_on_one_thread_each(full_digits_run):
