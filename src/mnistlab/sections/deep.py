@@ -313,5 +313,5 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
                           spec=enabled[name]))
     for name in params.overfit_models:
         steps.append(step(f"overfit:{name}", overfit, name=name,
-                          spec=params.models.get(name, DEFAULT_MODELS[name]).for_data(data)))
+                          spec=params.models.get(name) or DEFAULT_MODELS[name].for_data(data)))
     return steps

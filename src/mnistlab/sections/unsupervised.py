@@ -113,9 +113,10 @@ class Params(BaseModel):
 QUICK = {"max_train": 3000, "kmeans_k": [1, 2, 5, 10, 20, 50], "bic_k": [5, 8, 10, 12, 15],
          "silhouette_repeats": 2, "bic_sample": 3000, "plot_points": 3000,
          # The epochs umap-learn gives 10,000 images or more (the full profile's 60,000): its
-         # 500 for 3,000 images were 8 of the embedding's 9 s. mnist-5k, seeds 0-4: accuracy
-         # 0.9484 -> 0.9473 on average (per seed -0.004 to +0.001; seed-to-seed sd 0.005),
-         # ARI 0.890 -> 0.888; the layout 8.1-8.8 -> 3.5-3.8 s.
+         # 500 for 3,000 images were 7.8 of the embedding's 8-9 s (py-spy). mnist-5k, seeds
+         # 0-4: accuracy 0.9484 -> 0.9473 on average (per seed -0.004 to +0.001; seed-to-seed
+         # sd 0.005), ARI 0.890 -> 0.888; the embedding (PCA, neighbours, layout) 8.1-8.8 ->
+         # 3.5-3.8 s.
          "embedding_epochs": 200}
 
 
