@@ -21,7 +21,7 @@ from ..sections.classic import (
 )
 from .blocks import Block, FigureSink, esc, heading, new_figure, table, text
 from .context import StudyContext
-from .figures import confusion_figure, error_gallery
+from .figures import confusion_figure, error_gallery, legend
 
 NAMES = {name: info.label for name, info in MODELS.items()}
 
@@ -65,7 +65,7 @@ def _curve_figure(curve: LearningCurve):
     ax.set_xscale("log")
     ax.set_xlabel("training images")
     ax.set_ylabel("accuracy")
-    ax.legend(fontsize=7)
+    legend(ax, fontsize=7)
     return fig
 
 
@@ -78,7 +78,7 @@ def _depth_figure(tree: TreeDepth):
     ax.axvline(tree.best_depth, color="k", lw=0.8, ls="--", label="chosen on validation")
     ax.set_xlabel("max_depth")
     ax.set_ylabel("accuracy")
-    ax.legend(fontsize=8)
+    legend(ax, fontsize=8)
     return fig
 
 

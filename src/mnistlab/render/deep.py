@@ -7,7 +7,7 @@ import numpy as np
 from ..sections.deep import Architectures, OverfitResult, TrainResult, in_seed_order
 from .blocks import Block, FigureSink, heading, new_figure, table, text
 from .context import StudyContext
-from .figures import confusion_figure, image_grid
+from .figures import confusion_figure, image_grid, legend
 
 
 def _curves_figure(runs: list[TrainResult]):
@@ -21,12 +21,12 @@ def _curves_figure(runs: list[TrainResult]):
         smoothing = r.spec.get("label_smoothing", 0)
         ax.set_ylabel(f"{r.name}\ncross-entropy"
                       + (f"\n(label smoothing {smoothing:g})" if smoothing else ""))
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
         ax = fig.add_subplot(len(runs), 2, 2 * i + 2)
         ax.plot(epochs, h["train_acc"], "o-", ms=3, label="training")
         ax.plot(epochs, h["val_acc"], "s-", ms=3, label="validation")
         ax.set_ylabel("accuracy")
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
         if i == len(runs) - 1:
             fig.axes[-2].set_xlabel("epoch")
             ax.set_xlabel("epoch")

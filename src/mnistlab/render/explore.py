@@ -7,7 +7,7 @@ import numpy as np
 from ..sections.explore import Gallery, HoldoutDemo, Summary
 from .blocks import Block, FigureSink, esc, heading, new_figure, table, text
 from .context import StudyContext
-from .figures import image_grid
+from .figures import image_grid, legend
 
 
 def _pct(count: int, total: int) -> str:
@@ -34,7 +34,7 @@ def _balance_figure(s: Summary):
         ax.set_title(f"{split} set ({sum(counts):,} images)")
         ax.set_xlabel("class")
         ax.set_ylabel("number of images")
-        ax.legend(fontsize=8)
+        legend(ax, fontsize=8)
     return fig
 
 

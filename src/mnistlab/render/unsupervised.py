@@ -16,7 +16,7 @@ from ..sections.unsupervised import (
 )
 from .blocks import Block, FigureSink, esc, heading, new_figure, table, text
 from .context import StudyContext
-from .figures import image_grid, share_heatmap
+from .figures import image_grid, legend, share_heatmap
 
 SCORES = ["homogeneity", "completeness", "v_measure", "ari", "ami", "rand"]
 SCORE_LABELS = {"homogeneity": "homogeneity", "completeness": "completeness",
@@ -76,7 +76,7 @@ def _sweep_figure(sweep: KMeansSweep):
     ax.set_xlabel("K")
     ax.set_ylabel("score")
     ax.set_title("Scores against the true labels")
-    ax.legend(fontsize=7)
+    legend(ax, fontsize=7)
     return fig
 
 
@@ -112,7 +112,7 @@ def _bic_figure(bic: BicCurve):
     ax.set_xlabel("K (mixture components)")
     ax.set_ylabel("criterion (lower is better)")
     ax.set_title(f"{bic.covariance_type} covariance, {bic.n_samples:,} points")
-    ax.legend(fontsize=8)
+    legend(ax, fontsize=8)
     return fig
 
 
