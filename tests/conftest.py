@@ -136,6 +136,21 @@ def fast_config(tmp_path):
     return path
 
 
+@pytest.fixture(scope="session")
+def fast_digits_run(tmp_path_factory):
+    """The quick study of scikit-learn's digits with FAST_TOML, run once through the CLI; its
+    run folder and the study's arguments. Tests that alter a run copy it first."""
+    folder = tmp_path_factory.mktemp("fast-digits")
+    config = folder / "fast.toml"
+    config.write_text(FAST_TOML)
+    out = folder / "run"
+    args = ("study", "--dataset", "digits", "--profile", "quick", "--quiet", "--config",
+            str(config))
+    result = run_cli(*args, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out, args
+
+
 @pytest.fixture
 def idx_folder(tmp_path):
     return write_idx_folder(tmp_path / "idx")

@@ -260,12 +260,11 @@ def test_kill_9_mid_study_then_rerun_finishes_without_recomputing(tmp_path, fast
     assert leftovers == []
 
 
-def test_a_result_stored_by_another_version_is_recomputed_by_the_advised_rerun(tmp_path,
-                                                                              fast_config):
+def test_a_result_stored_by_another_version_is_recomputed_by_the_advised_rerun(
+        tmp_path, fast_digits_run):
     out = tmp_path / "run"
-    args = ("study", "--dataset", "digits", "--profile", "quick", "--quiet", "--out", str(out),
-            "--config", str(fast_config))
-    assert run_cli(*args).returncode == 0
+    shutil.copytree(fast_digits_run[0], out)
+    args = (*fast_digits_run[1], "--out", str(out))
     with sqlite3.connect(out / "study.sqlite") as db:  # as if an older TreeDepth
         key, metrics = db.execute("SELECT key, metrics FROM steps WHERE name='tree_depth'"
                                   ).fetchone()
@@ -279,11 +278,10 @@ def test_a_result_stored_by_another_version_is_recomputed_by_the_advised_rerun(t
     assert run_cli("report", str(out)).returncode == 0
 
 
-def test_a_missing_arrays_file_or_weights_file_is_recomputed(tmp_path, fast_config):
+def test_a_missing_arrays_file_or_weights_file_is_recomputed(tmp_path, fast_digits_run):
     out = tmp_path / "run"
-    args = ("study", "--dataset", "digits", "--profile", "quick", "--quiet", "--out", str(out),
-            "--config", str(fast_config))
-    assert run_cli(*args).returncode == 0
+    shutil.copytree(fast_digits_run[0], out)
+    args = (*fast_digits_run[1], "--out", str(out))
     with sqlite3.connect(out / "study.sqlite") as db:
         gallery = db.execute("SELECT arrays_file FROM steps WHERE name='gallery'").fetchone()[0]
         pca = db.execute("SELECT arrays_file FROM steps WHERE name='pca'").fetchone()[0]
