@@ -203,21 +203,18 @@ def test_report_of_results_stored_by_another_version_fails_in_one_line(quick_run
     assert "stored by another version of mnistlab" in result.stderr and key in result.stderr
 
 
-def test_default_dataset_falls_back_to_mnist_5k_in_one_line(tmp_path, fast_config):
-    result = run_cli("study", "--profile", "quick", "--quiet", "--out", str(tmp_path / "r"),
-                     "--config", str(fast_config))
+def test_default_dataset_falls_back_to_mnist_5k_in_one_line_and_names_the_folder(tmp_path,
+                                                                                 fast_config):
+    """No --dataset and no --out: one line says mnist-5k stands in for MNIST, and the run folder
+    is named after the dataset used and the profile."""
+    result = subprocess.run([sys.executable, "-m", "mnistlab", "study", "--profile", "quick",
+                             "-q", "--config", str(fast_config)],
+                            cwd=tmp_path, capture_output=True, text=True, env={**os.environ})
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "using the bundled mnist-5k" in lines[0]
-    assert "mnist-5k" in (tmp_path / "r" / "report.html").read_text()
-
-
-def test_default_out_folder_is_named_after_dataset_and_profile(tmp_path, fast_config):
-    result = subprocess.run([sys.executable, "-m", "mnistlab", "study", "--dataset", "digits",
-                             "--profile", "quick", "-q", "--config", str(fast_config)],
-                            cwd=tmp_path, capture_output=True, text=True, env={**os.environ})
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "mnistlab-runs" / "digits-quick" / "report.html").is_file()
+    report = tmp_path / "mnistlab-runs" / "mnist-5k-quick" / "report.html"
+    assert "mnist-5k" in report.read_text()
 
 
 def test_kill_9_mid_study_then_rerun_finishes_without_recomputing(tmp_path, fast_config):
