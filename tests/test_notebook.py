@@ -19,7 +19,8 @@ def test_notebook_is_stored_without_outputs():
 @pytest.mark.slow
 def test_example_notebook_runs_the_quick_study_and_draws_inline(tmp_path, quick_run):
     """Its run folder starts as a copy of the CLI's quick study (the same keys, so the notebook
-    computes nothing: what a user sees rerunning it); its figures and report are drawn anew."""
+    computes nothing: what a user sees rerunning it); its figure is drawn inline and its report
+    built anew."""
     run = tmp_path / "runs" / "mnist-5k-quick"
     shutil.copytree(quick_run, run)
     (run / "report.html").unlink()
