@@ -241,3 +241,40 @@ def test_a_umap_given_exact_neighbours_is_computed_without_importing_pynndescent
     assert without[0].startswith("False ") and searched[0].startswith("True ")
     assert without[0].split(" ", 1)[1] == searched[0].split(" ", 1)[1]  # the same layout
     assert without[1] == searched[1] == "pynndescent.pynndescent_ True True"
+
+
+_GRAPH_KERNELS_SERIAL_AND_PARALLEL = """
+import numpy as np
+import umap.umap_ as umap_
+from sklearn.datasets import load_digits
+from mnistlab.sections.unsupervised import _PARALLEL_UMAP_KERNELS, _exact_neighbors
+from mnistlab.sections.unsupervised import _serial_graph_kernels
+parallel = {name: getattr(umap_, name) for name in _PARALLEL_UMAP_KERNELS}
+_serial_graph_kernels()
+serial = {name: getattr(umap_, name) for name in _PARALLEL_UMAP_KERNELS}
+z = load_digits().data.astype(np.float32)
+indices, distances = _exact_neighbors(z, 15)
+distances = distances.astype(np.float32)
+outputs = []
+for kernels in (parallel, serial):
+    sigmas, rhos = kernels["smooth_knn_dist"](distances, 15.0)
+    graph = kernels["compute_membership_strengths"](indices, distances, sigmas, rhos)
+    outputs.append((sigmas, rhos, *graph))
+print([kernel.targetoptions.get("parallel", False) for kernel in serial.values()],
+      [bool(np.array_equal(a, b)) for a, b in zip(*outputs)])
+"""
+
+
+def test_umaps_graph_kernels_run_serially_with_the_values_of_its_parallel_ones():
+    """Compiling their parfors was 16-17 of a cold quick embedding's 26-29 s of compilation,
+    for kernels the embedding runs on one thread anyway; the serial copies must compute what
+    umap-learn's own do, bit for bit (sigmas, rhos, and the graph's rows, columns, weights and
+    distances)."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _GRAPH_KERNELS_SERIAL_AND_PARALLEL],
+                         check=True, capture_output=True, text=True,
+                         env={**os.environ, "NUMBA_NUM_THREADS": "1"}).stdout
+    assert out.split("\n")[0] == "[False, False] [True, True, True, True, True, True]"

@@ -579,13 +579,38 @@ _UNCACHED_UMAP_KERNELS = (("umap.umap_", "smooth_knn_dist"),
                           ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"))
 
 
+# umap-learn's kernels of the neighbour graph, which it compiles with numba's parallel=True,
+# though the embedding runs them on one thread (a fixed random_state). Compiling their parfors
+# took 16.1-17.2 of the 26-29 s a cold quick embedding compiled (mnist-5k, one core, a slow
+# hour); serial copies compile in 6.3-6.9 s: the cold embedding 28.1-30.5 -> 19.4-23.2 s.
+# The copies share umap's cache files with the originals (numba keys them by the function's
+# bytecode, not its flags); either machine code gives the same values.
+_PARALLEL_UMAP_KERNELS = ("smooth_knn_dist", "compute_membership_strengths")
+
+
+def _serial_graph_kernels() -> None:
+    """Put serial copies of those kernels in umap-learn's module, where its graph code calls
+    them. parallel=True types the variables of a prange loop by inference, whatever the
+    kernel's ``locals`` declare (``smooth_knn_dist`` bisects in float64, not float32): the
+    copies are compiled without those declarations, and compute the same values, bit for bit.
+    A kernel a later umap-learn renames or compiles serially itself is left as it is."""
+    import numba
+    import umap.umap_ as umap_
+
+    for name in _PARALLEL_UMAP_KERNELS:
+        kernel = getattr(umap_, name, None)
+        if getattr(kernel, "targetoptions", {}).get("parallel") is True:
+            setattr(umap_, name, numba.njit(kernel.py_func))
+
+
 def cache_umap_kernels() -> None:
     """Turn on numba's on-disk cache for those kernels, as ``cache=True`` would: the first
     study compiles them, the later ones load them (the same machine code, so the same
     layout). A kernel a later umap-learn renames, or one numba finds no writable folder to
-    cache in, compiles as before."""
+    cache in, compiles as before. The graph's kernels are serial copies (above)."""
     import importlib
 
+    _serial_graph_kernels()
     for module, name in _UNCACHED_UMAP_KERNELS:
         kernel = getattr(importlib.import_module(module), name, None)
         try:
