@@ -3,7 +3,7 @@
     .venv/bin/python bench/serve.py [--run DIR] [--model cnn-fast] [--requests 10000]
 
 Starts a real `mnistlab serve` process on 127.0.0.1, then, for 1, 8 and 32 concurrent clients
-(asyncio + httpx, one connection each), posts PNGs of the mnist-5k test images to
+(asyncio + httpx2, one connection each), posts PNGs of the mnist-5k test images to
 /api/predict?model=MODEL until --requests answers have come back. Prints, per level: median and
 99th-percentile latency, throughput, errors, and the server's resident memory before and after
 (growth must stay under 50 MB). The baseline, measured in the same run: the same model's
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import numpy as np
 import psutil
 from PIL import Image
@@ -51,7 +51,7 @@ async def _load(url: str, bodies: list[bytes], clients: int, total: int) -> dict
     errors = 0
     sent = 0
 
-    async def client(http: httpx.AsyncClient) -> None:
+    async def client(http: httpx2.AsyncClient) -> None:
         nonlocal errors, sent
         while sent < total:
             body = bodies[sent % len(bodies)]
@@ -61,13 +61,13 @@ async def _load(url: str, bodies: list[bytes], clients: int, total: int) -> dict
                 response = await http.post(url, content=body,
                                            headers={"Content-Type": "image/png"})
                 ok = response.status_code == 200
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 ok = False
             latencies.append(time.perf_counter() - started)
             errors += not ok
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+    limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx2.AsyncClient(limits=limits, timeout=30) as http:
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         wall = time.perf_counter() - started
@@ -130,8 +130,8 @@ def main() -> None:
     parser.add_argument("--model", default="cnn-fast")
     parser.add_argument("--requests", type=int, default=10_000, help="per concurrency level")
     parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto",
-                        help="load generator: wrk when installed (auto), else httpx")
+    parser.add_argument("--client", choices=["auto", "wrk", "httpx2"], default="auto",
+                        help="load generator: wrk when installed (auto), else httpx2")
     args = parser.parse_args()
 
     run = args.run
@@ -157,9 +157,9 @@ def main() -> None:
         deadline = time.monotonic() + 120
         while True:
             try:
-                httpx.get(f"{base}/api/models", timeout=2).raise_for_status()
+                httpx2.get(f"{base}/api/models", timeout=2).raise_for_status()
                 break
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("the server did not start") from None
                 time.sleep(0.3)
@@ -174,7 +174,7 @@ def main() -> None:
         import shutil
 
         use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
-        print(f"load generator: {'wrk' if use_wrk else 'httpx (asyncio)'}")
+        print(f"load generator: {'wrk' if use_wrk else 'httpx2 (asyncio)'}")
         cpu, last_rate = {}, None
         for clients in (int(c) for c in args.clients.split(",")):
             before = process.memory_info().rss / 2**20
