@@ -276,5 +276,7 @@ def test_umaps_graph_kernels_run_serially_with_the_values_of_its_parallel_ones()
 
     out = subprocess.run([sys.executable, "-c", _GRAPH_KERNELS_SERIAL_AND_PARALLEL],
                          check=True, capture_output=True, text=True,
+                         # one thread, as in the embedding's process: on more, the
+                         # parallel kernel's np.mean may sum in another order
                          env={**os.environ, "NUMBA_NUM_THREADS": "1"}).stdout
     assert out.split("\n")[0] == "[False, False] [True, True, True, True, True, True]"

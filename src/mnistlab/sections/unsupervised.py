@@ -607,7 +607,8 @@ def cache_umap_kernels() -> None:
     """Turn on numba's on-disk cache for those kernels, as ``cache=True`` would: the first
     study compiles them, the later ones load them (the same machine code, so the same
     layout). A kernel a later umap-learn renames, or one numba finds no writable folder to
-    cache in, compiles as before. The graph's kernels are serial copies (above)."""
+    cache in, compiles as before. The graph's kernels are serial copies (above). Call it
+    once umap-learn is imported (:func:`umap_class`), so that pynndescent is not."""
     import importlib
 
     _serial_graph_kernels()
