@@ -25,11 +25,12 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
         monkeypatch.setenv(f"MNISTLAB_MIRRORS_{name}", "http://127.0.0.1:9/")
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m mnistlab`` as a user would; returns the completed process."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "mnistlab", *args], capture_output=True,
-                          text=True, env=full_env, timeout=timeout)
+                          text=True, env=full_env, timeout=timeout, cwd=cwd)
 
 
 def make_images(n: int, size: int = 28, n_classes: int = 10, seed: int = 0):
@@ -85,13 +86,16 @@ enabled = false
 
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
-    """The README's quick study on mnist-5k, run once through the CLI; its run folder."""
-    out = tmp_path_factory.mktemp("quick") / "run"
-    env = {"MNISTLAB_DATA": str(tmp_path_factory.mktemp("cache-quick"))}
-    result = run_cli("study", "--dataset", "mnist-5k", "--profile", "quick", "--out", str(out),
-                     "--quiet", env=env)
+    """The README's quick study as a new user runs it (no --dataset, no --out), once through
+    the CLI in an empty folder: MNIST is neither cached nor downloadable, so it falls back to
+    mnist-5k. Its run folder; what the user saw on stderr is in the folder above it."""
+    cwd = tmp_path_factory.mktemp("quick")
+    env = {"MNISTLAB_DATA": str(tmp_path_factory.mktemp("cache-quick")),
+           "MNISTLAB_MIRRORS_MNIST": "http://127.0.0.1:9/"}  # nothing listens there
+    result = run_cli("study", "--profile", "quick", "--quiet", env=env, cwd=cwd)
     assert result.returncode == 0, result.stderr
-    (out.parent / "stderr.txt").write_text(result.stderr)  # what the user saw
+    out = cwd / "mnistlab-runs" / "mnist-5k-quick"
+    (out.parent / "stderr.txt").write_text(result.stderr)
     return out
 
 

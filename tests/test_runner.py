@@ -280,6 +280,54 @@ def test_a_bug_on_a_dask_worker_gives_the_same_one_line_error(tiny, fake_section
     assert isinstance(there.value.__cause__, ZeroDivisionError)
 
 
+def _handed_over(folder, study_id, keys):
+    """What a section_done callback is given, with what the store says of each step then
+    (None: stored, nothing wrong)."""
+    store = RunStore(folder, create=False)
+    try:
+        return study_id, {name: [store.stored_problem(k) for k in section_keys]
+                          for name, section_keys in keys.items()}
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_on_a_dask_cluster_each_section_is_handed_over_once_its_steps_are_stored(
+        tiny, fake_sections, tmp_path, monkeypatch):
+    """As in this process: the CLI's background drawing starts on a section while the workers
+    compute the next (it drew every figure after the last step before)."""
+    pytest.importorskip("distributed")
+    import sys
+
+    import cloudpickle
+
+    from mnistlab.cluster import dask_client
+
+    later = SimpleNamespace(NAME="unsupervised", TITLE="Fake second section",
+                            plan=lambda data, params, seed: [
+                                bind("recount", count_pixels, params, seed, n_samples=5)])
+    fake_sections.plan = lambda data, params, seed: [bind("count", count_pixels, params, seed)]
+    monkeypatch.setattr("mnistlab.runner.SECTIONS", [fake_sections, later])
+    handed = []
+
+    def section_done(study_id, keys):
+        handed.append(_handed_over(tmp_path / "run", study_id, keys))
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the steps are defined here
+    try:
+        with dask_client(workers=1) as client:
+            outcome = run_study(tiny, build_config("full"), tmp_path / "run", client=client,
+                                section_done=section_done)
+            again = run_study(tiny, build_config("full"), tmp_path / "run", client=client,
+                              section_done=section_done)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert [r.name for r in outcome.computed] == ["count", "recount"] and not again.computed
+    assert handed == [(outcome.study_id, {"explore": [None]}),  # stored, nothing wrong
+                      (outcome.study_id, {"unsupervised": [None]}),
+                      (again.study_id, {"explore": [None], "unsupervised": [None]})]
+
+
 MEETING = {}
 
 
@@ -496,12 +544,7 @@ def test_each_section_is_handed_over_once_all_its_steps_are_stored(
     handed = []
 
     def section_done(study_id, keys):
-        store = RunStore(tmp_path / "run", create=False)
-        try:
-            handed.append((study_id, {name: [store.stored_problem(k) for k in section_keys]
-                                      for name, section_keys in keys.items()}))
-        finally:
-            store.close()
+        handed.append(_handed_over(tmp_path / "run", study_id, keys))
         (meet_at / "here").touch()  # lets "apart" end
 
     outcome = run_study(tiny, build_config("full"), tmp_path / "run",

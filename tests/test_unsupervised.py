@@ -180,44 +180,22 @@ def test_the_embedding_runs_the_layout_epochs_asked_for_and_umaps_own_by_default
     assert "embedding_epochs" not in embedding_arguments("full")
     assert embedding_arguments("quick")["embedding_epochs"] == u.QUICK["embedding_epochs"]
 
-_LAYOUT_AND_CACHE_HITS = """
+_LAYOUT_WITH_OR_WITHOUT_PYNNDESCENT = """
 import importlib, sys, warnings
 import numpy as np
-import umap
 from sklearn.datasets import load_digits
-from mnistlab.sections.unsupervised import _UNCACHED_UMAP_KERNELS, cache_umap_kernels
-warnings.simplefilter("ignore")
-cache_umap_kernels()
-umap.UMAP(n_neighbors=10, random_state=0).fit_transform(load_digits().data[:300])
-print(*(sum(getattr(importlib.import_module(m), n).stats.cache_hits.values())
-        for m, n in _UNCACHED_UMAP_KERNELS))
-"""
-
-
-def test_umaps_uncached_kernels_compile_once_per_machine_not_once_per_process():
-    """The embedding's process compiled them afresh in every study (4 s of a quick study's
-    embedding); compiled once (here, or by an earlier test), a new process loads them."""
-    import subprocess
-    import sys
-
-    for _ in range(2):  # the first may compile; the second must load all three
-        hits = subprocess.run([sys.executable, "-c", _LAYOUT_AND_CACHE_HITS], check=True,
-                              capture_output=True, text=True).stdout.split()
-    assert [int(h) for h in hits] == [1, 1, 1]
-
-
-_LAYOUT_WITH_OR_WITHOUT_PYNNDESCENT = """
-import sys, warnings
-import numpy as np
-from sklearn.datasets import load_digits
-from mnistlab.sections.unsupervised import _exact_neighbors, umap_class
+from mnistlab.sections.unsupervised import (_UNCACHED_UMAP_KERNELS, _exact_neighbors,
+                                            cache_umap_kernels, umap_class)
 warnings.simplefilter("ignore")
 UMAP = umap_class(approximate_neighbours=sys.argv[1] == "search")
 searched = "pynndescent" in sys.modules
+cache_umap_kernels()  # as the embedding does
 z = load_digits().data[:300].astype(np.float32)
 layout = UMAP(n_neighbors=10, random_state=0, n_epochs=50,
               precomputed_knn=_exact_neighbors(z, 10)).fit_transform(z)
 print(searched, layout.astype(np.float64).sum(), layout[:3].tolist())
+print(*(sum(getattr(importlib.import_module(m), n).stats.cache_hits.values())
+        for m, n in _UNCACHED_UMAP_KERNELS))
 import umap.umap_
 umap_class(approximate_neighbours=True)  # a later search gets the real pynndescent
 import pynndescent
@@ -227,20 +205,38 @@ print(pynndescent.NNDescent.__module__, umap.umap_.NNDescent is pynndescent.NNDe
 """
 
 
-def test_a_umap_given_exact_neighbours_is_computed_without_importing_pynndescent():
-    """Its import compiles pynndescent's kernels: 19 s of a fresh install's first quick study,
-    for a neighbour search that exact neighbours make unused. The layout is the same."""
+def _layout(mode: str) -> list[str]:
+    """The script above in a new process, the embedding's way: (pynndescent imported, layout),
+    cache hits of the three kernels, then the real pynndescent."""
     import subprocess
     import sys
 
-    def run(mode: str) -> list[str]:
-        return subprocess.run([sys.executable, "-c", _LAYOUT_WITH_OR_WITHOUT_PYNNDESCENT, mode],
-                              check=True, capture_output=True, text=True).stdout.splitlines()
+    return subprocess.run([sys.executable, "-c", _LAYOUT_WITH_OR_WITHOUT_PYNNDESCENT, mode],
+                          check=True, capture_output=True, text=True).stdout.splitlines()
 
-    without, searched = run("exact"), run("search")
+
+@pytest.fixture(scope="module")
+def exact_layout() -> list[str]:
+    """One process's embedding from exact neighbours (each costs seconds of imports)."""
+    return _layout("exact")
+
+
+def test_umaps_uncached_kernels_compile_once_per_machine_not_once_per_process(exact_layout):
+    """The embedding's process compiled them afresh in every study (4 s of a quick study's
+    embedding); compiled once (by the fixture's process, or an earlier test), a new process
+    loads all three, and lays the points out as the first did."""
+    again = _layout("exact")
+    assert [int(h) for h in again[1].split()] == [1, 1, 1]
+    assert again[0] == exact_layout[0]
+
+
+def test_a_umap_given_exact_neighbours_is_computed_without_importing_pynndescent(exact_layout):
+    """Its import compiles pynndescent's kernels: 19 s of a fresh install's first quick study,
+    for a neighbour search that exact neighbours make unused. The layout is the same."""
+    without, searched = exact_layout, _layout("search")
     assert without[0].startswith("False ") and searched[0].startswith("True ")
     assert without[0].split(" ", 1)[1] == searched[0].split(" ", 1)[1]  # the same layout
-    assert without[1] == searched[1] == "pynndescent.pynndescent_ True True"
+    assert without[2] == searched[2] == "pynndescent.pynndescent_ True True"
 
 
 _GRAPH_KERNELS_SERIAL_AND_PARALLEL = """

@@ -351,15 +351,17 @@ def predict(
     if as_json and as_csv:
         raise MnistlabError("--json and --csv: choose one")
     from .predict import gather, predict_all
-    from .saved import open_models
+    from .saved import choose_models
 
     if not run.is_dir():
         raise StoreError(f"{run}: no such run folder")
-    models = open_models(run, model or ["all"])
-    first = models[0]
-    batch = gather(inputs, first.image_shape, first.digits)
+    chosen = choose_models(run, model or ["all"])
+    # The images first: a mistake in them is told at once, not after loading every model
+    # (skops' import alone takes seconds).
+    batch = gather(inputs, chosen.image_shape, chosen.digits)
+    models = chosen.load()
     results = predict_all(models, batch)
-    classes = first.class_names
+    classes = models[0].class_names
     if as_json:
         _print_json(batch, results, classes)
     elif as_csv:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -183,22 +184,30 @@ def _flat_keys(needed: dict) -> list[str]:
     return [k for v in needed.values() for k in ([v] if isinstance(v, str) else v.values())]
 
 
-def run_graph(client, store, data, planned: list, progress) -> dict[str, Any]:
+def run_graph(client, store, data, planned: list, progress,
+              stored: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Every planned step not yet done in ``store``, each submitted as soon as the steps it
     needs are done; results are stored by this process as they come back. Returns the
-    :class:`~mnistlab.runner.StepRecord` of each step by key."""
-    return run_graphs(client, [(store, data, planned)], progress)[0]
+    :class:`~mnistlab.runner.StepRecord` of each step by key. ``stored``, if given, is called
+    with the records so far once those found done are counted and after each result is
+    stored."""
+    return run_graphs(client, [(store, data, planned)], progress,
+                      None if stored is None else [stored])[0]
 
 
-def run_graphs(client, studies: list[tuple], progress) -> list[dict[str, Any]]:
+def run_graphs(client, studies: list[tuple], progress,
+               stored: list[Callable[[dict[str, Any]], None]] | None = None
+               ) -> list[dict[str, Any]]:
     """:func:`run_graph` for several studies ``(store, data, planned)`` at once: one graph, so
-    that the workers share the steps of all of them. Each dataset is scattered once."""
+    that the workers share the steps of all of them. Each dataset is scattered once.
+    ``stored``: one callback per study, or None."""
     from distributed import as_completed
 
     from .runner import StepRecord, _per_argument
     from .store import NOT_FINISHED
 
     records: list[dict[str, StepRecord]] = [{} for _ in studies]
+    notify = stored or [_ignore_records] * len(studies)
     pending = []
     for index, (store, _, planned) in enumerate(studies):
         for item in planned:
@@ -209,6 +218,7 @@ def run_graphs(client, studies: list[tuple], progress) -> list[dict[str, Any]]:
                 progress.advance()
             else:
                 pending.append((index, item, problem))
+        notify[index](records[index])
     if not pending:
         return records
     scattered = _scatter(client, [data for _, data, _ in studies])
@@ -244,10 +254,15 @@ def run_graphs(client, studies: list[tuple], progress) -> list[dict[str, Any]]:
                                               out["wall_s"])
         progress.step(item.step.name)
         progress.advance()
+        notify[index](records[index])
         submit_ready()
     if pending:  # cannot happen with a well-formed plan: every need is an earlier step
         raise RuntimeError(f"steps never became ready: {[e[1].step.name for e in pending]}")
     return records
+
+
+def _ignore_records(records: dict[str, Any]) -> None:
+    pass
 
 
 def _scatter(client, datasets: list) -> dict[str, Any]:

@@ -142,7 +142,8 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
                 from .cluster import run_graph
 
                 progress.section(f"{len(planned)} steps on the Dask cluster", len(planned))
-                done = run_graph(client, store, data, planned, progress)
+                handover = _SectionHandover(planned, outcome.study_id, section_done)
+                done = run_graph(client, store, data, planned, progress, stored=handover)
                 outcome.records = [done[item.key] for item in planned]
             else:
                 records = _run_here(store, data, planned, progress, titles, outcome.study_id,
@@ -163,32 +164,42 @@ def _run_here(store: RunStore, data: Dataset, planned: list[PlannedStep], progre
     records: dict[str, StepRecord] = {}
     cores = usable_cores()
     apart = _Apart(store, data, planned if cores > 1 else [], progress, records, titles)
-    keys: dict[str, list[str]] = {}  # section -> its step keys, in plan order
-    for item in planned:
-        keys.setdefault(item.section, []).append(item.key)
-    handed: set[str] = set()
-
-    def hand_over_finished_sections() -> None:
-        finished = {name: section_keys for name, section_keys in keys.items()
-                    if name not in handed and all(key in records for key in section_keys)}
-        if finished and section_done is not None:
-            section_done(study_id, finished)
-        handed.update(finished)
-
+    handover = _SectionHandover(planned, study_id, section_done)
     try:
         apart.poll()
-        for name in keys:
+        for name in handover.keys:
             section = [item for item in planned if item.section == name]
             progress.section(titles[name], len(section))
             _run_section(store, data, [item for item in section if item not in apart.items],
                          progress, records, cores, apart)
             apart.poll()
-            hand_over_finished_sections()
+            handover(records)
         apart.finish()
-        hand_over_finished_sections()
+        handover(records)
     finally:
         apart.stop()  # after Ctrl-C or a failure: saves what finished first
     return records
+
+
+class _SectionHandover:
+    """Calls ``section_done(study_id, {section: its step keys})`` once for each section, as
+    soon as every step of it is in the records it is given (none when ``section_done`` is
+    None)."""
+
+    def __init__(self, planned: list[PlannedStep], study_id: int,
+                 section_done: Callable[[int, dict[str, list[str]]], None] | None):
+        self.keys: dict[str, list[str]] = {}  # section -> its step keys, in plan order
+        for item in planned:
+            self.keys.setdefault(item.section, []).append(item.key)
+        self.study_id, self.section_done = study_id, section_done
+        self.handed: set[str] = set()
+
+    def __call__(self, records: dict[str, StepRecord]) -> None:
+        finished = {name: keys for name, keys in self.keys.items()
+                    if name not in self.handed and all(key in records for key in keys)}
+        if finished and self.section_done is not None:
+            self.section_done(self.study_id, finished)
+        self.handed.update(finished)
 
 
 def _context(data: Dataset, config: StudyConfig) -> dict:

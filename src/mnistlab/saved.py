@@ -202,11 +202,54 @@ def best_name(entries: dict[str, ModelEntry]) -> str:
     return max(scored or entries, key=lambda n: scored.get(n, -1.0))
 
 
-def open_models(run: str | Path, names: list[str] | None = None) -> list[TrainedModel]:
+@dataclass
+class ChosenModels:
+    """The models a user named in a run folder, resolved against its last study but not loaded
+    yet: what the images must look like is known before any model file is read."""
+
+    run: Path
+    entries: dict[str, ModelEntry]  # every saved model of the study, by name
+    names: list[str]
+    context: Any  # the study's StudyContext
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return tuple(self.context.image_shape)
+
+    @property
+    def digits(self) -> bool:
+        return bool(self.context.digits)
+
+    def load(self) -> list[TrainedModel]:
+        """Each model, checked against the digest the study recorded, then loaded."""
+        from .store import sha256_file
+
+        models = []
+        for name in self.names:
+            entry = self.entries[name]
+            path = self.run / entry.file
+            if not path.is_file():
+                raise ModelLoadError(f"{path}: missing; rerun the study to save it again")
+            if sha256_file(path) != entry.sha256:
+                raise ModelLoadError(f"{path}: altered since the study saved it (digest "
+                                     "differs); rerun the study to save it again")
+            if entry.section == "classic":
+                estimator = load_pipeline(path, entry.versions)
+            else:
+                from .deep import TorchClassifier
+
+                estimator = TorchClassifier.load(path)
+            models.append(TrainedModel(name, entry.section, entry.label,
+                                       list(self.context.class_names), self.image_shape,
+                                       entry.test_acc, entry.val_acc, path, estimator,
+                                       self.digits))
+        return models
+
+
+def choose_models(run: str | Path, names: list[str] | None = None) -> ChosenModels:
     """The models ``names`` (model names, ``best`` or ``all``; default all) of the last study
-    in ``run``, loaded and checked against the digests the study recorded."""
+    in ``run``, without loading them: an unknown name fails here, in one line."""
     from .render import load_study
-    from .store import sha256_file
 
     study = load_study(run, sections={"classic", "deep"})
     entries = model_entries(study)
@@ -224,27 +267,13 @@ def open_models(run: str | Path, names: list[str] | None = None) -> list[Trained
         else:
             raise ModelLoadError(f"no model {name!r} in {run} (it has {', '.join(entries)}, "
                                  "best, all)")
-    context = study.context
-    models = []
-    for name in dict.fromkeys(wanted):
-        entry = entries[name]
-        path = Path(run) / entry.file
-        if not path.is_file():
-            raise ModelLoadError(f"{path}: missing; rerun the study to save it again")
-        if sha256_file(path) != entry.sha256:
-            raise ModelLoadError(f"{path}: altered since the study saved it (digest differs); "
-                                 "rerun the study to save it again")
-        if entry.section == "classic":
-            estimator = load_pipeline(path, entry.versions)
-        else:
-            from .deep import TorchClassifier
+    return ChosenModels(Path(run), entries, list(dict.fromkeys(wanted)), study.context)
 
-            estimator = TorchClassifier.load(path)
-        models.append(TrainedModel(name, entry.section, entry.label,
-                                   list(context.class_names), tuple(context.image_shape),
-                                   entry.test_acc, entry.val_acc, path, estimator,
-                                   context.digits))
-    return models
+
+def open_models(run: str | Path, names: list[str] | None = None) -> list[TrainedModel]:
+    """The models ``names`` (model names, ``best`` or ``all``; default all) of the last study
+    in ``run``, loaded and checked against the digests the study recorded."""
+    return choose_models(run, names).load()
 
 
 def load_model(run: str | Path, name: str = "best") -> TrainedModel:
