@@ -166,6 +166,8 @@ def test_an_unreachable_cluster_or_both_executors_is_one_line(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no Dask scheduler answers there" in lines[0], result.stderr
+    # told at once: Dask's client would retry the refused connection for 10 s first
+    assert f"(nothing listens on 127.0.0.1:{port})" in lines[0]
     both = run_cli("study", "--dataset", "digits", "--workers", "2", "--cluster", "tcp://x:1")
     assert both.returncode == 2 and "--workers and --cluster: choose one" in both.stderr
 

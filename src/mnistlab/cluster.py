@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ def dask_client(address: str | None = None, workers: int = 0, dashboard: bool = 
             logging.getLogger(name).setLevel(logging.CRITICAL)
     if address:
         try:
+            _check_listening(address)
             client = distributed.Client(address, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise ClusterError(f"--cluster {address}: no Dask scheduler answers there "
@@ -182,6 +184,22 @@ def _set_torch_threads(threads: int) -> None:
 
 def _flat_keys(needed: dict) -> list[str]:
     return [k for v in needed.values() for k in ([v] if isinstance(v, str) else v.values())]
+
+
+def _check_listening(address: str) -> None:
+    """Raises OSError at once when nothing listens at a TCP ``address``: Dask's client retries
+    a refused connection until its timeout (10 s of waiting for a mistyped port). Other
+    schemes (tls, ucx...) are left to the client."""
+    from distributed.comm import parse_address, parse_host_port
+
+    scheme, location = parse_address(address)
+    if scheme != "tcp":
+        return
+    host, port = parse_host_port(location)
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except ConnectionRefusedError:
+        raise OSError(f"nothing listens on {host}:{port}") from None
 
 
 def run_graph(client, store, data, planned: list, progress,
