@@ -134,7 +134,7 @@ def test_predict_mistakes_are_one_line(quick_run, tmp_path, args, message):
 
 def test_predict_reads_the_images_before_it_loads_any_model(quick_run, tmp_path):
     """A mistake in the images is told at once: with a model file gone, the missing image is
-    what the one line names (loading every model first took 8 s before saying it)."""
+    what the one line names (loading every model first took 9 s before saying it)."""
     run = tmp_path / "run"
     shutil.copytree(quick_run, run)
     (saved,) = (run / "models").glob("logistic-*.skops")

@@ -188,8 +188,9 @@ def _flat_keys(needed: dict) -> list[str]:
 
 def _check_listening(address: str) -> None:
     """Raises OSError at once when nothing listens at a TCP ``address``: Dask's client retries
-    a refused connection until its timeout (10 s of waiting for a mistyped port). Other
-    schemes (tls, ucx...) are left to the client."""
+    a refused connection until its timeout (10 s of waiting for a mistyped port). A scheduler
+    that is there logs the probe at INFO ("closed before handshake"). Other schemes (tls,
+    ucx...) are left to the client."""
     from distributed.comm import parse_address, parse_host_port
 
     scheme, location = parse_address(address)

@@ -18,11 +18,14 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import StoreError
+
+if TYPE_CHECKING:  # the render package is imported only when a study is read
+    from .render.context import StudyContext
 
 log = logging.getLogger("mnistlab")
 
@@ -210,7 +213,7 @@ class ChosenModels:
     run: Path
     entries: dict[str, ModelEntry]  # every saved model of the study, by name
     names: list[str]
-    context: Any  # the study's StudyContext
+    context: StudyContext
 
     @property
     def image_shape(self) -> tuple[int, int]:
