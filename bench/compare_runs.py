@@ -45,6 +45,15 @@ def load_steps(folder: Path) -> dict[tuple[str, str], tuple[dict, dict]]:
     return steps
 
 
+def step_keys(folder: Path) -> dict[tuple[str, str], str]:
+    """Each step's cache key, by section and name, in the last finished study."""
+    with sqlite3.connect(folder / "study.sqlite") as db:
+        keys = json.loads(db.execute("SELECT step_keys FROM studies WHERE status='done' "
+                                     "ORDER BY id DESC LIMIT 1").fetchone()[0])
+        return {tuple(db.execute("SELECT section, name FROM steps WHERE key=?",
+                                 (key,)).fetchone()): key for key in keys}
+
+
 def _diff(a, b, path: str, out: list[tuple[str, str]]) -> None:
     """(path, what differs) for every leaf that differs between ``a`` and ``b``."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -96,6 +105,12 @@ def main() -> int:
     steps = len(load_steps(args.before))
     print(f"{steps} steps compared; {len(science)} result difference(s), {len(machine)} "
           f"machine-measurement difference(s) (times, memory, paths)")
+    keys_a, keys_b = step_keys(args.before), step_keys(args.after)
+    changed = sorted(".".join(s) for s in set(keys_a) & set(keys_b) if keys_a[s] != keys_b[s])
+    print(f"step keys: {len(set(keys_a) & set(keys_b)) - len(changed)} equal, "
+          f"{len(changed)} changed")
+    for line in changed:
+        print("  KEY    ", line)
     for line in science:
         print("  RESULT ", line)
     if args.show_machine:

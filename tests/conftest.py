@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab.idx import write_idx
+from mnistlab.data.idx import write_idx
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-test-10k"
 
@@ -118,7 +118,7 @@ def fashion_like_run(tmp_path_factory):
     nothing tells mnistlab they are not digits but the data), run once through the CLI."""
     if not (FASHION_DEBIAN / "train-images-idx3-ubyte.gz").exists():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
-    from mnistlab.datasets import load_idx_folder, stratified_subset
+    from mnistlab.data.datasets import load_idx_folder, stratified_subset
 
     data = load_idx_folder(FASHION_DEBIAN)
     folder = tmp_path_factory.mktemp("clothes")

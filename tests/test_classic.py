@@ -6,10 +6,10 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from mnistlab import build_config, load_dataset
-from mnistlab.errors import ConfigError
-from mnistlab.saved import load_pipeline
+from mnistlab.core.errors import ConfigError
+from mnistlab.engine.step import call_step, call_sweep
+from mnistlab.models.persistence import load_pipeline
 from mnistlab.sections import classic as c
-from mnistlab.step import call_step, call_sweep
 
 FLOORS = {"gaussian-nb": 0.5, "bernoulli-nb": 0.75, "logistic": 0.85, "linear-svm": 0.85,
           "svc-rbf": 0.9, "decision-tree": 0.6, "random-forest": 0.85, "knn": 0.85,
@@ -43,7 +43,7 @@ def test_every_model_learns_mnist_5k(mnist5k, params, name, tmp_path):
     assert np.mean(result.test_pred == mnist5k.y_test) == pytest.approx(row["test_acc"])
     # the saved pipeline reads raw images and predicts exactly what the study measured
     assert result.model_file == f"models/{name}-0123456789abcdef.skops"
-    saved = load_pipeline(tmp_path / result.model_file, result.versions)
+    saved = load_pipeline(tmp_path / result.model_file, result.versions, c.TRUSTED_TYPES)
     assert np.array_equal(saved.predict(mnist5k.x_test), result.test_pred)
 
 
@@ -117,7 +117,7 @@ def test_kernels_and_svc_sweep_report_support_vectors(mnist5k, params):
 def test_the_rbf_kernel_point_is_the_pca_sweeps_point_of_that_size(mnist5k, digits, params):
     """Where the kernel comparison's PCA size is a point of the SVC sweep, the plan fits that
     SVC once: the comparison reads the sweep's point, which holds what its own point would."""
-    from mnistlab.runner import plan_study
+    from mnistlab.study.runner import plan_study
 
     params = params.model_copy(update={"pca_components": 20})
     rep = c.Representation("linear", {}, 0)
@@ -214,7 +214,7 @@ import sys, psutil
 from pathlib import Path
 from mnistlab import load_dataset
 from mnistlab.sections import classic as c
-from mnistlab.step import call_step
+from mnistlab.engine.step import call_step
 
 result = call_step(c.fit_model, load_dataset("digits"), c.Params(**c.QUICK), name="linear-svm",
                    files_dir=Path(sys.argv[1]), files_key="0123456789abcdef0123")

@@ -269,7 +269,7 @@ def test_help_imports_only_the_command_line_libraries():
     imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "typer" in imported
-    assert not {"numpy", "pydantic", "torch", "sklearn", "jinja2", "mnistlab.config"} & imported
+    assert not {"numpy", "pydantic", "torch", "sklearn", "jinja2", "mnistlab.study.config"} & imported
 
 
 EXIT = """

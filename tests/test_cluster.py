@@ -184,7 +184,7 @@ def test_without_dask_the_options_say_how_to_install_it(tmp_path):
 
 
 def _trained_pid_in_daemon(queue):
-    from mnistlab.deep_process import run_in_child
+    from mnistlab.models.deep_process import run_in_child
 
     queue.put((os.getpid(), run_in_child(os.getpid)))
 
@@ -217,8 +217,8 @@ def test_a_step_on_a_worker_gets_its_share_of_the_cores(workers, monkeypatch):
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     import cloudpickle
 
-    from mnistlab.cluster import compute_on_worker, dask_client, host_threads
-    from mnistlab.step import Step
+    from mnistlab.engine.cluster import compute_on_worker, dask_client, host_threads
+    from mnistlab.engine.step import Step
 
     share = max(1, len(os.sched_getaffinity(0)) // workers)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the probe step is defined here

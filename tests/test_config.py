@@ -3,8 +3,8 @@ import tomllib
 import pytest
 
 from conftest import run_cli
-from mnistlab.config import build_config, config_toml, load_config
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
+from mnistlab.study.config import build_config, config_toml, load_config
 
 
 def test_printed_config_is_valid_toml_that_rebuilds_the_same_config(tmp_path):

@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED_MNIST, make_images, run_cli, write_idx_folder
-from mnistlab.datasets import FASHION_DEBIAN_DIR, load_dataset
-from mnistlab.errors import DatasetError
-from mnistlab.idx import write_idx
+from mnistlab.core.errors import DatasetError
+from mnistlab.data.datasets import FASHION_DEBIAN_DIR, load_dataset
+from mnistlab.data.idx import write_idx
 from mnistlab.sections.explore import pixel_statistics, summarize
 
 DIGITS_FINGERPRINT = "88357933919a52cf36984faa684cc2f5"
@@ -61,7 +61,7 @@ def test_the_mnist_5k_split_is_kept_and_anything_wrong_with_it_is_split_again(tm
     foreign cached file must never be used."""
     from sklearn.model_selection import train_test_split
 
-    from mnistlab.datasets import _stratified_split, data_home
+    from mnistlab.data.datasets import _stratified_split, data_home
 
     expected = load_dataset("mnist-5k").fingerprint
     cached = data_home() / "mnist-5k" / "split-80-20-seed0.npz"
@@ -94,7 +94,7 @@ def test_the_mnist_5k_split_is_kept_and_anything_wrong_with_it_is_split_again(tm
 
 
 def test_an_unwritable_cache_only_costs_time(tmp_path):
-    from mnistlab.datasets import _stratified_split
+    from mnistlab.data.datasets import _stratified_split
 
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
@@ -113,7 +113,7 @@ def test_dotted_idx_file_names_are_read(tmp_path):
 
 
 def test_the_user_formats_name_themselves_when_called_directly(tmp_path):
-    from mnistlab.datasets import load_idx_folder, load_image_folder, load_npz
+    from mnistlab.data.datasets import load_idx_folder, load_image_folder, load_npz
 
     x, y = make_images(20, size=6)
     np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
@@ -186,7 +186,7 @@ def test_fashion_mnist_from_the_debian_package():
 @pytest.mark.cli
 def test_official_mnist_test_set_std_is_79_17(tmp_path):
     images = SHARED_MNIST / "t10k-images-idx3-ubyte.gz"
-    from mnistlab.idx import read_idx
+    from mnistlab.data.idx import read_idx
 
     assert round(pixel_statistics(read_idx(images))[1], 2) == 79.17
     # The same numbers through the CLI: the official test files serve as both splits.
@@ -320,7 +320,7 @@ def test_one_changed_pixel_or_label_changes_the_fingerprint_and_every_step_key(e
     import dataclasses
 
     from mnistlab import build_config
-    from mnistlab.runner import plan_study
+    from mnistlab.study.runner import plan_study
 
     data = load_dataset("digits")
     x, y = data.x_train.copy(), data.y_train.copy()
@@ -373,7 +373,7 @@ def _arrays(x_train=None, y_train=None, x_test=None, y_test=None):
      "negative label -3"),
 ])
 def test_each_array_mistake_is_named_exactly(arrays, class_names, message):
-    from mnistlab.datasets import validate_arrays
+    from mnistlab.data.datasets import validate_arrays
 
     with pytest.raises(DatasetError) as info:
         validate_arrays("here.npz", *arrays, class_names=class_names)
@@ -381,7 +381,7 @@ def test_each_array_mistake_is_named_exactly(arrays, class_names, message):
 
 
 def test_what_validation_accepts_it_returns_canonical():
-    from mnistlab.datasets import validate_arrays
+    from mnistlab.data.datasets import validate_arrays
 
     x_tr, y_tr, x_te, y_te, names = validate_arrays(
         "ok", np.full((4, 3, 2, 1), 7.0), np.array([[5], [9], [5], [9]]),

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from mnistlab import build_config, load_dataset
-from mnistlab.deep import TorchClassifier, build_module, count_parameters, layer_table
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
+from mnistlab.engine.step import call_step
+from mnistlab.models.deep import TorchClassifier, build_module, count_parameters, layer_table
 from mnistlab.sections import deep as section
-from mnistlab.step import call_step
 
 
 def _train(data, params, folder, name="mlp-1"):
@@ -151,7 +151,7 @@ def test_the_torch_free_shape_check_agrees_with_building_and_running_the_network
                                                                                  arch_params):
     """The plan checks networks against the images without torch; what it accepts must build
     and run, what it refuses must not."""
-    from mnistlab.architectures import image_shape_problem
+    from mnistlab.models.architectures import image_shape_problem
 
     for shape in [(h, w) for h in range(1, 12) for w in (1, 3, 4, 8, 9)]:
         problem = image_shape_problem(arch, shape, arch_params)
@@ -194,7 +194,7 @@ def test_in_process_training_gives_the_same_model(mnist5k, tmp_path):
 
 @pytest.mark.parametrize("p", [0.25, 0.5, 0.2])
 def test_dropout_drops_p_of_the_elements_and_scales_the_rest(p):
-    from mnistlab.nets import Dropout
+    from mnistlab.models.nets import Dropout
 
     x = torch.randn(64, 32, 13, 13).to(memory_format=torch.channels_last).requires_grad_()
     torch.manual_seed(0)

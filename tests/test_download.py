@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_MNIST, make_images, run_cli
-from mnistlab.datasets import IDX_NAMES, load_dataset
-from mnistlab.download import RemoteFile, fetch_files
-from mnistlab.errors import DatasetError, DownloadError
-from mnistlab.idx import write_idx
+from mnistlab.core.errors import DatasetError, DownloadError
+from mnistlab.data.datasets import IDX_NAMES, load_dataset
+from mnistlab.data.download import RemoteFile, fetch_files
+from mnistlab.data.idx import write_idx
 
 
 def _payload(seed: int = 0) -> bytes:
@@ -71,7 +71,7 @@ def test_all_mirrors_down_lists_every_url_and_the_manual_route(http_server, tmp_
 
 def test_a_named_dataset_downloads_through_its_mirrors(http_server, monkeypatch, tmp_path):
     """kmnist's real machinery, its checksums swapped for those of files we serve."""
-    import mnistlab.datasets as ds
+    import mnistlab.data.datasets as ds
 
     files = []
     for key, stem in IDX_NAMES.items():
@@ -106,7 +106,7 @@ def test_cli_download_failure_is_one_line_with_exit_2():
 def _serve_kmnist(http_server, monkeypatch, tmp_path, content_digests=True):
     """kmnist's real machinery, its digests swapped for those of small files we serve; returns
     the served arrays by stem."""
-    import mnistlab.datasets as ds
+    import mnistlab.data.datasets as ds
 
     files, arrays = [], {}
     for key, stem in IDX_NAMES.items():
@@ -128,7 +128,7 @@ def _serve_kmnist(http_server, monkeypatch, tmp_path, content_digests=True):
 
 def _alter_one_pixel(path, level=6):
     """Rewrite a gzipped IDX file with one pixel changed (a valid file, the wrong content)."""
-    from mnistlab.idx import read_idx
+    from mnistlab.data.idx import read_idx
 
     x = read_idx(path)
     x.flat[123] ^= 1
@@ -137,7 +137,7 @@ def _alter_one_pixel(path, level=6):
 
 def test_a_corrupted_cached_file_is_detected_and_downloaded_again(http_server, monkeypatch,
                                                                     tmp_path):
-    import mnistlab.datasets as ds
+    import mnistlab.data.datasets as ds
 
     served = _serve_kmnist(http_server, monkeypatch, tmp_path)
     load_dataset("kmnist")
@@ -156,7 +156,7 @@ def test_a_corrupted_cached_file_is_detected_and_downloaded_again(http_server, m
 
 @pytest.mark.cli
 def test_a_corrupted_copy_offline_is_one_line_from_the_cli(http_server, monkeypatch, tmp_path):
-    import mnistlab.datasets as ds
+    import mnistlab.data.datasets as ds
 
     _serve_kmnist(http_server, monkeypatch, tmp_path)
     load_dataset("kmnist")
@@ -201,8 +201,8 @@ def test_without_a_published_content_digest_the_file_digest_decides(http_server,
 
 @pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="../shared/data/mnist-test-10k absent")
 def test_the_pinned_mnist_content_digests_are_those_of_the_official_test_set():
-    from mnistlab.datasets import REMOTE
-    from mnistlab.idx import read_idx
+    from mnistlab.data.datasets import REMOTE
+    from mnistlab.data.idx import read_idx
 
     files = {f.name: f for f in REMOTE["mnist"].files}
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
@@ -217,7 +217,7 @@ def test_the_pinned_mnist_content_digests_are_those_of_the_official_test_set():
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
                     .exists(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_debian_fashion_mnist_is_recognised_by_its_content_digests():
-    from mnistlab.datasets import FASHION_DEBIAN_DIR, REMOTE
+    from mnistlab.data.datasets import FASHION_DEBIAN_DIR, REMOTE
 
     for f in REMOTE["fashion-mnist"].files:
         raw = (FASHION_DEBIAN_DIR / f.name).read_bytes()
@@ -232,7 +232,7 @@ def test_a_mirror_that_never_answers_times_out_and_the_next_is_tried(http_server
                                                                       monkeypatch):
     import socket
 
-    import mnistlab.download as download
+    import mnistlab.data.download as download
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -285,7 +285,7 @@ def test_the_progress_bar_names_each_file(http_server, tmp_path, monkeypatch):
 
     from rich.console import Console
 
-    import mnistlab.download as download
+    import mnistlab.data.download as download
 
     body = _payload()
     http_server.files["/m1/a.gz"] = body
@@ -303,7 +303,7 @@ def test_the_progress_bar_names_each_file(http_server, tmp_path, monkeypatch):
 
 def test_a_bad_cached_copy_falls_back_to_a_good_system_copy_without_downloading(
         http_server, monkeypatch, tmp_path):
-    import mnistlab.datasets as ds
+    import mnistlab.data.datasets as ds
 
     served = _serve_kmnist(http_server, monkeypatch, tmp_path)
     load_dataset("kmnist")  # fills the cache
@@ -319,7 +319,7 @@ def test_a_bad_cached_copy_falls_back_to_a_good_system_copy_without_downloading(
 
 
 def test_a_local_copy_of_mnist_is_known_to_be_digits(http_server, monkeypatch, tmp_path):
-    import mnistlab.datasets as ds
+    import mnistlab.data.datasets as ds
 
     _serve_kmnist(http_server, monkeypatch, tmp_path)
     monkeypatch.setitem(ds.REMOTE, "mnist", ds.RemoteSpec(
@@ -330,7 +330,7 @@ def test_a_local_copy_of_mnist_is_known_to_be_digits(http_server, monkeypatch, t
 
 
 def test_the_cache_defaults_to_the_users_cache_folder(monkeypatch, tmp_path):
-    import mnistlab.datasets as ds
+    import mnistlab.data.datasets as ds
 
     monkeypatch.delenv("MNISTLAB_DATA")
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -340,7 +340,7 @@ def test_the_cache_defaults_to_the_users_cache_folder(monkeypatch, tmp_path):
 
 
 def test_mirrors_can_be_replaced_per_dataset(monkeypatch):
-    import mnistlab.datasets as ds
+    import mnistlab.data.datasets as ds
 
     monkeypatch.setenv("MNISTLAB_MIRRORS_FASHION_MNIST", "http://a/ http://b/")
     assert ds.REMOTE["fashion-mnist"].mirror_list("fashion-mnist") == ["http://a/", "http://b/"]
@@ -354,7 +354,7 @@ def test_mirrors_can_be_replaced_per_dataset(monkeypatch):
 
 
 def test_the_catalog_knows_which_datasets_are_here(http_server, monkeypatch, tmp_path):
-    from mnistlab.datasets import CATALOG
+    from mnistlab.data.datasets import CATALOG
 
     available = {info.name: info.available for info in CATALOG}
     _serve_kmnist(http_server, monkeypatch, tmp_path)
@@ -364,7 +364,7 @@ def test_the_catalog_knows_which_datasets_are_here(http_server, monkeypatch, tmp
 
 
 def test_offline_without_a_copy_is_one_error_saying_so(monkeypatch):
-    import mnistlab.datasets as ds
+    import mnistlab.data.datasets as ds
 
     monkeypatch.setenv("MNISTLAB_OFFLINE", "1")
     with pytest.raises(DownloadError) as info:
@@ -380,8 +380,8 @@ def test_a_downloaded_mnist_is_named_digits_and_shows_its_progress(http_server, 
 
     from rich.console import Console
 
-    import mnistlab.datasets as ds
-    import mnistlab.download as download
+    import mnistlab.data.datasets as ds
+    import mnistlab.data.download as download
 
     _serve_kmnist(http_server, monkeypatch, tmp_path)
     monkeypatch.setitem(ds.REMOTE, "mnist", ds.RemoteSpec(
@@ -395,14 +395,14 @@ def test_a_downloaded_mnist_is_named_digits_and_shows_its_progress(http_server, 
     assert "train-images-idx3-ubyte.gz" in screen.getvalue()
     # A damaged cached file: said once, in one warning, and downloaded again.
     _alter_one_pixel(ds.data_home() / "mnist" / "t10k-images-idx3-ubyte.gz")
-    with caplog.at_level(logging.WARNING, logger="mnistlab.datasets"):
+    with caplog.at_level(logging.WARNING, logger="mnistlab.data.datasets"):
         load_dataset("mnist")
     assert caplog.text.count("; not using that copy") == 1
     assert "t10k-images-idx3-ubyte.gz: neither the file nor" in caplog.text
 
 
 def test_a_transfer_of_many_chunks_arrives_whole(http_server, tmp_path):
-    import mnistlab.download as download
+    import mnistlab.data.download as download
 
     body = bytes(range(256)) * (3 * download.CHUNK // 256) + b"tail"
     http_server.files["/m1/big.gz"] = body

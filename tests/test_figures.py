@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mnistlab.render.figures import image_grid
+from mnistlab.report.figures import image_grid
 
 
 def test_an_image_grid_tiles_every_image_under_its_title_and_leaves_none_empty():

@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from mnistlab.errors import DatasetError
-from mnistlab.idx import read_idx, write_idx
+from mnistlab.core.errors import DatasetError
+from mnistlab.data.idx import read_idx, write_idx
 
 
 @pytest.mark.parametrize("name", ["a-idx3-ubyte", "a-idx3-ubyte.gz"])

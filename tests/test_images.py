@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnistlab import load_dataset
-from mnistlab.images import (
+from mnistlab.data.images import (
     MAX_PIXELS,
     BadArray,
     ImageError,

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from mnistlab.datasets import load_dataset
-from mnistlab.errors import DatasetError
-from mnistlab.idx import read_idx, write_idx
+from mnistlab.core.errors import DatasetError
+from mnistlab.data.datasets import load_dataset
+from mnistlab.data.idx import read_idx, write_idx
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,7 +1,7 @@
 """Each claim the report makes is computed from the run's numbers: numbers that make it true
 give the sentence, numbers that make it false give another."""
 
-from mnistlab.render.classic import tree_depth_answer
+from mnistlab.report.classic import tree_depth_answer
 from mnistlab.sections.classic import TreeDepth
 
 
@@ -57,7 +57,7 @@ def _inits(ari, accuracy, contingency, rand=0.9):
 
 
 def test_shared_clusters_are_read_from_the_contingency_table():
-    from mnistlab.render.unsupervised import _inits_answer
+    from mnistlab.report.unsupervised import _inits_answer
 
     names = ["Pullover", "Coat", "Sandal"]
     # Pullover and Coat both put >= 20 % of their images in cluster 0; Sandal is alone.
@@ -73,7 +73,7 @@ def test_shared_clusters_are_read_from_the_contingency_table():
 
 
 def test_the_seed_comparisons_of_the_kmeans_answer_appear_only_on_mnist_like_digits():
-    from mnistlab.render.unsupervised import _inits_answer
+    from mnistlab.report.unsupervised import _inits_answer
 
     inits = _inits([0.4, 0.41, 0.42], [0.5, 0.5, 0.5], [[60, 40, 0], [50, 50, 0], [0, 5, 95]])
     assert "seed" not in _inits_answer(inits, ["a", "b", "c"])
@@ -98,7 +98,7 @@ def _pca(ratio, constant=0, black=0, n_features=None, marks=None):
 
 
 def test_pca_answer_counts_the_constant_pixels_it_speaks_of():
-    from mnistlab.render.unsupervised import pca_answer
+    from mnistlab.report.unsupervised import pca_answer
 
     ratio = [0.5, 0.3, 0.15, 0.04, 0.01, 0, 0, 0]
     text = pca_answer(_pca(ratio, constant=3, black=3), seed_comparable=False)
@@ -113,7 +113,7 @@ def test_pca_answer_counts_the_constant_pixels_it_speaks_of():
 def test_pca_answer_checks_the_seeds_200_components_on_mnist_only():
     import numpy as np
 
-    from mnistlab.render.unsupervised import pca_answer
+    from mnistlab.report.unsupervised import pca_answer
 
     far = np.full(784, 1 / 784)  # flat spectrum: 90 % needs 706 components
     text = pca_answer(_pca(far, n_features=784), seed_comparable=True)
@@ -124,7 +124,7 @@ def test_pca_answer_checks_the_seeds_200_components_on_mnist_only():
 
 
 def test_homogeneity_is_said_to_rise_only_when_it_does():
-    from mnistlab.render.unsupervised import kmeans_k_answer
+    from mnistlab.report.unsupervised import kmeans_k_answer
     from mnistlab.sections.unsupervised import KMeansSweep
 
     def sweep(h, c, inertia=(10.0, 5.0)):
@@ -142,7 +142,7 @@ def test_homogeneity_is_said_to_rise_only_when_it_does():
 
 
 def test_the_2d_partition_is_compared_as_measured():
-    from mnistlab.render.unsupervised import pca2_answer
+    from mnistlab.report.unsupervised import pca2_answer
 
     row = {"silhouette": 0.1, "silhouette_exact": True, "ari": 0.4, "accuracy": 0.6}
     text = pca2_answer(0.2, {**row, "silhouette": 0.35, "ari": 0.2, "accuracy": 0.4}, row, 50)
@@ -173,7 +173,7 @@ def _gmm_parts(emb_acc=None, constant=5):
 
 
 def test_the_embedding_is_called_better_than_the_mixtures_only_when_it_is():
-    from mnistlab.render.unsupervised import _gmm_answer
+    from mnistlab.report.unsupervised import _gmm_answer
 
     text = _gmm_answer(*_gmm_parts(emb_acc=0.95))
     assert "cluster far better after the nonlinear embedding" in text
@@ -186,7 +186,7 @@ def test_the_embedding_is_called_better_than_the_mixtures_only_when_it_is():
 
 
 def test_the_embedding_text_cites_the_seed_on_mnist_only():
-    from mnistlab.render.unsupervised import _embedding_text
+    from mnistlab.report.unsupervised import _embedding_text
 
     *_, emb = _gmm_parts(emb_acc=0.7)
     emb.row.update(ari=0.5, homogeneity=0.6)
@@ -204,7 +204,7 @@ def test_the_embedding_text_cites_the_seed_on_mnist_only():
 # ------------------------------------------------------------------ classic
 
 def test_naive_bayes_is_said_to_learn_from_few_examples_only_when_it_does():
-    from mnistlab.render.classic import nb_vs_logistic
+    from mnistlab.report.classic import nb_vs_logistic
 
     text = nb_vs_logistic([100, 1000, 10000], [0.70, 0.75, 0.76], [0.60, 0.80, 0.90])
     assert "leads with the fewest images" in text and "overtakes it by 1,000 images" in text
@@ -222,7 +222,7 @@ def _c_rows(accs, capped=(), train=0.99):
 
 
 def test_the_c_sweep_says_barely_moves_only_when_accuracy_barely_moves():
-    from mnistlab.render.classic import c_accuracy_answer
+    from mnistlab.report.classic import c_accuracy_answer
 
     text = c_accuracy_answer(_c_rows([0.995, 0.996, 0.996, 0.996]), 200)
     assert "barely moves" in text and "almost linearly separable" in text
@@ -242,7 +242,7 @@ def _sweep_rows(fit, train, test, ns=(10, 50, 100), support=(900, 700, 500)):
 
 
 def test_svc_fit_time_and_gap_are_described_as_measured():
-    from mnistlab.render.classic import svc_pca_answer
+    from mnistlab.report.classic import svc_pca_answer
 
     text = svc_pca_answer(_sweep_rows([1, 2, 4], [0.9, 0.97, 1.0], [0.88, 0.9, 0.89]))
     assert "fit time grows" in text and "widens" in text and "peaks at 50 components" in text
@@ -252,7 +252,7 @@ def test_svc_fit_time_and_gap_are_described_as_measured():
 
 
 def test_pca_influence_is_measured_against_the_raw_pixels():
-    from mnistlab.render.classic import pca_influence_answer
+    from mnistlab.report.classic import pca_influence_answer
 
     svc = _sweep_rows([1, 2, 4], [1, 1, 1], [1, 1, 1])
     text = pca_influence_answer(_sweep_rows([1, 1, 1], [1, 1, 1], [0.3, 0.85, 0.8]), 0.8, svc)
@@ -300,7 +300,7 @@ def _arch(**layers):
 
 
 def test_overfitting_is_a_rise_beyond_the_losss_own_noise():
-    from mnistlab.render.deep import overfit_verdict, overfitting_answer
+    from mnistlab.report.deep import overfit_verdict, overfitting_answer
 
     rising = [0.5, 0.3, 0.25, 0.24, 0.26, 0.29, 0.33, 0.38]
     assert overfit_verdict(rising)[3] and overfit_verdict(rising)[0] == 4
@@ -322,7 +322,7 @@ def test_overfitting_is_a_rise_beyond_the_losss_own_noise():
 
 
 def test_cnn_and_mlp_are_compared_as_measured():
-    from mnistlab.render.deep import cnn_vs_mlp
+    from mnistlab.report.deep import cnn_vs_mlp
 
     def compare(c_params, c_s, c_acc, m_params=600_000, m_s=2, m_acc=0.95):
         return cnn_vs_mlp(_run("cnn-seed", [0.1], params=c_params, epoch_s=c_s, test_acc=c_acc),
@@ -340,7 +340,7 @@ def test_cnn_and_mlp_are_compared_as_measured():
 
 
 def test_the_overfit_demo_quotes_the_seed_on_mnist_only():
-    from mnistlab.render.deep import _demo_answer
+    from mnistlab.report.deep import _demo_answer
     from mnistlab.sections.deep import OverfitResult
 
     demos = [OverfitResult("mlp-1", 10, 30, 1.0, 0.3, 3.0, [1.0]),
@@ -354,7 +354,7 @@ def test_the_overfit_demo_quotes_the_seed_on_mnist_only():
 
 
 def test_loss_curves_compare_like_with_like():
-    from mnistlab.render.deep import _curves_caption
+    from mnistlab.report.deep import _curves_caption
 
     assert "label smoothing" not in _curves_caption([_run("mlp-1", [0.2, 0.1])])
     caption = _curves_caption([_run("cnn-fast", [0.2, 0.1], smoothing=0.1)])

@@ -11,11 +11,11 @@ import pytest
 
 from conftest import make_images
 from mnistlab import build_config
-from mnistlab.datasets import Dataset
-from mnistlab.errors import ConfigError, DatasetError, StepFailed
-from mnistlab.runner import plan_study, run_study
-from mnistlab.step import bind, call_step
-from mnistlab.store import RunStore
+from mnistlab.core.errors import ConfigError, DatasetError, StepFailed
+from mnistlab.data.datasets import Dataset
+from mnistlab.engine.step import bind, call_step
+from mnistlab.engine.store import RunStore
+from mnistlab.study.runner import plan_study, run_study
 
 CALLS: list[tuple] = []
 
@@ -69,7 +69,7 @@ def tiny():
 def fake_sections(monkeypatch):
     """One section named explore (so the config's explore parameters are its parameters)."""
     section = SimpleNamespace(NAME="explore", TITLE="Fake first steps", plan=_plan)
-    monkeypatch.setattr("mnistlab.runner.SECTIONS", [section])
+    monkeypatch.setattr("mnistlab.study.runner.SECTIONS", [section])
     CALLS.clear()
     return section
 
@@ -240,7 +240,7 @@ def test_a_recomputed_step_is_logged_with_its_reason(tiny, fake_sections, tmp_pa
 
     first = run_study(tiny, build_config("full"), tmp_path / "run")
     (tmp_path / "run" / "arrays" / f"{first.records[1].key}.npz").unlink()
-    with caplog.at_level(logging.INFO, logger="mnistlab.runner"):
+    with caplog.at_level(logging.INFO, logger="mnistlab.engine.executors"):
         run_study(tiny, build_config("full"), tmp_path / "run")
     assert "explore.add has a missing or corrupt arrays file; recomputing it" in caplog.text
     assert "computing explore.add" in caplog.text and "computing explore.count" not in caplog.text
@@ -265,7 +265,7 @@ def test_a_bug_on_a_dask_worker_gives_the_same_one_line_error(tiny, fake_section
 
     import cloudpickle
 
-    from mnistlab.cluster import dask_client
+    from mnistlab.engine.cluster import DaskExecutor, dask_client
 
     fake_sections.plan = lambda data, params, seed: [bind("boom", fails, params, seed)]
     with pytest.raises(StepFailed) as here:
@@ -273,7 +273,7 @@ def test_a_bug_on_a_dask_worker_gives_the_same_one_line_error(tiny, fake_section
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the failing step is here
     try:
         with dask_client(workers=1) as client, pytest.raises(StepFailed) as there:
-            run_study(tiny, build_config("full"), tmp_path / "there", client=client)
+            run_study(tiny, build_config("full"), tmp_path / "there", executor=DaskExecutor(client))
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert str(there.value) == str(here.value) == "explore.boom: ZeroDivisionError: a bug"
@@ -301,13 +301,13 @@ def test_on_a_dask_cluster_each_section_is_handed_over_once_its_steps_are_stored
 
     import cloudpickle
 
-    from mnistlab.cluster import dask_client
+    from mnistlab.engine.cluster import DaskExecutor, dask_client
 
     later = SimpleNamespace(NAME="unsupervised", TITLE="Fake second section",
                             plan=lambda data, params, seed: [
                                 bind("recount", count_pixels, params, seed, n_samples=5)])
     fake_sections.plan = lambda data, params, seed: [bind("count", count_pixels, params, seed)]
-    monkeypatch.setattr("mnistlab.runner.SECTIONS", [fake_sections, later])
+    monkeypatch.setattr("mnistlab.study.runner.SECTIONS", [fake_sections, later])
     handed = []
 
     def section_done(study_id, keys):
@@ -316,9 +316,10 @@ def test_on_a_dask_cluster_each_section_is_handed_over_once_its_steps_are_stored
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the steps are defined here
     try:
         with dask_client(workers=1) as client:
-            outcome = run_study(tiny, build_config("full"), tmp_path / "run", client=client,
+            executor = DaskExecutor(client)
+            outcome = run_study(tiny, build_config("full"), tmp_path / "run", executor=executor,
                                 section_done=section_done)
-            again = run_study(tiny, build_config("full"), tmp_path / "run", client=client,
+            again = run_study(tiny, build_config("full"), tmp_path / "run", executor=executor,
                               section_done=section_done)
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
@@ -360,7 +361,7 @@ def _meeting(fake_sections, monkeypatch, *, cores, labels, after=None):
     cores), then ``after`` = (name, the step it reads), a step for every core."""
     import threading
 
-    monkeypatch.setattr("mnistlab.runner.usable_cores", lambda: cores)
+    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: cores)
     MEETING["barrier"] = threading.Barrier(2 if cores > 1 and len(labels) > 1 else 1)
     CALLS.clear()
     fake_sections.plan = lambda data, params, seed: [
@@ -458,7 +459,7 @@ def meets_the_apart(data, *, meet_at):
 
 
 def _apart(fake_sections, monkeypatch, meet_at, *, cores=2, **apart):
-    monkeypatch.setattr("mnistlab.runner.usable_cores", lambda: cores)
+    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: cores)
     meet_at.mkdir(exist_ok=True)
     CALLS.clear()
     fake_sections.plan = lambda data, params, seed: [
@@ -533,14 +534,14 @@ def test_each_section_is_handed_over_once_all_its_steps_are_stored(
     meet_at = tmp_path / "meet"
     meet_at.mkdir()
     (meet_at / "apart").touch()
-    monkeypatch.setattr("mnistlab.runner.usable_cores", lambda: 2)
+    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
     fake_sections.plan = lambda data, params, seed: [
         bind("count", count_pixels, params, seed)]
     waiting = SimpleNamespace(NAME="unsupervised", TITLE="Fake second section",
                               plan=lambda data, params, seed: [
                                   bind("apart", in_a_process_of_its_own, params, seed,
                                        own_process=True, meet_at=str(meet_at), n_samples=5)])
-    monkeypatch.setattr("mnistlab.runner.SECTIONS", [fake_sections, waiting])
+    monkeypatch.setattr("mnistlab.study.runner.SECTIONS", [fake_sections, waiting])
     handed = []
 
     def section_done(study_id, keys):
@@ -591,7 +592,7 @@ def test_the_core_a_step_apart_frees_goes_to_the_next_one_core_step_at_once(
     """While the step apart computes, one-core steps compute one at a time; once it ends,
     the next starts beside the one still computing (it waited for that one to end before,
     which here never comes: the long step waits for the second)."""
-    monkeypatch.setattr("mnistlab.runner.usable_cores", lambda: 2)
+    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
     meet_at = tmp_path / "meet"
     meet_at.mkdir()
     fake_sections.plan = lambda data, params, seed: [

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from mnistlab import load_dataset, open_models
-from mnistlab.images import MAX_PIXELS
-from mnistlab.server import MAX_BODY_BYTES, create_app
+from mnistlab.data.images import MAX_PIXELS
+from mnistlab.serve.server import MAX_BODY_BYTES, create_app
 
 pytestmark = pytest.mark.slow
 

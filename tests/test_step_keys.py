@@ -12,11 +12,11 @@ import pytest
 
 from conftest import FAST_TOML
 from mnistlab import build_config, load_dataset, run_study
-from mnistlab.deep import TorchClassifier
-from mnistlab.errors import ConfigError
-from mnistlab.runner import plan_study
+from mnistlab.core.errors import ConfigError
+from mnistlab.engine.store import RunStore
+from mnistlab.models.deep import TorchClassifier
 from mnistlab.sections import SECTIONS
-from mnistlab.store import RunStore
+from mnistlab.study.runner import plan_study
 
 FAST = tomllib.loads(FAST_TOML)
 

@@ -14,16 +14,9 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-from mnistlab.errors import StoreError
-from mnistlab.store import (
-    DB_NAME,
-    NOT_FINISHED,
-    RunStore,
-    atomic_write_bytes,
-    join_result,
-    split_result,
-    to_json,
-)
+from mnistlab.core.errors import StoreError
+from mnistlab.core.files import atomic_write_bytes
+from mnistlab.engine.store import DB_NAME, NOT_FINISHED, RunStore, join_result, split_result, to_json
 
 
 @dataclass
@@ -100,7 +93,7 @@ def test_a_damaged_arrays_file_makes_the_step_not_done(store, damage, caplog):
         path.write_bytes(path.read_bytes()[:100])
     else:
         path.write_bytes(b"not a zip file at all")
-    with caplog.at_level(logging.WARNING, logger="mnistlab.store"):
+    with caplog.at_level(logging.WARNING, logger="mnistlab.engine.store"):
         assert not store.is_done("k4")
     assert store.stored_problem("k4") == "has a missing or corrupt arrays file"
     assert (f"{store.folder}: step k4 has a missing or corrupt arrays file; recomputing it"
@@ -108,7 +101,7 @@ def test_a_damaged_arrays_file_makes_the_step_not_done(store, damage, caplog):
 
 
 def test_a_new_step_is_no_news(store, caplog):
-    with caplog.at_level(logging.WARNING, logger="mnistlab.store"):
+    with caplog.at_level(logging.WARNING, logger="mnistlab.engine.store"):
         assert not store.is_done("never-seen")
     assert caplog.text == ""
 
@@ -294,7 +287,7 @@ class Trained:
 
 @pytest.mark.parametrize("damage", ["missing", "altered"])
 def test_a_missing_or_altered_weights_file_makes_the_step_not_done(store, damage):
-    from mnistlab.store import sha256_file
+    from mnistlab.core.files import sha256_file
 
     weights = store.folder / "models" / "net-abc.safetensors"
     weights.parent.mkdir()

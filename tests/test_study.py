@@ -17,8 +17,8 @@ import pytest
 
 from conftest import FAST_TOML, make_images, run_cli
 from mnistlab import build_config, build_report, load_dataset, run_study
-from mnistlab.runner import usable_cores
-from mnistlab.store import RunStore
+from mnistlab.core.machine import usable_cores
+from mnistlab.engine.store import RunStore
 
 
 def _finished(folder):
@@ -114,7 +114,7 @@ def _copy_without_figures(quick_run, tmp_path):
 
 
 def test_sections_drawn_before_the_report_are_not_drawn_again(quick_run, tmp_path):
-    from mnistlab.render import draw_sections
+    from mnistlab.report import draw_sections
 
     out, study, rows = _copy_without_figures(quick_run, tmp_path)
     draw_sections(out, study["id"], {"classic": [r["key"] for r in rows
@@ -131,8 +131,8 @@ def test_sections_drawn_in_the_background_are_drawn_by_another_process(quick_run
                                                                         monkeypatch):
     """What the study hands over is drawn in a process of its own (here, drawing would fail),
     and the report built next finds every section drawn."""
-    import mnistlab.render as render
-    from mnistlab.render import BackgroundDrawing
+    import mnistlab.report as render
+    from mnistlab.report import BackgroundDrawing
 
     out, study, rows = _copy_without_figures(quick_run, tmp_path)
 
@@ -155,7 +155,7 @@ def test_sections_drawn_in_the_background_are_drawn_by_another_process(quick_run
 def test_sections_that_end_together_are_drawn_side_by_side(quick_run, tmp_path):
     """The embedding and the networks often end together: one process drew their sections
     one after the other, after the study's last step."""
-    from mnistlab.render import BackgroundDrawing
+    from mnistlab.report import BackgroundDrawing
 
     out, study, rows = _copy_without_figures(quick_run, tmp_path)
     with BackgroundDrawing(out) as drawing:
@@ -173,7 +173,7 @@ def test_a_drawing_process_that_cannot_start_leaves_the_drawing_to_the_report(
         tmp_path, monkeypatch, caplog):
     from concurrent.futures.process import BrokenProcessPool
 
-    import mnistlab.render as render
+    import mnistlab.report as render
 
     class Broken:
         def __init__(self, *args, **kwargs):
@@ -286,7 +286,7 @@ def test_a_missing_arrays_file_or_weights_file_is_recomputed(tmp_path, fast_digi
     rerun = run_cli(*args)
     assert rerun.returncode == 0, rerun.stderr
     assert "3 step(s) computed" in rerun.stdout and "Traceback" not in rerun.stderr
-    from mnistlab.deep import TorchClassifier
+    from mnistlab.models.deep import TorchClassifier
 
     TorchClassifier.load(weights)  # rewritten whole
 
@@ -373,7 +373,7 @@ def test_a_rerun_with_nothing_to_compute_imports_neither_torch_nor_scikit_learn(
         assert result.returncode == 0 and " 0 step(s) computed" in result.stdout, attempt
     imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "mnistlab.runner" in imported
+    assert "mnistlab.study.runner" in imported
     assert not {"torch", "sklearn", "scipy.stats"} & imported
 
 

@@ -9,8 +9,8 @@ from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.svm import SVC as LibsvmSVC
 
-from mnistlab.saved import load_pipeline, save_pipeline
-from mnistlab.svc import SVC
+from mnistlab.models.persistence import load_pipeline, save_pipeline
+from mnistlab.models.svc import SVC
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_wrong_inputs_fail_as_an_svcs_do(digits_pca):
 
 
 def test_a_saved_pipeline_of_it_loads_and_predicts_the_same(tmp_path):
-    from mnistlab.pipeline import ImageInputs
+    from mnistlab.models.pipeline import ImageInputs
 
     x, y = load_digits(return_X_y=True)
     images = (x.reshape(-1, 8, 8) * 255 / 16).astype(np.uint8)

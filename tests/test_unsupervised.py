@@ -3,7 +3,8 @@ import pytest
 from sklearn import metrics
 
 from mnistlab import build_config, load_dataset
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
+from mnistlab.engine.step import call_step, call_sweep
 from mnistlab.sections import unsupervised as u
 from mnistlab.sections.clustering_metrics import (
     cluster_accuracy,
@@ -11,7 +12,6 @@ from mnistlab.sections.clustering_metrics import (
     partition_scores,
     silhouette_estimate,
 )
-from mnistlab.step import call_step, call_sweep
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_a_sweep_with_no_possible_point_is_rejected_at_plan_time(digits, overrid
 
 
 def test_deskew_makes_a_slanted_stroke_upright_and_centred():
-    from mnistlab.preprocess import deskew
+    from mnistlab.data.preprocess import deskew
 
     image = np.zeros((28, 28), np.float32)
     for r in range(4, 24):  # a stroke leaning right by half a pixel per row, off centre

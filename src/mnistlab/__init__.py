@@ -11,15 +11,20 @@ Examples
 __version__ = "0.1.0"
 
 # Public names are imported on first use (PEP 562): a training subprocess that only needs
-# mnistlab.deep does not pay for scikit-learn, matplotlib and Jinja2 at start-up.
+# mnistlab.models.deep does not pay for scikit-learn, matplotlib and Jinja2 at start-up.
 _EXPORTS = {
-    "StudyConfig": "config", "build_config": "config", "config_toml": "config",
-    "load_config": "config", "CATALOG": "datasets", "Dataset": "datasets",
-    "load_dataset": "datasets", "ConfigError": "errors", "DatasetError": "errors",
-    "DownloadError": "errors", "MnistlabError": "errors", "StoreError": "errors",
-    "build_report": "render", "load_study": "render", "StudyResults": "render",
-    "run_study": "runner", "plan_study": "runner", "call_step": "step",
-    "load_model": "saved", "open_models": "saved", "TrainedModel": "saved",
+    "MnistlabError": "core.errors", "ConfigError": "core.errors", "DatasetError": "core.errors",
+    "DownloadError": "core.errors", "StoreError": "core.errors",
+    "ModelLoadError": "core.errors",
+    "CATALOG": "data.datasets", "Dataset": "data.datasets", "load_dataset": "data.datasets",
+    "call_step": "engine.step",
+    "StudyConfig": "study.config", "build_config": "study.config",
+    "config_toml": "study.config", "load_config": "study.config",
+    "run_study": "study.runner", "run_studies": "study.runner", "plan_study": "study.runner",
+    "load_study": "study.results", "StudyResults": "study.results",
+    "load_model": "study.catalog", "open_models": "study.catalog",
+    "TrainedModel": "study.catalog", "model_entries": "study.catalog",
+    "build_report": "report", "draw_figures": "report",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .errors import DownloadError, MnistlabError, StepFailed, StoreError
+from .core.errors import DownloadError, MnistlabError, StepFailed, StoreError
 
 # The library is imported inside the commands: `mnistlab --help` and a usage error then cost
 # typer and rich only (0.55 s -> see the commit), not pydantic, numpy and every section.
@@ -92,7 +92,7 @@ def _stop_on_ctrl_c(grace_s: float = 5.0):
 @data_app.command("list")
 def data_list() -> None:
     """Every dataset mnistlab knows, whether it is available offline here, and its size."""
-    from .datasets import CATALOG
+    from .data.datasets import CATALOG
 
     grid = Table("name", "offline here", "size", "description")
     for info in CATALOG:
@@ -106,7 +106,7 @@ def data_list() -> None:
 @data_app.command("info")
 def data_info(name: Annotated[str, typer.Argument(help="dataset name or FORMAT:PATH")]) -> None:
     """Shapes, classes, class balance and pixel statistics of a dataset (seed part 1)."""
-    from .datasets import load_dataset
+    from .data.datasets import load_dataset
     from .sections.explore import summarize
 
     s = summarize(load_dataset(name, show_progress=True))
@@ -165,7 +165,7 @@ class RichProgress:
 
 
 def _default_dataset(quiet: bool):
-    from .datasets import load_dataset
+    from .data.datasets import load_dataset
 
     try:
         return load_dataset("mnist", show_progress=not quiet)
@@ -215,10 +215,10 @@ def study(
         "--dashboard", help="with --workers: serve Dask's dashboard on :8787")] = False,
 ) -> None:
     """Run the whole study and write DIR/report.html (finished steps are never recomputed)."""
-    from .config import PROFILES, config_toml, load_config
-    from .datasets import load_dataset
-    from .render import BackgroundDrawing, build_report
-    from .runner import run_study
+    from .data.datasets import load_dataset
+    from .report import BackgroundDrawing, build_report
+    from .study.config import PROFILES, config_toml, load_config
+    from .study.runner import run_study
 
     if workers and cluster:
         raise MnistlabError("--workers and --cluster: choose one")
@@ -240,10 +240,10 @@ def study(
     _state["run_folder"] = folder
     started = time.perf_counter()
     try:
-        with (_stop_on_ctrl_c(), _executor(cluster, workers, dashboard) as client,
+        with (_stop_on_ctrl_c(), _executor(cluster, workers, dashboard) as executor,
               BackgroundDrawing(folder) as drawing):
             outcome = run_study(data, cfg, folder, profile=profile,
-                                progress=None if quiet else RichProgress(), client=client,
+                                progress=None if quiet else RichProgress(), executor=executor,
                                 section_done=drawing)
             drawing.finish()
     except KeyboardInterrupt:  # typer would turn it into a silent exit 130
@@ -260,11 +260,11 @@ def _many_studies(dataset, seed, seeds, profile, out_dir, config, quiet, workers
                   dashboard) -> None:
     """Every (dataset, seed) study into its own run folder, one graph on the executor, and a
     summary next to them."""
-    from .config import PROFILES, load_config
-    from .datasets import load_dataset
-    from .render import build_report
-    from .runner import run_studies
-    from .summary import write_summary
+    from .data.datasets import load_dataset
+    from .report import build_report
+    from .report.summary import write_summary
+    from .study.config import PROFILES, load_config
+    from .study.runner import run_studies
 
     if profile not in PROFILES:
         raise MnistlabError(f"--profile {profile}: must be one of {', '.join(PROFILES)}")
@@ -291,8 +291,8 @@ def _many_studies(dataset, seed, seeds, profile, out_dir, config, quiet, workers
     _state["run_folder"] = parent
     started = time.perf_counter()
     try:
-        with _stop_on_ctrl_c(), _executor(cluster, workers, dashboard) as client:
-            outcomes = run_studies(jobs, profile=profile, client=client,
+        with _stop_on_ctrl_c(), _executor(cluster, workers, dashboard) as executor:
+            outcomes = run_studies(jobs, profile=profile, executor=executor,
                                    progress=None if quiet else RichProgress())
     except KeyboardInterrupt:
         err.print(INTERRUPTED, highlight=False, soft_wrap=True)
@@ -308,20 +308,21 @@ def _many_studies(dataset, seed, seeds, profile, out_dir, config, quiet, workers
 
 @contextmanager
 def _executor(cluster: str | None, workers: int, dashboard: bool):
-    """A Dask client when asked for (imported only then), else None: this process runs it."""
+    """A Dask executor when asked for (Dask imported only then), else None: this process
+    runs the steps."""
     if not cluster and not workers:
         yield None
         return
-    from .cluster import dask_client
+    from .engine.cluster import DaskExecutor, dask_client
 
     with dask_client(cluster, workers, dashboard) as client:
-        yield client
+        yield DaskExecutor(client)
 
 
 @app.command()
 def report(folder: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
     """Rebuild DIR/report.html from stored results, recomputing nothing."""
-    from .render import build_report
+    from .report import build_report
 
     if not folder.is_dir():
         raise StoreError(f"{folder}: no such run folder")
@@ -350,8 +351,8 @@ def predict(
     """
     if as_json and as_csv:
         raise MnistlabError("--json and --csv: choose one")
-    from .predict import gather, predict_all
-    from .saved import choose_models
+    from .serve.predict import gather, predict_all
+    from .study.catalog import choose_models
 
     if not run.is_dir():
         raise StoreError(f"{run}: no such run folder")
@@ -451,7 +452,7 @@ def serve(
 
     if not run.is_dir():
         raise StoreError(f"{run}: no such run folder")
-    from .server import LOOPBACK, create_app
+    from .serve.server import LOOPBACK, create_app
 
     try:  # a port in use is the user's to choose again, not a uvicorn traceback
         with socket.create_server((host, port)):

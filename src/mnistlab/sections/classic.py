@@ -15,6 +15,7 @@ from __future__ import annotations
 import pickle
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
@@ -22,50 +23,138 @@ from typing import Any, Literal, NotRequired, TypedDict
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..datasets import Dataset
-from ..measure import Measured
-from ..prepare import PcaProjection, flat_pixels, stratified_subset
-from ..step import Step, SweepPoint, bind, gathered_rows, sweep
+from ..core.errors import ConfigError
+from ..core.files import sha256_file
+from ..data.datasets import Dataset
+from ..data.prepare import PcaProjection, flat_pixels, stratified_subset
+from ..engine.measure import Measured
+from ..engine.step import Step, SweepPoint, bind, gathered_rows, sweep
+from ..models.persistence import library_versions, save_pipeline
 
 NAME = "classic"
 TITLE = "3. Supervised learning: classic classifiers"
 
 
 
+def _svc(kernel: str, C: float):
+    def build(seed: int, break_ties: bool):
+        from ..models.svc import SVC  # scikit-learn's, predicting through BLAS
+
+        # cache_size: 1 GB of kernel rows instead of 200 MB cuts fit time on 50k points.
+        return SVC(kernel=kernel, C=C, cache_size=1000, break_ties=break_ties,
+                   random_state=seed)
+    return build
+
+
+# scikit-learn is imported when a model is built, not when the study's configuration is read.
+def _gaussian_nb(seed: int, break_ties: bool):
+    from sklearn.naive_bayes import GaussianNB
+
+    return GaussianNB()
+
+
+def _bernoulli_nb(seed: int, break_ties: bool):
+    from sklearn.naive_bayes import BernoulliNB
+
+    return BernoulliNB(binarize=0.5)
+
+
+def _logistic(seed: int, break_ties: bool):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=200, tol=1e-3)
+
+
+def _linear_svm(seed: int, break_ties: bool):
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.svm import LinearSVC
+
+    # liblinear fits the 10 one-vs-rest problems one after another on one core: run them in
+    # parallel instead (33 s -> about half on 2 cores, Fashion-MNIST).
+    return OneVsRestClassifier(LinearSVC(C=0.01, dual=False, tol=1e-3, random_state=seed),
+                               n_jobs=-1)
+
+
+def _decision_tree(seed: int, break_ties: bool):
+    from sklearn.tree import DecisionTreeClassifier
+
+    return DecisionTreeClassifier(random_state=seed)
+
+
+def _random_forest(seed: int, break_ties: bool):
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=seed)
+
+
+def _knn(seed: int, break_ties: bool):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(n_neighbors=5, weights="distance", algorithm="brute", n_jobs=-1)
+
+
+def _hist_gb(seed: int, break_ties: bool):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=seed)
+
+
+TREE = "sklearn.tree._tree.Tree"
+BOOSTING_TREE = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the section and the report know of a model name."""
+    """One classic model: how to build it, and what the section, the report and the saved
+    model's loader know of it."""
 
     label: str  # as the report writes it
     family: Literal["generative", "discriminative"]
     reads_pca: bool  # fitted on the PCA projection (kernel methods, k-NN, boosting)
+    build: Callable[[int, bool], Any]  # (seed, break_ties) -> the unfitted estimator
+    # Fitted on one core whatever the machine (libsvm, a tree), or no faster on two
+    # (Fashion-MNIST, 1 -> 2 BLAS threads: logistic regression 8.8 -> 13.2 s, naive Bayes about
+    # 1 s either way): the runner fits them side by side.
+    one_core: bool = False
+    # Library types a saved model holds that skops does not trust by itself.
+    trusted_types: tuple[str, ...] = ()
+    # The user's parameters are those of the estimator inside a wrapper (linear-svm's LinearSVC)
+    params_prefix: str = ""
 
 
-# The one registry of model names: the config's choices, the PCA models, the report's labels.
+# The one registry of classic models: the config's choices, the estimators, the PCA models, the
+# report's labels, the types a saved model may hold. Adding a model is one entry.
 MODELS = {
-    "gaussian-nb": ModelInfo("Gaussian naive Bayes", "generative", False),
-    "bernoulli-nb": ModelInfo("Bernoulli naive Bayes", "generative", False),
-    "logistic": ModelInfo("logistic regression", "discriminative", False),
-    "linear-svm": ModelInfo("linear SVM", "discriminative", False),
-    "svc-linear": ModelInfo("SVC (linear kernel)", "discriminative", True),
-    "svc-poly": ModelInfo("SVC (poly kernel)", "discriminative", True),
-    "svc-rbf": ModelInfo("SVC (RBF kernel)", "discriminative", True),
-    "svc-sigmoid": ModelInfo("SVC (sigmoid kernel)", "discriminative", True),
-    "decision-tree": ModelInfo("decision tree", "discriminative", False),
-    "random-forest": ModelInfo("random forest", "discriminative", False),
-    "knn": ModelInfo("k-nearest neighbours", "discriminative", True),
-    "hist-gb": ModelInfo("histogram gradient boosting", "discriminative", True),
+    "gaussian-nb": ModelInfo("Gaussian naive Bayes", "generative", False, _gaussian_nb,
+                             one_core=True),
+    "bernoulli-nb": ModelInfo("Bernoulli naive Bayes", "generative", False, _bernoulli_nb,
+                              one_core=True),
+    "logistic": ModelInfo("logistic regression", "discriminative", False, _logistic,
+                          one_core=True),
+    "linear-svm": ModelInfo("linear SVM", "discriminative", False, _linear_svm,
+                            params_prefix="estimator__"),
+    "svc-linear": ModelInfo("SVC (linear kernel)", "discriminative", True, _svc("linear", 1.0),
+                            one_core=True),
+    "svc-poly": ModelInfo("SVC (poly kernel)", "discriminative", True, _svc("poly", 1.0),
+                          one_core=True),
+    "svc-rbf": ModelInfo("SVC (RBF kernel)", "discriminative", True, _svc("rbf", 10.0),
+                         one_core=True),
+    "svc-sigmoid": ModelInfo("SVC (sigmoid kernel)", "discriminative", True,
+                             _svc("sigmoid", 1.0), one_core=True),
+    "decision-tree": ModelInfo("decision tree", "discriminative", False, _decision_tree,
+                               one_core=True, trusted_types=(TREE,)),
+    "random-forest": ModelInfo("random forest", "discriminative", False, _random_forest,
+                               trusted_types=(TREE,)),
+    "knn": ModelInfo("k-nearest neighbours", "discriminative", True, _knn),
+    "hist-gb": ModelInfo("histogram gradient boosting", "discriminative", True, _hist_gb,
+                         trusted_types=(BOOSTING_TREE,)),
 }
 ModelName = Literal[tuple(MODELS)]  # type: ignore[valid-type]  (pydantic validates the names)
 PCA_MODELS = {name for name, info in MODELS.items() if info.reads_pca}
+TRUSTED_TYPES = frozenset(t for info in MODELS.values() for t in info.trusted_types)
 # Seed 3.1, generative vs discriminative as the training set grows: one of each kind plus the
 # seed's linear SVM.
 CURVE_MODELS = ("gaussian-nb", "logistic", "linear-svm")
-# Fitted on one core whatever the machine (libsvm, a tree), or no faster on two (Fashion-MNIST,
-# 1 -> 2 BLAS threads: logistic regression 8.8 -> 13.2 s, naive Bayes about 1 s either way):
-# the runner fits them side by side.
-ONE_CORE_MODELS = {"svc-rbf", "svc-linear", "svc-poly", "svc-sigmoid", "decision-tree",
-                   "logistic", "gaussian-nb", "bernoulli-nb"}
 C_SWEEP_MAX_ITER = 1_000_000
 # Gradient boosting on fewer fit images than this computes on one core, beside another step:
 # on 2,700 images (the quick profile) its second OpenMP thread gave 1.26x (63 bins: 6.2 ->
@@ -76,47 +165,16 @@ ONE_CORE_BOOSTING_BELOW = 10_000
 
 def make_classifier(name: str, params: dict[str, Any] | None = None, seed: int = 0, *,
                     break_ties: bool = False):
-    """The scikit-learn classifier behind a model name (without its PCA step).
+    """The scikit-learn classifier behind a model name (without its PCA step), with the user's
+    ``params``.
 
     ``break_ties``: an SVC's predict() is the argmax of its decision_function() (a tie of the
     one-vs-one votes goes to the surest class, not to the lowest label), so that predictions
     and confidences come from one kernel pass instead of two (see :func:`_predict_once`).
     """
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.naive_bayes import BernoulliNB, GaussianNB
-    from sklearn.neighbors import KNeighborsClassifier
-    from sklearn.svm import LinearSVC
-    from sklearn.tree import DecisionTreeClassifier
-
-    from ..svc import SVC  # scikit-learn's, predicting through BLAS
-
-    if name.startswith("svc-"):
-        # cache_size: 1 GB of kernel rows instead of 200 MB cuts fit time on 50k points.
-        model = SVC(kernel=name[4:], C=10.0 if name == "svc-rbf" else 1.0, cache_size=1000,
-                    break_ties=break_ties, random_state=seed)
-    else:
-        model = {
-            "gaussian-nb": lambda: GaussianNB(),
-            "bernoulli-nb": lambda: BernoulliNB(binarize=0.5),
-            "logistic": lambda: LogisticRegression(max_iter=200, tol=1e-3),
-            # liblinear fits the 10 one-vs-rest problems one after another on one core: run
-            # them in parallel instead (33 s -> about half on 2 cores, Fashion-MNIST).
-            "linear-svm": lambda: OneVsRestClassifier(
-                LinearSVC(C=0.01, dual=False, tol=1e-3, random_state=seed), n_jobs=-1),
-            "decision-tree": lambda: DecisionTreeClassifier(random_state=seed),
-            "random-forest": lambda: RandomForestClassifier(n_estimators=100, n_jobs=-1,
-                                                            random_state=seed),
-            "knn": lambda: KNeighborsClassifier(n_neighbors=5, weights="distance",
-                                                algorithm="brute", n_jobs=-1),
-            "hist-gb": lambda: HistGradientBoostingClassifier(max_iter=100, early_stopping=False,
-                                                              random_state=seed),
-        }[name]()
-    params = params or {}
-    if name == "linear-svm":  # the user's parameters are LinearSVC's, inside the wrapper
-        params = {f"estimator__{k}": v for k, v in params.items()}
-    return model.set_params(**params)
+    info = MODELS[name]
+    model = info.build(seed, break_ties)
+    return model.set_params(**{info.params_prefix + k: v for k, v in (params or {}).items()})
 
 
 class Params(BaseModel):
@@ -450,7 +508,7 @@ def fit_model(
     depth sweep to read (see :func:`tree_depth_sweep`)."""
     from joblib import parallel_config
 
-    from ..pipeline import ImageInputs
+    from ..models.pipeline import ImageInputs
 
     split = make_split(data, max_train, validation_fraction, seed)
     rep = "pixels"
@@ -498,8 +556,6 @@ def fit_model(
            "rss_delta_mb": cost.delta_mb, "train_score_n": len(sample)}
     if hasattr(model, "n_support_"):
         row["n_support"] = int(model.n_support_.sum())
-    from ..saved import library_versions, save_pipeline
-    from ..store import sha256_file
 
     saved = save_pipeline(inputs, model, files_dir / f"{name}-{files_key[:16]}.skops")
     cuts = depth_cuts(model, split) if depth_cuts_for_sweep else None
@@ -780,8 +836,6 @@ def tree_pca_sweep(data: Dataset, depth: TreeDepth, points: dict[str, SweepPoint
 
 
 def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
-    from ..errors import ConfigError
-
     for c in params.c_classes:
         if not 0 <= c < data.n_classes:
             raise ConfigError(f"classic.c_classes: class {c} does not exist "
@@ -809,7 +863,9 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
                            model_params=estimator_params("svc-rbf"))]
     n_fit = round(min(params.max_train or len(data.y_train), len(data.y_train))
                   * (1 - params.validation_fraction))
-    one_core = ONE_CORE_MODELS | ({"hist-gb"} if n_fit < ONE_CORE_BOOSTING_BELOW else set())
+    one_core = {name for name, info in MODELS.items() if info.one_core}
+    if n_fit < ONE_CORE_BOOSTING_BELOW:
+        one_core.add("hist-gb")
     for name in params.models:
         uses_pca = name in PCA_MODELS
         cuts = {"depth_cuts_for_sweep": True} if name == "decision-tree" and shares_tree else {}

@@ -10,7 +10,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from ..prepare import stratified_subset
+from ..data.prepare import stratified_subset
 
 
 def matched_contingency(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int):

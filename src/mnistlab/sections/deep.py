@@ -9,6 +9,7 @@ trained them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,16 +17,20 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..datasets import Dataset
-from ..measure import cores_given
-from ..prepare import stratified_subset
-from ..step import Step, bind
-from ..training import TrainingParams, augment_shift_problem
+from ..core.errors import ConfigError
+from ..core.files import sha256_file
+from ..core.machine import usable_cores
+from ..data.datasets import Dataset
+from ..data.prepare import stratified_subset
+from ..engine.measure import cores_given
+from ..engine.step import Step, bind
+from ..models.architectures import NETWORKS, image_shape_problem
+from ..models.training import TrainingParams, augment_shift_problem
 
 NAME = "deep"
 TITLE = "4. Deep learning: MLP and CNN"
 
-ModelName = Literal["mlp-1", "mlp-2", "cnn-seed", "cnn-fast"]
+ModelName = Literal[tuple(NETWORKS)]  # type: ignore[valid-type]  (pydantic validates the names)
 
 
 class ModelSpec(TrainingParams):
@@ -57,29 +62,11 @@ class ModelSpec(TrainingParams):
         return params
 
 
-# bf16="auto": bfloat16 autocast where the CPU computes it natively (AVX-512 BF16, AMX) or on
-# a CUDA GPU that has it; elsewhere float32. The seed's CNN trains 1.5x faster with it on the
-# 2-core development machine and mlp-2 1.3x (mlp-1, too small to gain, stays float32).
-DEFAULT_MODELS = {
-    "mlp-1": ModelSpec(validation_fraction=0.2),
-    "mlp-2": ModelSpec(validation_fraction=0.2, bf16="auto"),
-    "cnn-seed": ModelSpec(validation_fraction=0.1, bf16="auto"),
-    # Chosen on Fashion-MNIST's validation split, 2 CPU cores: [24, 48, 96] reached 0.927 test in
-    # 49 s (7 epochs), [32, 64, 128] 0.930 in 37 s (5 epochs), both with bf16 autocast.
-    # Shifts of up to 1 pixel on MNIST-sized digits only. bench/deep.py's MNIST proxy (5,000
-    # digits, 30 epochs, the official test set): 0.9859 -> 0.9909; mnist-5k's 1,000 test
-    # digits, seeds 0-2: full profile 0.9723 -> 0.9763, quick 0.8977 -> 0.8950 (within its
-    # spread). They cost Fashion-MNIST's 5 epochs 0.9289 -> 0.9235, and scikit-learn's 8x8
-    # digits (1 pixel of 8) 0.969 -> 0.927 (seeds 0-4).
-    "cnn-fast": ModelSpec(epochs=5, batch_size=256, lr=4e-3, optimizer="adamw",
-                          weight_decay=5e-4, schedule="onecycle", validation_fraction=0.1,
-                          label_smoothing=0.1, arch_params={"channels": [32, 64, 128]},
-                          bf16="auto", augment_shift="auto"),
-}
+# Each network's default training, from the registry of networks (its seed order).
+DEFAULT_MODELS = {name: ModelSpec(**network.spec) for name, network in NETWORKS.items()}
 
 
-# The networks, longest to train first (Fashion-MNIST, the default parameters).
-TRAINING_ORDER = ["cnn-fast", "cnn-seed", "mlp-2", "mlp-1"]
+TRAINING_ORDER = sorted(NETWORKS, key=lambda name: NETWORKS[name].training_order)
 
 
 def in_seed_order(runs: list) -> list:
@@ -122,7 +109,7 @@ class Params(BaseModel):
                    if spec.arch_params != DEFAULT_MODELS[name].arch_params}
         if not changed:  # the defaults are valid (tested); building them would import torch
             return self
-        from ..nets import build_module
+        from ..models.nets import build_module
 
         for name, spec in changed.items():
             try:
@@ -184,6 +171,17 @@ class TrainResult:
     error_true: np.ndarray
     error_confidence: np.ndarray
 
+    @property
+    def val_acc(self) -> float:
+        """Validation accuracy of the weights kept: the epoch of least validation loss under
+        early stopping, else the last (NaN without a validation split)."""
+        acc, loss = self.history.get("val_acc") or [], self.history.get("val_loss") or []
+        if not acc:
+            return math.nan
+        if self.spec.get("early_stopping") and loss:
+            return float(acc[int(np.argmin(loss))])
+        return float(acc[-1])
+
 
 @dataclass
 class OverfitResult:
@@ -199,7 +197,7 @@ class OverfitResult:
 def _call(isolate: bool, fn, *args):
     """``fn(*args)`` in a fresh process when isolating, else here (quick profile)."""
     if isolate:
-        from ..deep_process import run_in_child
+        from ..models.deep_process import run_in_child
 
         return run_in_child(fn, *args)
     import torch
@@ -213,7 +211,7 @@ def _call(isolate: bool, fn, *args):
 
 def architectures(data: Dataset, *, arch_params: dict[str, dict]) -> Architectures:
     """Layers, shapes and parameter counts of each network (``arch_params`` per name)."""
-    from ..deep import build_module, count_parameters, layer_table
+    from ..models.deep import build_module, count_parameters, layer_table
 
     shapes, outputs, layers, params = {}, {}, {}, {}
     for name, arch in arch_params.items():
@@ -234,8 +232,7 @@ def train_model(data: Dataset, *, name: str, spec: ModelSpec, max_train: int, is
     x, y = stratified_subset(data.x_train, data.y_train, max_train or None, seed)
     files_dir.mkdir(parents=True, exist_ok=True)
     weights = files_dir / f"{name}-{files_key[:16]}.safetensors"
-    from ..deep_process import fit_evaluate
-    from ..store import sha256_file
+    from ..models.deep_process import fit_evaluate
 
     out = _call(isolate, fit_evaluate, name, {**spec.estimator_params(), "seed": seed}, x, y,
                 data.x_test, data.y_test, threads or cores_given() or 0, str(weights), isolate)
@@ -271,7 +268,7 @@ def overfit(data: Dataset, *, name: str, spec: ModelSpec, overfit_images: int,
     params = {**spec.estimator_params(), "seed": seed, "validation_fraction": 0.0,
               "early_stopping": False, "schedule": "constant", "max_train_seconds": None,
               "epochs": overfit_max_epochs, "stop_at_train_accuracy": 1.0}
-    from ..deep_process import overfit_evaluate
+    from ..models.deep_process import overfit_evaluate
 
     out = _call(isolate, overfit_evaluate, name, params, x, y, data.x_test, data.y_test,
                 threads or cores_given() or 0)
@@ -280,9 +277,6 @@ def overfit(data: Dataset, *, name: str, spec: ModelSpec, overfit_images: int,
 
 
 def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
-    from ..architectures import image_shape_problem
-    from ..errors import ConfigError
-
     params = params.model_copy(update={"models": {
         name: spec.for_data(data) for name, spec in params.models.items()}})
     for name, spec in params.enabled().items():  # the config against this data's images
@@ -298,7 +292,6 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     # the longest first, so that the two cores end together. In this process (the quick
     # profile) the trainings would share torch's threads and Python's lock: one at a time.
     # On more cores, one at a time with every core (one thread each would leave most idle).
-    from ..runner import usable_cores
 
     one_core = params.isolate and usable_cores() == 2
 

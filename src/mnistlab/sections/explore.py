@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..datasets import Dataset
-from ..prepare import stratified_subset
-from ..step import Step, bind
+from ..data.datasets import Dataset
+from ..data.prepare import stratified_subset
+from ..engine.step import Step, bind
 
 NAME = "explore"
 TITLE = "1. First steps: the data"

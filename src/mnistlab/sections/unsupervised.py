@@ -17,12 +17,13 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..datasets import Dataset
-from ..measure import Measured
-from ..prepare import flat_pixels, stratified_subset
-from ..prepare import project as project_rows
-from ..preprocess import deskew
-from ..step import Step, SweepPoint, bind, gathered_rows, sweep
+from ..core.errors import ConfigError
+from ..data.datasets import Dataset
+from ..data.prepare import flat_pixels, stratified_subset
+from ..data.prepare import project as project_rows
+from ..data.preprocess import deskew
+from ..engine.measure import Measured
+from ..engine.step import Step, SweepPoint, bind, gathered_rows, sweep
 from .clustering_metrics import (
     PartitionScores,
     Silhouette,
@@ -122,8 +123,6 @@ QUICK = {"max_train": 3000, "kmeans_k": [1, 2, 5, 10, 20, 50], "bic_k": [5, 8, 1
 
 def gallery_for(gallery_components: list[int], n_features: int) -> list[int]:
     """The gallery's n values for images of ``n_features`` pixels."""
-    from ..errors import ConfigError
-
     if not gallery_components:
         auto = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 50, 100, 200, 500]
         return [n for n in auto if n < n_features] + [n_features]
@@ -738,7 +737,6 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     for field, ks, n_points in (("kmeans_k", params.kmeans_k, n_train),
                                 ("bic_k", params.bic_k, min(params.bic_sample, n_train))):
         if min(ks) > n_points:  # no point of the sweep could be computed
-            from ..errors import ConfigError
 
             raise ConfigError(f"unsupervised.{field}: every K is above the {n_points:,} "
                               f"points it would cluster")

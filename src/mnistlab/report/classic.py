@@ -1,0 +1,468 @@
+"""Report part 3 from the classic section's stored results."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..sections.classic import (
+    CURVE_MODELS,
+    MODELS,
+    BestModel,
+    CRow,
+    CSweep,
+    CurveRow,
+    LearningCurve,
+    ModelResult,
+    Representation,
+    SvcKernels,
+    SvcPca,
+    SweepRow,
+    TreeDepth,
+    TreePca,
+)
+from ..study.results import StudyContext
+from .blocks import Block, FigureSink, esc, every, heading, maybe, new_figure, table, text, the
+from .figures import confusion_figure, error_gallery, legend
+
+NAMES = {name: info.label for name, info in MODELS.items()}
+
+
+def _f(v: float, d: int = 3) -> str:
+    return f"{v:.{d}f}"
+
+
+def _leaderboard(models: list[ModelResult]) -> Block:
+    rows = []
+    for m in sorted(models, key=lambda m: -m.row["val_acc"]):
+        r = m.row
+        rows.append([NAMES.get(m.name, m.name), r["representation"], _f(r["train_acc"]),
+                     _f(r["val_acc"]), _f(r["test_acc"]), _f(r["train_acc"] - r["test_acc"]),
+                     _f(r["fit_s"], 2), _f(r["predict_s_per_10k"], 2), _f(r["size_mb"], 2),
+                     _f(r["peak_mb"], 0)])
+    n_fit = models[0].row["n_fit"]
+    n_score = models[0].row["train_score_n"]
+    bins = {m.params.get("max_bins") for m in models if m.name == "hist-gb"} - {None, 255}
+    coarser = (f"; gradient boosting bins each input into {bins.pop()} levels (scikit-learn's "
+               "default: 255)" if bins else "")
+    return table(["model", "input", "train acc", "validation acc", "test acc", "gap (train - test)",
+                  "fit (s)", "predict (s / 10k images)", "size (MB, pickled)", "peak RSS (MiB)"],
+                 rows, f"Every model fitted on {n_fit:,} training images, sorted by validation "
+                       f"accuracy (train accuracy measured on {n_score:,} of them){coarser}")
+
+
+def _curve_figure(curve: LearningCurve):
+    fig = new_figure(7, 3.8)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, name in enumerate(CURVE_MODELS):
+        rows = sorted((r for r in curve.rows if r["model"] == name), key=lambda r: r["size"])
+        if not rows:
+            continue
+        color = f"C{i}"
+        sizes = [r["size"] for r in rows]
+        ax.plot(sizes, [r["test_acc"] for r in rows], "o-", color=color,
+                label=f"{NAMES[name]} (test)")
+        ax.plot(sizes, [r["train_acc"] for r in rows], ":", color=color, alpha=0.7,
+                label=f"{NAMES[name]} (train)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images")
+    ax.set_ylabel("accuracy")
+    legend(ax, fontsize=7)
+    return fig
+
+
+def _depth_figure(tree: TreeDepth):
+    fig = new_figure(7, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(tree.depths, tree.train_acc, "o-", ms=3, label="train", color="tab:red")
+    ax.plot(tree.depths, tree.val_acc, "s-", ms=3, label="validation", color="tab:green")
+    ax.plot(tree.depths, tree.test_acc, "^-", ms=3, label="test", color="tab:blue")
+    ax.axvline(tree.best_depth, color="k", lw=0.8, ls="--", label="chosen on validation")
+    ax.set_xlabel("max_depth")
+    ax.set_ylabel("accuracy")
+    legend(ax, fontsize=8)
+    return fig
+
+
+def _accuracy_vs_components(rows: list[dict], show_fit_time: bool):
+    """Train and test accuracy against the number of PCA components (fit time as bars)."""
+    fig = new_figure(7, 3.5)
+    ax = fig.add_subplot(1, 1, 1)
+    ns = [r["n_components"] for r in rows]
+    ax.plot(ns, [r["train_acc"] for r in rows], "o-", label="train", color="tab:red")
+    ax.plot(ns, [r["test_acc"] for r in rows], "s-", label="test", color="tab:blue")
+    ax.set_xlabel("PCA components")
+    ax.set_ylabel("accuracy")
+    ax.set_xscale("log")
+    if show_fit_time:
+        ax2 = ax.twinx()
+        ax2.bar(ns, [r["fit_s"] for r in rows], width=np.array(ns) * 0.15, alpha=0.25,
+                color="grey")
+        ax2.set_ylabel("fit time (s), bars")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def _c_figure(c: CSweep, names: list[str]):
+    n = len(c.rows)
+    fig = new_figure(3.6 * n, 3.8)
+    pts = c.points
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    pad = 0.05 * (hi - lo)
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 200)
+    for i, r in enumerate(c.rows):
+        ax = fig.add_subplot(1, n, i + 1)
+        ax.scatter(pts[:, 0], pts[:, 1], c=np.where(c.labels == 1, "tab:orange", "tab:blue"),
+                   s=6, alpha=0.6)
+        sv = pts[np.asarray(r["support"], dtype=int)]
+        ax.scatter(sv[:, 0], sv[:, 1], s=40, facecolors="none", edgecolors="k", lw=0.6)
+        w0, w1 = r["coef"]
+        b = r["intercept"]
+        if abs(w1) > 1e-12:
+            for offset, style in ((0, "-"), (1, "--"), (-1, "--")):
+                ax.plot(xs, (offset - b - w0 * xs) / w1, "k" + style, lw=1)
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        ax.set_title(f"C = {r['C']:g}: {r['n_support']} support vectors\n"
+                     f"margin width {2 / max(np.hypot(w0, w1), 1e-12):.3g}, "
+                     f"test acc {r['test_acc']:.4f}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
+    models = every(results, ModelResult)
+    best = the(results, BestModel)
+    curve = the(results, LearningCurve)
+    tree = the(results, TreeDepth)
+    svc_pca = the(results, SvcPca)
+    kernels = the(results, SvcKernels)
+    c = the(results, CSweep)
+    tree_pca = the(results, TreePca)
+    rep = maybe(results, Representation)
+    names = study.class_names
+    by_name = {m.name: m.row for m in models}
+    blocks: list[Block] = [text(
+        "Protocol: a stratified validation split is held out of the training set; every model "
+        "is fitted on the rest, every choice (a tree depth, the best model) is made on the "
+        "validation split, and the test set is only scored. Pixels are scaled to 0..1 as "
+        "float32; SVC, k-NN and gradient boosting read PCA components fitted on the training "
+        "part only." + (_representation_text(rep) if rep else ""))]
+
+    # 3.1 ---------------------------------------------------------------------------
+    blocks += [heading("3.1 Generative vs discriminative: naive Bayes against logistic "
+                       "regression and SVM"),
+               sink.block("classic-learning-curve", _curve_figure(curve),
+                          "Accuracy against the training-set size (solid: test, dotted: train)"),
+               text(generative_answer(curve))]
+
+    # 3.2-3.3 -----------------------------------------------------------------------
+    blocks += [heading("3.2-3.3 Every model: train and test accuracy"), _leaderboard(models),
+               text(_train_test_answer(models))]
+
+    # decision tree depth -------------------------------------------------------------
+    blocks += [heading("Decision tree: max_depth"),
+               sink.block("classic-tree-depth", _depth_figure(tree),
+                          "Decision-tree accuracy against max_depth"),
+               text(tree_depth_answer(tree, seed_comparable=study.digits))]
+
+    # SVC ------------------------------------------------------------------------------
+    blocks += [heading("SVC (RBF kernel) on PCA-reduced data"),
+               sink.block("classic-svc-pca", _accuracy_vs_components(svc_pca.rows, True),
+                          f"RBF SVC trained on {svc_pca.n_train:,} images (stratified sample) "
+                          "for each number of PCA components"),
+               table(["PCA components", "train acc", "test acc", "support vectors", "fit (s)"],
+                     [[r["n_components"], _f(r["train_acc"]), _f(r["test_acc"]),
+                       r["n_support"], _f(r["fit_s"], 2)] for r in svc_pca.rows]),
+               text(svc_pca_answer(svc_pca.rows))]
+    blocks += [heading("SVC kernels"),
+               table(["kernel", "C", "train acc", "test acc", "support vectors", "fit (s)",
+                      "predict (s / 10k)"],
+                     [[r["kernel"], f"{r['C']:g}", _f(r["train_acc"]), _f(r["test_acc"]),
+                       r["n_support"], _f(r["fit_s"], 2), _f(r["predict_s_per_10k"], 2)]
+                      for r in kernels.rows],
+                     f"On {kernels.n_train:,} training images (stratified sample), "
+                     f"{kernels.n_components} PCA components"),
+               text(_kernel_answer(kernels))]
+    blocks += [heading(f"Regularisation C: classes {esc(names[c.classes[0]])} vs "
+                       f"{esc(names[c.classes[1]])} on 2 PCA components"),
+               sink.block("classic-c-sweep", _c_figure(c, names),
+                          f"Linear SVM on {len(c.labels):,} training images projected on their "
+                          "first two principal components: decision boundary (solid), margins "
+                          "(dashed), support vectors circled"),
+               text(_c_answer(c))]
+
+    # 3.4 -------------------------------------------------------------------------------
+    raw_tree_acc = tree.test_acc[tree.depths.index(tree.best_depth)]
+    blocks += [heading("3.4 Does PCA influence the classification?"),
+               sink.block("classic-tree-pca", _accuracy_vs_components(tree_pca.rows, False),
+                          f"Decision tree (max_depth {tree_pca.max_depth}, chosen above) on the "
+                          "first n principal components"),
+               text(pca_influence_answer(tree_pca.rows, raw_tree_acc, svc_pca.rows))]
+
+    # best model -----------------------------------------------------------------------
+    row = by_name[best.name]
+    blocks += [heading(f"Best classic model: {NAMES.get(best.name, best.name)}"),
+               text(f"Chosen by {best.chosen_by} ({row['val_acc']:.4f}); its test accuracy is "
+                    f"<b>{row['test_acc']:.4f}</b>."),
+               sink.block("classic-confusion", confusion_figure(
+                   best.confusion, names, f"{NAMES.get(best.name, best.name)}, test set"),
+                   "Confusion matrix, each row normalised by its class count"),
+               text(_confusion_answer(best, names))]
+    if len(best.error_images):
+        blocks.append(sink.block("classic-errors", error_gallery(
+            best.error_images, best.error_true, best.error_pred, best.error_confidence, names),
+            f"The {len(best.error_images)} test images it got wrong most confidently"))
+    return blocks
+
+
+def _representation_text(rep) -> str:
+    if not rep.val_acc:
+        return f" Their pixels are transformed by <code>{rep.transform}</code> (set in the config)."
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in rep.val_acc.items())
+    return (f" Before that PCA the pixels are transformed by <b>{rep.transform}</b>, chosen on "
+            f"the validation split: an RBF SVC fitted on {rep.n_train:,} training images scores "
+            f"{scores} there."
+            + (" The square root is a variance-stabilising transform: it spreads the faint "
+               "pixels that the brightest ones otherwise dominate." if rep.transform == "sqrt"
+               else ""))
+
+
+def _curve(curve: LearningCurve, name: str) -> list[CurveRow]:
+    return sorted((r for r in curve.rows if r["model"] == name), key=lambda r: r["size"])
+
+
+def generative_answer(curve: LearningCurve) -> str:
+    """Seed 3.1, and Ng & Jordan's claim checked on the learning curves of this run."""
+    text_ = ("Naive Bayes is <b>generative</b>: it models how each class produces images, "
+             "p(x | y) (here each pixel an independent Gaussian given the class) and the class "
+             "prior p(y), and classifies with Bayes' rule. Logistic regression and the SVM are "
+             "<b>discriminative</b>: they model p(y | x) or the decision boundary directly "
+             "and never describe the images. Theory (Ng & Jordan, 2002): the generative model "
+             "makes a strong, wrong assumption (pixels are far from independent given the "
+             "class) but has few parameters to estimate, so it should approach its (worse) "
+             "best accuracy with fewer examples; the discriminative models need more data and "
+             "end higher. ")
+    nb, lr = _curve(curve, "gaussian-nb"), _curve(curve, "logistic")
+    if not nb or not lr:
+        return text_
+    return text_ + "Measured: " + nb_vs_logistic(
+        [r["size"] for r in nb], [r["test_acc"] for r in nb], [r["test_acc"] for r in lr])
+
+
+def nb_vs_logistic(sizes: list[int], nb: list[float], lr: list[float]) -> str:
+    """Whether naive Bayes leads with few images, where logistic regression overtakes it, and
+    which gains more with data: each from the measured test accuracies."""
+    ahead = [i for i, (a, b) in enumerate(zip(nb, lr)) if a > b + ACCURACY_NOISE]
+    text_ = (f"with {sizes[0]:,} training images naive Bayes scores {nb[0]:.3f} and logistic "
+             f"regression {lr[0]:.3f}; with {sizes[-1]:,}, {nb[-1]:.3f} and {lr[-1]:.3f}. ")
+    if 0 in ahead:
+        after = next((i for i in range(len(sizes)) if lr[i] >= nb[i]), None)
+        text_ += ("Naive Bayes leads with the fewest images, as the theory says, and logistic "
+                  + (f"regression overtakes it by {sizes[after]:,} images. " if after is not None
+                     else "regression never catches up at these sizes. "))
+    elif ahead:
+        text_ += (f"Naive Bayes is not ahead with the fewest images, only at "
+                  f"{', '.join(f'{sizes[i]:,}' for i in ahead)}. ")
+    else:
+        text_ += ("Naive Bayes is behind at every size, even the smallest: its advantage with "
+                  "few examples does not show here, where its independence assumption costs "
+                  "more than its few parameters save. ")
+    gain_nb, gain_lr = nb[-1] - nb[0], lr[-1] - lr[0]
+    return text_ + (f"From the smallest to the largest set naive Bayes gains {gain_nb:+.3f} and "
+                    f"logistic regression {gain_lr:+.3f}"
+                    + (": the discriminative model keeps improving with data, the generative "
+                       "one much less." if gain_lr > gain_nb + ACCURACY_NOISE else
+                       ": both improve alike." if abs(gain_lr - gain_nb) <= ACCURACY_NOISE
+                       else ": here naive Bayes gains more."))
+
+
+def _train_test_answer(models: list[ModelResult]) -> str:
+    gaps = sorted(models, key=lambda m: m.row["train_acc"] - m.row["test_acc"])
+    big, small = gaps[-1], gaps[0]
+    return ("The training accuracy alone cannot tell a model that learned from one that "
+            "memorised; the test accuracy alone cannot tell whether a poor model is too "
+            "simple or too complex. Together they do: a low training accuracy is underfitting "
+            "(the model cannot even fit the data it sees), a training accuracy far above the "
+            f"test accuracy is overfitting. Measured: {NAMES.get(big.name, big.name)} has the "
+            f"largest gap ({big.row['train_acc']:.3f} train vs {big.row['test_acc']:.3f} test), "
+            f"{NAMES.get(small.name, small.name)} the smallest ({small.row['train_acc']:.3f} vs "
+            f"{small.row['test_acc']:.3f}). The validation column is what choices are based on; "
+            "it tracks the test column, which is why the test set can stay untouched until the "
+            "end.")
+
+
+def _kernel_answer(k: SvcKernels) -> str:
+    rows = {r["kernel"]: r for r in k.rows}
+    best = max(k.rows, key=lambda r: r["test_acc"])
+    fastest = min(k.rows, key=lambda r: r["fit_s"])
+    text_ = (f"Best kernel: {best['kernel']} ({best['test_acc']:.3f} test); fastest to fit: "
+             f"{fastest['kernel']} ({fastest['fit_s']:.2f} s). ")
+    if "sigmoid" in rows:
+        text_ += (f"The sigmoid kernel scores {rows['sigmoid']['test_acc']:.3f}. The seed's "
+                  "reason (\"the sigmoid kernel is adapted to binary classification\") is not "
+                  "it: every SVC here is binary, one-vs-one, whatever the kernel. tanh(a x.y + "
+                  "r) is not a positive semi-definite kernel for most a, r, so the optimisation "
+                  "is no longer the convex SVM problem, and its scale must be tuned to the "
+                  "data. ")
+    text_ += ("The number of support vectors is the cost of prediction: each test image is "
+              "compared with every one of them.")
+    return text_
+
+
+def _c_answer(c: CSweep) -> str:
+    first, last = c.rows[0], c.rows[-1]
+    text_ = (f"C weighs the margin violations against the margin width. Measured: C = "
+             f"{first['C']:g} keeps a wide margin ({first['n_support']} support vectors, test "
+             f"accuracy {first['test_acc']:.4f}); C = {last['C']:g} narrows it to "
+             f"{last['n_support']} support vectors (test accuracy {last['test_acc']:.4f}). "
+             "Small C: more bias (training points inside the margin or misclassified are "
+             "tolerated), less variance (the boundary depends on many points). Large C: the "
+             "boundary is pulled by the few points nearest to it, which lowers bias and raises "
+             "variance. With a linear kernel the boundary stays a straight line whatever C is; "
+             "what changes is which points decide it. ")
+    return text_ + c_accuracy_answer(c.rows, c.n_test)
+
+
+def c_accuracy_answer(rows: list[CRow], n_test: int) -> str:
+    """How test accuracy moves with C, and which points libsvm left unconverged."""
+    accs = [r["test_acc"] for r in rows]
+    path = " → ".join(f"{a:.4f}" for a in accs)
+    capped = [r for r in rows if r.get("hit_max_iter")]
+    converged = [r["test_acc"] for r in rows if not r.get("hit_max_iter")] or accs
+    spread = max(converged) - min(converged)
+    best_train = max(r["train_acc"] for r in rows)
+    if spread < ACCURACY_NOISE:
+        text_ = (f"Test accuracy on the {n_test:,} test images of these two classes goes {path}"
+                 + (" (converged fits)" if capped else "") + f": it barely moves, because the "
+                 f"two classes are {'almost ' if best_train < 1 else ''}linearly separable even "
+                 f"in 2-D (training accuracy up to {best_train:.4f}). ")
+    else:
+        text_ = (f"Test accuracy on the {n_test:,} test images of these two classes goes {path}: "
+                 f"C matters here (a spread of {spread:.4f} among the converged fits). ")
+    for r in capped:
+        lowest = r["test_acc"] == min(accs) and len(rows) > 1
+        text_ += (f"At C = {r['C']:g} libsvm stopped at its iteration cap ({r['n_iter']:,} "
+                  "iterations) before the exact optimum: a nearly hard margin on overlapping "
+                  "points is an ill-conditioned problem"
+                  + (", which is why its accuracy is the lowest. " if lowest else ". "))
+    return text_.rstrip()
+
+
+def svc_pca_answer(rows: list[SweepRow]) -> str:
+    """The RBF SVC against the number of PCA components: peak, fit time, train-test gap."""
+    best = max(rows, key=lambda r: r["test_acc"])
+    first, last = rows[0], rows[-1]
+    fit = ("grows" if last["fit_s"] > first["fit_s"] * 1.1 else
+           "falls" if last["fit_s"] < first["fit_s"] / 1.1 else "stays about the same")
+    gap0, gap1 = first["train_acc"] - first["test_acc"], last["train_acc"] - last["test_acc"]
+    text_ = (f"Test accuracy peaks at {best['n_components']} components ({best['test_acc']:.3f}). "
+             f"The fit time {fit} with the dimension ({first['fit_s']:.2f} s at "
+             f"{first['n_components']}, {last['fit_s']:.2f} s at {last['n_components']})"
+             + (": each kernel evaluation is a distance in that space. " if fit == "grows" else
+                f", with {first['n_support']:,} then {last['n_support']:,} support vectors: the "
+                "fit's cost is the number of support vectors times the cost of one kernel "
+                "evaluation, which grows with the dimension. ")
+             + "The seed's conclusion (\"the higher the "
+             "number of components, the more overfitting\") reads the train-test gap, which "
+             f"here goes from {gap0:.3f} to {gap1:.3f}")
+    if gap1 > gap0 + ACCURACY_NOISE:
+        return text_ + (": it widens, so extra components add detail that the RBF kernel fits "
+                        "on the training images more than it helps on new ones.")
+    return text_ + (": it does not widen, so on this data more components do not overfit "
+                    "more.")
+
+
+def pca_influence_answer(rows: list[SweepRow], raw_tree_acc: float,
+                         svc_rows: list[SweepRow]) -> str:
+    """Seed 3.4: how the tree's accuracy moves with the number of PCA components."""
+    top = max(rows, key=lambda r: r["test_acc"])
+    low = min(rows, key=lambda r: r["test_acc"])
+    spread = top["test_acc"] - low["test_acc"]
+    text_ = ((f"Yes: the tree scores {low['test_acc']:.3f} on {low['n_components']} "
+              f"component(s) and peaks at {top['n_components']} ({top['test_acc']:.3f}), ")
+             if spread > ACCURACY_NOISE else
+             (f"Barely: the tree scores between {low['test_acc']:.3f} and "
+              f"{top['test_acc']:.3f} whatever the number of components, "))
+    if top["test_acc"] > raw_tree_acc + ACCURACY_NOISE:
+        text_ += (f"above {raw_tree_acc:.3f} on the raw pixels: the principal axes summarise "
+                  "many correlated pixels in one feature, which suits axis-aligned splits, and "
+                  "the discarded components are mostly noise. ")
+    elif top["test_acc"] < raw_tree_acc - ACCURACY_NOISE:
+        text_ += (f"below {raw_tree_acc:.3f} on the raw pixels: on this data the tree finds "
+                  "better splits on single pixels than on the principal axes. ")
+    else:
+        text_ += f"about its {raw_tree_acc:.3f} on the raw pixels. "
+    first, last = svc_rows[0], svc_rows[-1]
+    trend = ("rising" if last["fit_s"] > first["fit_s"] * 1.1 else
+             "falling" if last["fit_s"] < first["fit_s"] / 1.1 else "flat")
+    return text_ + (f"For SVC the table above shows its fit time {trend} with the dimension "
+                    f"({first['fit_s']:.2f} s at {first['n_components']} components, "
+                    f"{last['fit_s']:.2f} s at {last['n_components']}).")
+
+
+def _confusion_answer(best: BestModel, names: list[str]) -> str:
+    conf = best.confusion.astype(float)
+    off = conf.copy()
+    np.fill_diagonal(off, 0)
+    i, j = np.unravel_index(off.argmax(), off.shape)
+    recall = np.diag(conf) / np.maximum(conf.sum(axis=1), 1)
+    worst = int(recall.argmin())
+    return (f"The most frequent confusion is true {esc(names[i])} predicted as "
+            f"{esc(names[j])} ({int(off[i, j])} images); the class recognised least often is "
+            f"{esc(names[worst])} (recall {recall[worst]:.3f}).")
+
+
+# A change of accuracy smaller than this is "flat" (a few images of a thousand).
+ACCURACY_NOISE = 0.005
+
+
+def tree_depth_answer(tree: TreeDepth, seed_comparable: bool = False) -> str:
+    """Seed 3.2-3.3 on tree depth, every claim computed from the sweep's numbers."""
+    i_best = tree.depths.index(tree.best_depth)
+    # Cuts at or beyond the grown tree's depth are that whole tree: report the first of them.
+    last = next((i for i, d in enumerate(tree.depths) if d >= tree.leaf_depth_max),
+                len(tree.depths) - 1)
+    d_last = tree.depths[last]
+    train_last = tree.train_acc[last]
+    memorised = ("deep enough, the tree memorises the training set" if train_last >= 0.999
+                 else "the tree does not memorise the training set")
+    stopped = (f" (the tree stopped growing at depth {tree.leaf_depth_max}: deeper limits up to "
+               f"{tree.depths[-1]} change nothing)" if d_last < tree.depths[-1] else "")
+    val_best, val_last = tree.val_acc[i_best], tree.val_acc[last]
+    if last == i_best:
+        after = "at the deepest depth tried"
+    elif val_last < val_best - ACCURACY_NOISE:
+        after = f"and then declines to {val_last:.3f} at depth {d_last}"
+    elif val_last > val_best + ACCURACY_NOISE:  # a peak chosen among ties, then a rise
+        after = f"and then rises to {val_last:.3f} at depth {d_last}"
+    else:
+        after = f"and then stays within {ACCURACY_NOISE} of it up to depth {d_last}"
+    gap_best = tree.train_acc[i_best] - tree.test_acc[i_best]
+    gap_last = train_last - tree.test_acc[last]
+    if gap_last > gap_best + ACCURACY_NOISE:
+        gap = (f"the train-test gap widens from {gap_best:.3f} at the chosen depth to "
+               f"{gap_last:.3f} at depth {d_last}: deeper trees overfit")
+    elif gap_last < gap_best - ACCURACY_NOISE:
+        gap = (f"the train-test gap shrinks from {gap_best:.3f} at the chosen depth to "
+               f"{gap_last:.3f} at depth {d_last}")
+    else:
+        gap = (f"the train-test gap stays near {gap_best:.3f} from the chosen depth to depth "
+               f"{d_last}")
+    grown = (f"The leaderboard's decision tree, grown on {tree.n_fit:,} images to depth "
+             f"{tree.leaf_depth_max} ({tree.fit_s:.1f} s), was evaluated cut at every depth: a "
+             "tree limited to depth d is that tree's top d levels (up to tie-breaking), so the "
+             f"sweep grows no tree instead of {len(tree.depths)}."
+             if tree.from_leaderboard else
+             f"One tree was grown on {tree.n_fit:,} images to depth {tree.leaf_depth_max} "
+             f"({tree.fit_s:.1f} s) and evaluated cut at every depth: a tree limited to depth d "
+             "is that tree's top d levels (up to tie-breaking), so one fit replaces "
+             f"{len(tree.depths)}.")
+    return (f"{grown} Training accuracy reaches {train_last:.3f} at depth "
+            f"{d_last}{stopped}: {memorised}. Validation accuracy peaks at depth "
+            f"<b>{tree.best_depth}</b> ({val_best:.3f}) {after}; {gap}. The depth is chosen on "
+            f"the validation split; its test accuracy is {tree.test_acc[i_best]:.3f}. "
+            + ("The seed chose depth 10 \"because there are 10 digits\": depth" if seed_comparable
+               else "Depth")
+            + " counts successive yes/no questions on pixels; it has no relation to the "
+            "number of classes (a depth-4 tree already has 16 leaves).")
