@@ -111,4 +111,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results import recorded  # bench/results.py: this script's part of RESULTS.md
+
+    with recorded("bench/cluster.py"):
+        main()

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mnistlab import build_config, load_dataset
-from mnistlab.deep import TorchClassifier, build_module
+from mnistlab.models.deep import TorchClassifier, build_module
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-test-10k"
 
@@ -144,7 +144,7 @@ def main() -> None:
                   f"{curve[-1][0] / clf.train_seconds_:.1f}x")
 
     if SHARED_MNIST.is_dir():
-        from mnistlab.idx import read_idx
+        from mnistlab.data.idx import read_idx
 
         small = load_dataset("mnist-5k")
         x = np.concatenate([small.x_train, small.x_test])
@@ -195,4 +195,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results import recorded  # bench/results.py: this script's part of RESULTS.md
+
+    with recorded("bench/deep.py"):
+        main()

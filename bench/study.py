@@ -127,4 +127,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from results import recorded  # bench/results.py: this script's part of RESULTS.md
+
+    with recorded("bench/study.py"):
+        status = main()
+    sys.exit(status)
