@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..data.images import ImageError, array_to_input, image_to_input
-from ..study.catalog import TrainedModel, best_name, open_models
+from ..study.catalog import TrainedModel, best_name, open_models, resolve_names
 from ..study.results import load_study
 
 log = logging.getLogger("mnistlab")
@@ -193,7 +193,7 @@ def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its r
     run = Path(run)
     context = load_study(run, sections=set()).context
     models = {m.name: m for m in open_models(run, ["all"])}
-    best = best_name({n: m for n, m in models.items()})
+    best = best_name(models)  # open_models keeps the catalog's ranking
     image_shape = tuple(context.image_shape)
     classes = list(context.class_names)
     batcher = Batcher(models)
@@ -227,14 +227,11 @@ def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its r
         return JSONResponse({"detail": f"{where}: {first.get('msg')}"}, status_code=422)
 
     def chosen(model: str | None) -> list[str]:
-        if model in (None, "", "all"):
-            return list(models)
-        if model == "best":
-            return [best]
-        if model not in models:
+        try:
+            return resolve_names([model] if model else None, list(models))
+        except KeyError:
             raise HTTPException(404, f"no model {model!r} (this study has "
-                                     f"{', '.join(models)}, best, all)")
-        return [model]
+                                     f"{', '.join(models)}, best, all)") from None
 
     async def answer(image: np.ndarray, names: list[str]) -> JSONResponse:
         """The response, built here (PredictResponse documents it): validating the models'

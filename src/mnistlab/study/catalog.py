@@ -146,9 +146,27 @@ def model_entries(study: StudyResults) -> dict[str, ModelEntry]:
     return {entry.name: entry for entry in sorted(entries, key=_rank_key)}
 
 
-def best_name(entries: dict[str, ModelEntry]) -> str:
-    """The model of highest validation accuracy: the first of :func:`model_entries`."""
+def best_name(entries: dict[str, Any]) -> str:
+    """The model of highest validation accuracy: the first of :func:`model_entries`' ranking
+    (or of anything listed in its order)."""
     return next(iter(entries))
+
+
+def resolve_names(names: list[str] | None, ranked: list[str]) -> list[str]:
+    """Model names as a user gives them (names, ``best``, ``all``; none or an empty one: all)
+    resolved against the ``ranked`` names of a study, each once, in the order asked. An
+    unknown name raises KeyError with that name; the caller says it its own way."""
+    wanted: list[str] = []
+    for name in names or ["all"]:
+        if name in ("all", ""):
+            wanted += ranked
+        elif name == "best":
+            wanted.append(best_name(dict.fromkeys(ranked)))
+        elif name in ranked:
+            wanted.append(name)
+        else:
+            raise KeyError(name)
+    return list(dict.fromkeys(wanted))
 
 
 @dataclass
@@ -204,18 +222,12 @@ def choose_models(run: str | Path, names: list[str] | None = None) -> ChosenMode
     if not entries:
         raise ModelLoadError(f"{run}: this study saved no model (its classic and deep "
                              "sections did not run)")
-    wanted: list[str] = []
-    for name in names or ["all"]:
-        if name == "all":
-            wanted += list(entries)
-        elif name == "best":
-            wanted.append(best_name(entries))
-        elif name in entries:
-            wanted.append(name)
-        else:
-            raise ModelLoadError(f"no model {name!r} in {run} (it has {', '.join(entries)}, "
-                                 "best, all)")
-    return ChosenModels(Path(run), entries, list(dict.fromkeys(wanted)), study.context)
+    try:
+        wanted = resolve_names(names, list(entries))
+    except KeyError as unknown:
+        raise ModelLoadError(f"no model {unknown.args[0]!r} in {run} (it has "
+                             f"{', '.join(entries)}, best, all)") from None
+    return ChosenModels(Path(run), entries, wanted, study.context)
 
 
 def open_models(run: str | Path, names: list[str] | None = None) -> list[TrainedModel]:
