@@ -1,6 +1,8 @@
 """Each claim the report makes is computed from the run's numbers: numbers that make it true
 give the sentence, numbers that make it false give another."""
 
+import numpy as np
+
 from mnistlab.report.classic import tree_depth_answer
 from mnistlab.sections.classic import TreeDepth
 
@@ -386,3 +388,31 @@ def test_the_leaderboard_says_when_gradient_boosting_bins_its_inputs_coarser(qui
     assert "gradient boosting bins each input into 63 levels (scikit-learn's default: 255)" \
         in quick
     assert "bins each input into" not in (full_digits_run / "report.html").read_text()
+
+
+def _summary_of(counts_per_class):
+    """The explore section's summary of a dataset with these training counts per class."""
+    from mnistlab import load_dataset
+    from mnistlab.data.datasets import Dataset
+    from mnistlab.sections.explore import summarize
+
+    digits = load_dataset("digits")
+    keep = np.concatenate([np.flatnonzero(digits.y_train == c)[:n]
+                           for c, n in enumerate(counts_per_class)])
+    data = Dataset("digits", digits.x_train[keep], digits.y_train[keep], digits.x_test,
+                   digits.y_test, digits.class_names)
+    return summarize(data)
+
+
+def test_the_balance_answer_follows_the_class_counts():
+    from mnistlab.report.explore import _balance_answer
+
+    balanced = _balance_answer(_summary_of([100] * 10))
+    assert "<b>perfectly balanced</b>: every class has 100 images" in balanced
+    close = _balance_answer(_summary_of([100] * 9 + [80]))
+    assert "<b>close to balanced</b>" in close and "1.250 times its smallest" in close
+    assert "is mild" in close
+    skewed = _balance_answer(_summary_of([120] * 9 + [12]))
+    assert "<b>imbalanced</b>" in skewed and "10.000 times its smallest (9, 12" in skewed
+    assert "mild" not in skewed and "perfectly" not in skewed
+    assert "rejects exactly equal class frequencies" in skewed

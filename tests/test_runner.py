@@ -12,7 +12,7 @@ import pytest
 from conftest import make_images
 from mnistlab import build_config
 from mnistlab.core.errors import ConfigError, DatasetError, StepFailed
-from mnistlab.data.datasets import Dataset
+from mnistlab.data.datasets import Dataset, load_dataset
 from mnistlab.engine.step import bind, call_step
 from mnistlab.engine.store import RunStore
 from mnistlab.study.runner import plan_study, run_study
@@ -620,3 +620,25 @@ def test_a_script_without_a_main_guard_fails_its_step_instead_of_hanging(tmp_pat
     assert result.returncode == 1
     assert ("StepFailed: unsupervised.embedding: RuntimeError: its process exited with status 1"
             in result.stderr), result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_every_planned_step_has_a_key_of_its_own(profile):
+    data = load_dataset("digits")
+    planned = plan_study(data, build_config(profile))
+    assert len({item.key for item in planned}) == len(planned) > 50
+
+
+def test_a_key_that_misses_an_argument_fails_the_plan(monkeypatch):
+    """The sweep points then share one stored result: said before anything runs."""
+    import hashlib
+
+    from mnistlab.engine.step import Step
+
+    def key_without_arguments(self, fingerprint, needed_keys):
+        return hashlib.sha256(f"{self.qualname}{fingerprint}{needed_keys}".encode()).hexdigest()
+
+    monkeypatch.setattr(Step, "key", key_without_arguments)
+    with pytest.raises(RuntimeError,
+                       match=r"kmeans_sweep:1 and \S+kmeans_sweep:2 have the same key"):
+        plan_study(load_dataset("digits"), build_config("quick"))

@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 from mnistlab.core.errors import StoreError
-from mnistlab.core.files import atomic_write_bytes
+from mnistlab.core.files import atomic_write_bytes, sha256_file
 from mnistlab.engine.store import DB_NAME, NOT_FINISHED, RunStore, join_result, split_result, to_json
 
 
@@ -83,7 +83,7 @@ def test_a_running_step_is_not_done_and_has_no_result(store):
         store.load_result("k3")
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
+@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage", "one flipped byte"])
 def test_a_damaged_arrays_file_makes_the_step_not_done(store, damage, caplog):
     _save(store, "k4", _sample())
     path = store.folder / "arrays" / "k4.npz"
@@ -91,13 +91,34 @@ def test_a_damaged_arrays_file_makes_the_step_not_done(store, damage, caplog):
         path.unlink()
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[:100])
-    else:
+    elif damage == "garbage":
         path.write_bytes(b"not a zip file at all")
+    else:  # inside an array's data: the zip's directory still reads, only its CRC would tell
+        payload = bytearray(path.read_bytes())
+        payload[len(payload) // 3] ^= 0x01
+        path.write_bytes(bytes(payload))
+        with pytest.raises(StoreError, match="arrays of step k4 changed since they were stored"):
+            store.load_result("k4")
     with caplog.at_level(logging.WARNING, logger="mnistlab.engine.store"):
         assert not store.is_done("k4")
     assert store.stored_problem("k4") == "has a missing or corrupt arrays file"
     assert (f"{store.folder}: step k4 has a missing or corrupt arrays file; recomputing it"
             in caplog.text)
+
+
+def test_a_run_folder_stored_before_arrays_digests_still_loads(tmp_path):
+    """Its steps have no digest: the zip's own checks are what there is."""
+    store = RunStore(tmp_path / "run")
+    _save(store, "k7", _sample())
+    with store.db:
+        store.db.execute("ALTER TABLE steps DROP COLUMN arrays_sha256")
+    store.close()
+    store = RunStore(tmp_path / "run")
+    try:
+        assert store.stored_problem("k7") is None
+        assert np.array_equal(store.load_result("k7").pixels, _sample().pixels)
+    finally:
+        store.close()
 
 
 def test_a_new_step_is_no_news(store, caplog):
@@ -115,8 +136,11 @@ def test_a_result_of_another_version_is_not_served(store, edit):
         metrics["added_later"] = 1
     elif edit == "missing field":
         del metrics["score"]
-    else:
+    else:  # an older version's own arrays file, whole (its digest is the file's)
         np.savez(store.folder / "arrays" / "k5.npz", pixels=np.zeros(2))
+        with store.db:
+            store.db.execute("UPDATE steps SET arrays_sha256=? WHERE key='k5'",
+                             (sha256_file(store.folder / "arrays" / "k5.npz"),))
     with store.db:
         store.db.execute("UPDATE steps SET metrics=? WHERE key='k5'", (json.dumps(metrics),))
     assert store.stored_problem("k5") == "was stored by another version of mnistlab"

@@ -69,6 +69,43 @@ def test_report_rebuilds_from_stored_results_without_recomputing(quick_run, tmp_
     assert _finished(out) == before
 
 
+def _flip_a_byte(path, where=0.5):
+    payload = bytearray(path.read_bytes())
+    payload[int(len(payload) * where)] ^= 0x01
+    path.write_bytes(bytes(payload))
+
+
+def test_one_flipped_byte_in_a_steps_arrays_recomputes_that_step(quick_run, tmp_path):
+    """Before the store kept each arrays file's digest, the rerun said "0 computed", the
+    section's drawing failed on "Bad CRC-32" and the command exited 0."""
+    out = tmp_path / "run"
+    shutil.copytree(quick_run, out)
+    with sqlite3.connect(out / "study.sqlite") as db:
+        (arrays,) = db.execute("SELECT arrays_file FROM steps WHERE name='gallery'").fetchone()
+    _flip_a_byte(out / "arrays" / arrays, where=0.3)
+    result = run_cli("study", "--dataset", "mnist-5k", "--profile", "quick", "--quiet",
+                     "--out", str(out), env={"MNISTLAB_DATA": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert " 1 step(s) computed" in result.stdout and "CRC" not in result.stderr
+    assert "failed" not in result.stderr
+    store = RunStore(out, create=False)
+    try:
+        assert store.stored_problem(arrays.removesuffix(".npz")) is None
+    finally:
+        store.close()
+
+
+def test_a_damaged_drawn_section_is_drawn_again_not_put_in_the_report(quick_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(quick_run, out)
+    (drawn,) = (out / "figures").glob(".explore-*.json")
+    kept = drawn.read_bytes()
+    _flip_a_byte(drawn, where=0.6)  # inside a figure's base64 PNG
+    build_report(out)
+    assert drawn.read_bytes() == kept  # drawn again, from the stored results
+    assert kept.split(b"\n", 1)[1].decode().count("data:image/png") >= 3
+
+
 def test_a_quiet_study_prints_no_library_warning(quick_run):
     """Its one line is the note that mnist-5k stands in for MNIST (tested above)."""
     stderr = (quick_run.parent / "stderr.txt").read_text()

@@ -36,6 +36,14 @@ def test_hungarian_accuracy_on_a_hand_made_contingency():
     assert cluster_accuracy(y_true, (y_true + 1) % 3) == 1.0
 
 
+def test_cluster_accuracy_matches_each_cluster_to_a_class_of_its_own():
+    """Two clusters mostly of class 0: one-to-one, only one of them counts as class 0 (4 of 6
+    right); a many-to-one rule would count both (5 of 6)."""
+    y_true = np.array([0, 0, 0, 0, 0, 1])
+    y_pred = np.array([0, 0, 0, 1, 1, 1])
+    assert cluster_accuracy(y_true, y_pred) == pytest.approx(4 / 6)
+
+
 def test_scores_equal_scikit_learns_on_real_labels(digits, pca):
     from sklearn.cluster import KMeans
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import importlib
+import io
 import json
 import logging
 import os
@@ -45,7 +47,8 @@ CREATE TABLE IF NOT EXISTS steps (
     peak_rss_mb REAL,
     rss_delta_mb REAL,
     metrics TEXT,
-    arrays_file TEXT
+    arrays_file TEXT,
+    arrays_sha256 TEXT
 );
 CREATE TABLE IF NOT EXISTS studies (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -167,6 +170,10 @@ class RunStore:
                 with self.db:
                     self.db.execute("ALTER TABLE studies ADD COLUMN context TEXT NOT NULL "
                                     "DEFAULT '{}'")
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(steps)")}
+            if "arrays_sha256" not in columns:  # stored before arrays files had digests
+                with self.db:
+                    self.db.execute("ALTER TABLE steps ADD COLUMN arrays_sha256 TEXT")
         except sqlite3.DatabaseError as exc:
             self._unlock()
             raise StoreError(f"{db}: not a readable mnistlab database ({exc}); move the run "
@@ -192,14 +199,19 @@ class RunStore:
 
     def stored_problem(self, key: str) -> str | None:
         """Why the stored result of ``key`` cannot be loaded by this version, or None."""
-        row = self.db.execute("SELECT status, arrays_file, result_type, metrics FROM steps "
-                              "WHERE key=?", (key,)).fetchone()
+        row = self.db.execute("SELECT status, arrays_file, result_type, metrics, arrays_sha256 "
+                              "FROM steps WHERE key=?", (key,)).fetchone()
         if row is None or row[0] != "done":
             return NOT_FINISHED
         array_names: list[str] = []
         if row[1] is not None:
+            path = self.folder / "arrays" / row[1]
             try:
-                with zipfile.ZipFile(self.folder / "arrays" / row[1]) as npz:
+                # the digest catches what the zip's own checks let through until the arrays
+                # are read (one flipped byte in a compressed array: "Bad CRC-32" at load)
+                if row[4] is not None and sha256_file(path) != row[4]:
+                    return "has a missing or corrupt arrays file"
+                with zipfile.ZipFile(path) as npz:
                     array_names = [n.removesuffix(".npy") for n in npz.namelist()]
             except (OSError, zipfile.BadZipFile):
                 return "has a missing or corrupt arrays file"
@@ -236,29 +248,36 @@ class RunStore:
         """``finished``: when the computation ended (default now; a step computed beside
         another may be saved a while after it ended)."""
         type_path, fields, arrays = split_result(result)
-        arrays_file = None
+        arrays_file = arrays_sha256 = None
         if arrays:
             arrays_file = f"{key}.npz"
             buffer = _npz_bytes(arrays)
+            arrays_sha256 = hashlib.sha256(buffer).hexdigest()
             atomic_write_bytes(self.folder / "arrays" / arrays_file, buffer)
         with self.db:
             self.db.execute(
                 "UPDATE steps SET status='done', result_type=?, finished=?, wall_s=?, "
-                "peak_rss_mb=?, rss_delta_mb=?, metrics=?, arrays_file=? WHERE key=?",
+                "peak_rss_mb=?, rss_delta_mb=?, metrics=?, arrays_file=?, arrays_sha256=? "
+                "WHERE key=?",
                 (type_path, finished or time.time(), wall_s, peak_rss_mb, rss_delta_mb,
-                 to_json(fields), arrays_file, key),
+                 to_json(fields), arrays_file, arrays_sha256, key),
             )
 
     def load_result(self, key: str) -> Any:
         row = self.db.execute(
-            "SELECT result_type, metrics, arrays_file FROM steps WHERE key=? AND status='done'",
-            (key,),
+            "SELECT result_type, metrics, arrays_file, arrays_sha256 FROM steps WHERE key=? "
+            "AND status='done'", (key,),
         ).fetchone()
         if row is None:
             raise StoreError(f"{self.folder}: step {key} has no stored result")
         arrays = {}
         if row[2]:
-            with np.load(self.folder / "arrays" / row[2], allow_pickle=False) as npz:
+            payload = (self.folder / "arrays" / row[2]).read_bytes()
+            if row[3] is not None and hashlib.sha256(payload).hexdigest() != row[3]:
+                raise StoreError(f"{self.folder}: the arrays of step {key} changed since they "
+                                 "were stored; run the same `mnistlab study` again to "
+                                 "recompute them")
+            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
         try:
             return join_result(row[0], json.loads(row[1]), arrays)

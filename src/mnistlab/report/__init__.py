@@ -185,8 +185,14 @@ def _draw(section: str, results: dict, sink: FigureSink, study: StudyContext,
 
 
 def _cached_blocks(path: Path) -> list[Block] | None:
+    """The drawn blocks kept at ``path``, or None (then the section is drawn again) when they
+    are missing or damaged: the file's first line is the SHA-256 of the rest, so a changed
+    byte in an embedded figure is never put in a report."""
     try:
-        stored = json.loads(path.read_text())
+        digest, _, payload = path.read_bytes().partition(b"\n")
+        if hashlib.sha256(payload).hexdigest().encode() != digest:
+            return None
+        stored = json.loads(payload)
     except (OSError, ValueError):
         return None
     return [Block(**{**b, "html": Markup(b["html"])}) for b in stored]
@@ -195,7 +201,8 @@ def _cached_blocks(path: Path) -> list[Block] | None:
 def _store_blocks(path: Path, section: str, blocks: list[Block]) -> None:
     for old in path.parent.glob(f".{section}-*.json"):
         old.unlink(missing_ok=True)
-    atomic_write_bytes(path, json.dumps([dataclasses.asdict(b) for b in blocks]).encode())
+    payload = json.dumps([dataclasses.asdict(b) for b in blocks]).encode()
+    atomic_write_bytes(path, hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
 
 def build_report(folder: str | Path) -> Path:

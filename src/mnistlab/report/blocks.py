@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from markupsafe import Markup, escape
 
+from ..core.files import atomic_write_bytes
+
 if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not to rebuild a report
     from matplotlib.figure import Figure
 
@@ -94,7 +96,7 @@ class FigureSink:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100)
         png = buffer.getvalue()
-        (self.folder / f"{name}.png").write_bytes(png)
+        atomic_write_bytes(self.folder / f"{name}.png", png)
         src = "data:image/png;base64," + base64.b64encode(png).decode()
         return Block("figure", text=caption, src=src)
 

@@ -118,11 +118,17 @@ def _balance_answer(s: Summary) -> str:
                   f"smallest ({esc(names[lo])}, {tr[lo]:,}, {pct_lo:.2f} %), against "
                   f"{100 / len(names):.2f} % each for a uniform split; the test set's ratio is "
                   f"{s.test_imbalance:.3f}. ")
+    p_uniform = s.uniform_chi2_p["train"]
     if s.train_imbalance > 1.0:
-        answer += (f"A chi-square test rejects exactly equal class frequencies in the training "
-                   f"set at p = {s.uniform_chi2_p['train']:.2g}, yet a {s.train_imbalance:.2f} "
-                   "ratio is mild: accuracy stays a meaningful score and no re-weighting is "
-                   "needed. ")
+        test = (f"A chi-square test {'rejects' if p_uniform < 0.05 else 'does not reject'} "
+                f"exactly equal class frequencies in the training set (p = {p_uniform:.2g}). ")
+        if s.train_imbalance < 1.5:
+            answer += test + (f"A {s.train_imbalance:.2f} ratio is mild: accuracy stays a "
+                              "meaningful score and no re-weighting is needed. ")
+        else:
+            answer += test + (f"With a {s.train_imbalance:.2f} ratio, accuracy weighs the large "
+                              "classes more than the small ones: read each class's recall in "
+                              "the confusion matrices too. ")
     answer += (f"Train and test class distributions differ by a total-variation distance of "
                f"{s.train_test_tv:.4f} (chi-square test of equal distributions: "
                f"p = {s.train_test_chi2_p:.2g}), so a model's test accuracy is measured on the "

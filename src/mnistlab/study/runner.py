@@ -59,7 +59,20 @@ def plan_study(data: Dataset, config: StudyConfig,
             needed = per_argument(step.needs, keys.__getitem__)
             keys[step.name] = step.key(data.fingerprint, needed)
             planned.append(PlannedStep(section.NAME, step, keys[step.name], needed))
+    _check_unique_keys(planned)
     return planned
+
+
+def _check_unique_keys(planned: list[PlannedStep]) -> None:
+    """Two steps of one plan with one key would share one stored result (a report table
+    showing one row four times): a step whose key misses an argument it receives. A bug of
+    the plan, said before anything runs."""
+    seen: dict[str, PlannedStep] = {}
+    for item in planned:
+        other = seen.setdefault(item.key, item)
+        if other is not item:
+            raise RuntimeError(f"{other.where} and {item.where} have the same key {item.key}: "
+                               "a step's key must follow every argument it receives")
 
 
 def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: str = "full",
