@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -206,3 +209,33 @@ class FileServer:
 def http_server():
     with FileServer() as server:
         yield server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(quick_run):
+    """A real `mnistlab serve` of the quick run, on 127.0.0.1: its URL. Stopped at the end,
+    and it must not have printed a traceback."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mnistlab", "serve", str(quick_run),
+                                "--port", str(port)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/models", timeout=2):
+                break
+        except OSError:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the server did not start in 120 s"
+            time.sleep(0.3)
+    yield url
+    process.terminate()
+    out, err = process.communicate(timeout=30)
+    assert "Traceback" not in err, err

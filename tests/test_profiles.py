@@ -101,9 +101,13 @@ def test_the_full_profiles_networks_train_two_at_a_time_on_one_thread_each(full_
         [f"train:{n}" for n in deep.TRAINING_ORDER]  # computed longest first
     if usable_cores() == 2:  # the machine this was measured on (one core: one at a time)
         assert {run.threads for run in trained.values()} == {1}
-        paired = [n for n in rows if n.startswith("train:")
-                  and any(other.startswith("train:") for other in rows[n]["beside"])]
-        assert len(paired) >= 2  # two trainings at once
+        trainings = [n for n in rows if n.startswith("train:")]
+        paired = [n for n in trainings
+                  if any(other.startswith("train:") for other in rows[n]["beside"])]
+        # two trainings at once, unless the embedding's own process held the other core all
+        # along (a busy machine: the CI clone's run beside another test run once had it so)
+        held = all("embedding" in rows[n]["beside"] for n in trainings)
+        assert len(paired) >= 2 or held, {n: rows[n]["beside"] for n in trainings}
         # cnn-fast, first, has a training beside it unless the embedding's own process still
         # held the other core when it started (then they take turns until that one ends)
         beside_first = rows["train:cnn-fast"]["beside"]

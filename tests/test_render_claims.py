@@ -2,6 +2,7 @@
 give the sentence, numbers that make it false give another."""
 
 import numpy as np
+import pytest
 
 from mnistlab.report.classic import tree_depth_answer
 from mnistlab.sections.classic import TreeDepth
@@ -51,8 +52,8 @@ def _inits(ari, accuracy, contingency, rand=0.9):
 
     from mnistlab.sections.unsupervised import KMeansInits
 
-    rows = [{"init": init, "ari": a, "accuracy": acc, "rand": rand, "inertia": 1.0, "n_iter": 5}
-            for init, a, acc in zip(("k-means++", "random", "fixed"), ari, accuracy)]
+    rows = [{"init": init, "ari": a, "ami": a, "accuracy": acc, "rand": rand, "inertia": 1.0,
+             "n_iter": 5} for init, a, acc in zip(("k-means++", "random", "fixed"), ari, accuracy)]
     table = np.asarray(contingency)
     return KMeansInits(3, 10, 1, rows, np.stack([table] * len(rows)),
                        np.tile(np.arange(3), (len(rows), 1)), np.arange(3))
@@ -70,7 +71,7 @@ def test_shared_clusters_are_read_from_the_contingency_table():
     text = _inits_answer(_inits([0.2, 0.5, 0.9], [0.4, 0.6, 0.95],
                                 [[90, 5, 5], [5, 90, 5], [5, 5, 90]], rand=0.3), names)
     assert "no two classes share a cluster" in text
-    assert "up to 0.700 ARI apart" in text and "reaches the classes best" in text
+    assert "up to 0.700 ARI apart" in text and "reaches the classes best on every score" in text
     assert "much higher than" not in text and "close to" in text
 
 
@@ -155,12 +156,12 @@ def test_the_2d_partition_is_compared_as_measured():
 
 # ------------------------------------------------------------------ mixtures and embedding
 
-def _gmm_parts(emb_acc=None, constant=5):
+def _gmm_parts(emb_acc=None, constant=5, emb_ari=None):
     import numpy as np
 
     from mnistlab.sections.unsupervised import BicCurve, EmbeddingResult, GmmResult
 
-    rows = [{"covariance": c, "ari": a, "accuracy": acc, "bic": b, "fit_s": 2.0,
+    rows = [{"covariance": c, "ari": a, "ami": a, "accuracy": acc, "bic": b, "fit_s": 2.0,
              "n_parameters": 100} for c, a, acc, b in (("full", 0.4, 0.6, 10.0),
                                                      ("diag", 0.3, 0.5, 20.0))]
     gmm = GmmResult("pca", 20, 10, rows, np.zeros((2, 3)), np.zeros((3, 2)))
@@ -169,7 +170,9 @@ def _gmm_parts(emb_acc=None, constant=5):
     pca = _pca([0.5, 0.3, 0.2], constant=constant, black=constant, n_features=784)
     emb = None
     if emb_acc is not None:
-        emb = EmbeddingResult("UMAP", False, 50, 10, "gmm", {"accuracy": emb_acc}, 1.0,
+        ari = emb_acc - 0.2 if emb_ari is None else emb_ari  # tracks accuracy unless given
+        emb = EmbeddingResult("UMAP", False, 50, 10, "gmm",
+                              {"accuracy": emb_acc, "ari": ari, "ami": ari}, 1.0,
                               np.zeros((3, 2)), np.zeros(3), np.zeros(3), np.zeros((3, 3)))
     return gmm, bic, inits, pca, emb
 
@@ -181,6 +184,10 @@ def test_the_embedding_is_called_better_than_the_mixtures_only_when_it_is():
     assert "cluster far better after the nonlinear embedding" in text
     text = _gmm_answer(*_gmm_parts(emb_acc=0.59))
     assert "does not cluster them clearly better" in text and "far better" not in text
+    # accuracy alike, ARI and AMI far higher: the scores disagree, and the text says so
+    text = _gmm_answer(*_gmm_parts(emb_acc=0.62, emb_ari=0.6))
+    assert "better on some scores, not on all: accuracy 0.620 against 0.600, ARI 0.600" in text
+    assert "does not cluster them clearly better" not in text
     text = _gmm_answer(*_gmm_parts(emb_acc=None, constant=0))
     assert "embedding" not in text and "constant pixels" not in text
     assert "not at the 10 classes" in text and "1,049" not in text
@@ -312,9 +319,9 @@ def test_overfitting_is_a_rise_beyond_the_losss_own_noise():
     assert not overfit_verdict([0.5, 0.4, 0.3, 0.2])[3]
     arch = _arch(a=[("Linear", 10), ("Dropout", 10), ("Linear", 2)], b=[("Linear", 2)])
     text = overfitting_answer([_run("a", rising), _run("b", wobble)], arch)
-    assert "a: validation loss lowest at epoch 4 of 8, then 0.140 higher" in text
+    assert "a: validation loss lowest at epoch 4 of 8, then up to 0.140 higher (at the end)" in text
     assert "beyond its epoch-to-epoch noise" in text and "Here a overfits" in text
-    assert "b: validation loss lowest at epoch 6 of 8, but only 0.004 higher" in text
+    assert "b: validation loss lowest at epoch 6 of 8, then at most 0.005 higher (at epoch 7)" in text
     assert "no sign of overfitting yet" in text
     text = overfitting_answer([_run("a", wobble), _run("b", [0.5, 0.4, 0.3])], arch)
     assert "None of them overfits within 8 epochs (a with dropout, the others without)" in text
@@ -416,3 +423,96 @@ def test_the_balance_answer_follows_the_class_counts():
     assert "<b>imbalanced</b>" in skewed and "10.000 times its smallest (9, 12" in skewed
     assert "mild" not in skewed and "perfectly" not in skewed
     assert "rejects exactly equal class frequencies" in skewed
+
+
+def test_memorising_is_judged_on_the_whole_tree_not_the_deepest_cut_swept():
+    """The sweep stopped at depth 25, the leaderboard's tree grew to 43 and fits its training
+    images: the report said 'does not memorise' from the cut at 25."""
+    deeper = _tree([0.6, 0.9, 0.995], [0.6, 0.8, 0.79], [0.6, 0.79, 0.78], depths=[1, 10, 25],
+                   leaf_depth_max=43)
+    text = tree_depth_answer(deeper, whole_tree_train_acc=1.0)
+    assert "reaches 0.995 at depth 25; the whole tree, 43 levels deep, scores 1.000" in text
+    assert "it memorises them" in text and "not memorise" not in text
+    text = tree_depth_answer(deeper)
+    assert "the tree itself grew to depth 43, which the sweep does not reach" in text
+    assert "memoris" not in text
+
+
+def test_the_holdout_sentence_counts_the_test_images_it_scored():
+    """scikit-learn's 360 test digits, asked for 1,000: the sentence said 1,000."""
+    from mnistlab import build_config, load_dataset
+    from mnistlab.engine.step import call_step
+    from mnistlab.report.explore import holdout_answer
+    from mnistlab.sections.explore import holdout_demo
+
+    h = call_step(holdout_demo, load_dataset("digits"), build_config("full").explore,
+                  n_fit=1000, n_eval=1000)
+    assert (h.n_fit, h.n_eval, h.n_test) == (1000, 1000, 360)
+    text = holdout_answer(h)
+    assert "on 1,000 of the images it was fitted on" in text and "on 360 test images" in text
+
+
+def _kernels(*rows):
+    from mnistlab.sections.classic import SvcKernels
+
+    return SvcKernels(1000, 50, [{"kernel": k, "C": c, "fit_s": s, "predict_s_per_10k": 1.0,
+                                  "train_acc": 0.99, "test_acc": a, "n_support": 300}
+                                 for k, c, s, a in rows])
+
+
+def test_kernels_run_at_different_c_are_not_ranked_as_kernels():
+    from mnistlab.report.classic import kernel_answer
+
+    text = kernel_answer(_kernels(("linear", 1.0, 2.0, 0.85), ("rbf", 10.0, 3.0, 0.875),
+                                  ("sigmoid", 1.0, 1.5, 0.73)))
+    assert "Best kernel" not in text and "rbf 0.875 (C = 10), linear 0.850 (C = 1)" in text
+    assert "different C" in text and "ranks these settings, not the kernels" in text
+    same = kernel_answer(_kernels(("linear", 1.0, 2.0, 0.85), ("rbf", 1.0, 3.0, 0.86)))
+    assert "At the same C, rbf scores highest here" in same
+
+
+def test_a_loss_that_rose_then_fell_back_at_the_last_epoch_still_rose():
+    """It rose by more than twice its noise two epochs before the end; the last epoch alone
+    said 'no sign of overfitting'."""
+    from mnistlab.report.deep import overfit_verdict, overfitting_answer
+
+    back = [0.6, 0.4, 0.3, 0.2, 0.24, 0.33, 0.30, 0.27]
+    turn, rise, noise, overfits = overfit_verdict(back)
+    assert turn == 4 and rise == pytest.approx(0.13) and overfits
+    assert back[-1] - back[3] <= 2 * noise < rise  # the last epoch alone is within the noise
+    text = overfitting_answer([_run("a", back)], _arch(a=[("Linear", 2)]))
+    assert "then up to 0.130 higher (at epoch 6)" in text and "Here a overfits" in text
+
+
+def test_a_curve_that_rises_then_falls_is_not_read_from_its_ends():
+    """Completeness first rose, then fell: the ends alone said 'falls'."""
+    from mnistlab.report.unsupervised import course, kmeans_k_answer
+    from mnistlab.sections.unsupervised import KMeansSweep
+
+    assert course([0.5, 0.7, 0.45]) == ("rises then falls", 1)
+    assert course([0.5, 0.3, 0.52]) == ("falls then rises", 1)
+    assert course([0.5, 0.505, 0.49]) == ("barely moves", -1)
+    rows = [{"k": k, "homogeneity": h, "completeness": c, "accuracy": 0.5, "inertia": i}
+            for k, h, c, i in zip((2, 10, 50), (0.2, 0.5, 0.8), (0.5, 0.7, 0.4), (9, 6, 3))]
+    text = kmeans_k_answer(KMeansSweep(5, rows))
+    assert "Completeness rises then falls (0.500 at K = 2, 0.700 at K = 10 on the way" in text
+    assert "split over more clusters" not in text
+
+
+def test_a_gap_widest_in_the_middle_is_not_called_steady():
+    from mnistlab.report.classic import svc_pca_answer
+
+    text = svc_pca_answer(_sweep_rows([1, 2, 4], [0.9, 1.0, 0.93], [0.88, 0.9, 0.91]))
+    assert "widest at 50 components (0.100)" in text and "does not widen at any" not in text
+
+
+def test_the_fixed_start_is_called_best_only_when_every_score_says_so():
+    from mnistlab.report.unsupervised import _inits_answer
+
+    names = ["a", "b", "c"]
+    table = [[90, 5, 5], [5, 90, 5], [5, 5, 90]]
+    mixed = _inits_answer(_inits([0.5, 0.5, 0.3], [0.5, 0.5, 0.8], table), names)
+    assert "better on some scores than the other starts, not on all" in mixed
+    assert "reaches the classes best" not in mixed
+    alike = _inits_answer(_inits([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], table), names)
+    assert "yet does not reach the classes better than the others" in alike

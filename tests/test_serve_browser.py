@@ -3,11 +3,6 @@ Chromium that draws a stroke with the mouse and uploads an image."""
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from PIL import Image
@@ -21,35 +16,7 @@ if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
 pytestmark = [pytest.mark.slow, pytest.mark.cli]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(quick_run):
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mnistlab", "serve", str(quick_run),
-                                "--port", str(port)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/api/models", timeout=2):
-                break
-        except OSError:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the server did not start in 120 s"
-            time.sleep(0.3)
-    yield url
-    process.terminate()
-    out, err = process.communicate(timeout=30)
-    assert "Traceback" not in err, err
-
-
-def test_draw_a_stroke_and_upload_a_test_image(server, tmp_path):
+def test_draw_a_stroke_and_upload_a_test_image(live_server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     data = load_dataset("mnist-5k")
@@ -65,7 +32,7 @@ def test_draw_a_stroke_and_upload_a_test_image(server, tmp_path):
         page.on("request", lambda r: requests.append(r.url))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server, wait_until="networkidle")
+        page.goto(live_server, wait_until="networkidle")
         assert "13 models of the mnist-5k study" in page.text_content("#study")
         box = page.locator("#pad").bounding_box()
         x0, y0 = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15
@@ -92,5 +59,5 @@ def test_draw_a_stroke_and_upload_a_test_image(server, tmp_path):
         browser.close()
     assert best.startswith(f"cnn-fast: {data.y_test[index]}")
     assert summary
-    assert all(url.startswith(server) for url in requests)  # nothing from outside
+    assert all(url.startswith(live_server) for url in requests)  # nothing from outside
     assert not errors, errors

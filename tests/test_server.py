@@ -126,6 +126,8 @@ BAD = [
     ("out of range", "/api/predict.json", {"json": {"image": np.full((28, 28), 300).tolist()}},
      422, "0..255"),
     ("not an array", "/api/predict.json", {"json": {"picture": 1}}, 422, "body"),
+    ("not JSON", "/api/predict.json", {"content": b"\x87{[", "headers": {
+        "Content-Type": "application/json"}}, 400, "parsing the body"),
     ("unknown model", "/api/predict.json?model=resnet", {"json": np.zeros((28, 28)).tolist()},
      404, "no model 'resnet'"),
 ]
@@ -167,6 +169,16 @@ def test_the_openapi_schema_names_the_api(client):
     assert {"/api/models", "/api/predict", "/api/predict.json"} <= set(schema["paths"])
     body = schema["paths"]["/api/predict"]["post"]["requestBody"]["content"]
     assert "image/png" in body
+    error = {"$ref": "#/components/schemas/ErrorDetail"}
+    for path, statuses in {"/api/predict": {"400", "404", "413", "415", "422"},
+                           "/api/predict.json": {"400", "404", "413", "422"}}.items():
+        responses = schema["paths"][path]["post"]["responses"]
+        assert set(responses) == {"200"} | statuses
+        for status in statuses:  # our one-line detail, not FastAPI's list of errors
+            assert responses[status]["content"]["application/json"]["schema"] == error
+    array = schema["components"]["schemas"]["ArrayRequest"]["properties"]["image"]
+    assert (array["minItems"], array["items"]["maxItems"]) == (28, 28)  # the study's shape
+    assert array["items"]["items"] == {"type": "number", "minimum": 0.0, "maximum": 255.0}
 
 
 def test_requests_arriving_together_are_predicted_in_one_batch(client, mnist5k):

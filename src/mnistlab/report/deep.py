@@ -171,7 +171,8 @@ def _curves_caption(runs: list[TrainResult]) -> str:
     return ("Loss and accuracy per epoch: training (measured during the epoch, dropout on) vs "
             "validation" + (f". Networks trained with label smoothing ({', '.join(smoothed)}): "
                             "both loss curves include it, so they compare like with like (the "
-                            "test loss of 4.5 is plain cross-entropy)" if smoothed else "")
+                            "test loss in the table is plain cross-entropy, as in section 4.5)"
+                            if smoothed else "")
             + (f". Networks trained on randomly shifted images ({', '.join(shifted)}): their "
                "training curves are measured on the shifted images, the validation curves on "
                "the images as they are" if shifted else ""))
@@ -182,14 +183,16 @@ def _has(arch: Architectures, name: str, layer_type: str) -> bool:
 
 
 def overfit_verdict(val_loss: list[float]) -> tuple[int, float, float, bool]:
-    """(epoch of the lowest validation loss, rise from it to the last epoch, the loss's own
-    epoch-to-epoch noise, overfitting?). Overfitting is a rise beyond twice that noise (the
-    median absolute change between epochs over the second half of training), not any rise."""
+    """(epoch of the lowest validation loss, the largest rise from it at any later epoch, the
+    loss's own epoch-to-epoch noise, overfitting?). Overfitting is a rise beyond twice that
+    noise (the median absolute change between epochs over the second half of training), not
+    any rise; and the whole curve after the lowest point counts, not its last epoch alone (a
+    loss that rose, then fell back once, still rose)."""
     v = np.asarray(val_loss, dtype=float)
     if not np.isfinite(v).any():
         return 0, float("nan"), float("nan"), False
     best = int(np.nanargmin(v))
-    rise = float(v[-1] - v[best])
+    rise = float(np.nanmax(v[best:]) - v[best])
     changes = np.abs(np.diff(v))
     noise = float(np.median(changes[len(changes) // 2:])) if len(changes) else 0.0
     return best + 1, rise, noise, best + 1 < len(v) and rise > 2 * noise
@@ -204,14 +207,17 @@ def _overfit_line(r: TrainResult) -> tuple[str, bool]:
     gap = r.history["train_acc"][-1] - r.history["val_acc"][-1]
     if turn == n:
         line = f"{r.name}: validation loss still falling at the last epoch ({n})"
-    elif overfits:
-        line = (f"{r.name}: validation loss lowest at epoch {turn} of {n}, then {rise:.3f} "
-                f"higher at the end, beyond its epoch-to-epoch noise ({noise:.3f}): it has "
-                "started to overfit")
     else:
-        line = (f"{r.name}: validation loss lowest at epoch {turn} of {n}, but only "
-                f"{rise:.3f} higher at the end, within its epoch-to-epoch noise ({noise:.3f}): "
-                "no sign of overfitting yet")
+        highest = turn + int(np.nanargmax(np.asarray(r.history["val_loss"][turn - 1:])))
+        where = "at the end" if highest == n else f"at epoch {highest}"
+        if overfits:
+            line = (f"{r.name}: validation loss lowest at epoch {turn} of {n}, then up to "
+                    f"{rise:.3f} higher ({where}), beyond its epoch-to-epoch noise "
+                    f"({noise:.3f}): it has started to overfit")
+        else:
+            line = (f"{r.name}: validation loss lowest at epoch {turn} of {n}, then at most "
+                    f"{rise:.3f} higher ({where}), within its epoch-to-epoch noise "
+                    f"({noise:.3f}): no sign of overfitting yet")
     return (line + f"; validation accuracy peaks at epoch {peak_acc}, final train-validation "
             f"accuracy gap {gap:+.4f}"), overfits
 

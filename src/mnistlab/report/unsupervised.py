@@ -288,7 +288,8 @@ def pca_answer(pca: PcaResult, seed_comparable: bool) -> str:
                   f"on these MNIST digits {n90} do, and 200 explain {cumulative[199]:.1%}: "
                   + ("the seed's figure holds. " if holds else "the seed's figure does not "
                      "hold. "))
-    text_ += (f"Later steps use <b>n = {pca.n_chosen}</b>, the smallest n reaching the "
+    text_ += (f"The clustering steps below use <b>n = {pca.n_chosen}</b> (the classifiers of "
+              "part 3 choose their own PCA size), the smallest n reaching the "
               f"configured target of {pca.variance_target:.0%} (<code>variance_target</code>): "
               f"{pca.n_features / pca.n_chosen:.1f} times fewer dimensions, so every distance "
               f"computation is that much cheaper, at the cost of "
@@ -303,17 +304,36 @@ def _moves(first: float, last: float, up: str = "rises", down: str = "falls",
     return up if last > first + noise else down if last < first - noise else flat
 
 
+def course(values: list[float], noise: float = SCORE_NOISE) -> tuple[str, int]:
+    """How a curve moves over its whole length, not only between its ends: ("rises", -1),
+    ("falls", -1), ("barely moves", -1), or ("rises then falls", i) / ("falls then rises", i)
+    when a point inside it (index i) lies beyond ``noise`` above (below) both ends."""
+    top, bottom = int(np.argmax(values)), int(np.argmin(values))
+    ends_high, ends_low = max(values[0], values[-1]), min(values[0], values[-1])
+    if 0 < top < len(values) - 1 and values[top] > ends_high + noise:
+        return "rises then falls", top
+    if 0 < bottom < len(values) - 1 and values[bottom] < ends_low - noise:
+        return "falls then rises", bottom
+    return _moves(values[0], values[-1], noise=noise), -1
+
+
 def kmeans_k_answer(sweep: KMeansSweep) -> str:
     """Seed 2.1 (K): how homogeneity and completeness move with K, from the sweep."""
     first, last = sweep.rows[0], sweep.rows[-1]
     best_acc = max(sweep.rows, key=lambda r: r["accuracy"])
-    h = _moves(first["homogeneity"], last["homogeneity"])
-    c = _moves(first["completeness"], last["completeness"])
-    text_ = (f"Homogeneity {h} with K ({_f(first['homogeneity'])} at K = {first['k']}, "
-             f"{_f(last['homogeneity'])} at K = {last['k']})")
+    h, h_at = course([r["homogeneity"] for r in sweep.rows])
+    c, c_at = course([r["completeness"] for r in sweep.rows])
+
+    def turn(name: str, at: int) -> str:
+        return (f", {_f(sweep.rows[at][name])} at K = {sweep.rows[at]['k']} on the way"
+                if at >= 0 else "")
+
+    text_ = (f"Homogeneity {h} with K ({_f(first['homogeneity'])} at K = {first['k']}"
+             f"{turn('homogeneity', h_at)}, {_f(last['homogeneity'])} at K = {last['k']})")
     text_ += (": smaller clusters are purer, and in the limit of one image per cluster it is "
               "exactly 1. " if h == "rises" else ". ")
-    text_ += (f"Completeness {c} ({_f(first['completeness'])} to {_f(last['completeness'])})"
+    text_ += (f"Completeness {c} ({_f(first['completeness'])} at K = {first['k']}"
+              f"{turn('completeness', c_at)}, {_f(last['completeness'])} at K = {last['k']})"
               + (": each class is split over more clusters. " if c == "falls" else ". "))
     rises = [(a["k"], b["k"]) for a, b in zip(sweep.rows, sweep.rows[1:])
              if b["inertia"] > a["inertia"]]
@@ -388,12 +408,15 @@ def _inits_answer(inits: KMeansInits, class_names: list[str],
     first = inits.rows[0]
     if "fixed" in rows:
         fixed = rows["fixed"]
-        better = fixed["accuracy"] > max(r["accuracy"] for r in inits.rows
-                                         if r["init"] != "fixed") + 0.01
+        others = [r for r in inits.rows if r["init"] != "fixed"]
+        verdicts = {compare_partitions(fixed, r, SCORE_NOISE) for r in others}
+        scores = ", ".join(f"{AGREEING_LABELS[k]} {_f(fixed[k])}" for k in AGREEING_SCORES)
         text_ += ("Starting from one real image per class (fixed) uses the labels "
-                  + ("and reaches the classes best, "
-                     if better else "yet does not reach the classes better than the others, ")
-                  + f"with accuracy {_f(fixed['accuracy'])}. ")
+                  + ("and reaches the classes best on every score, " if verdicts == {"better"}
+                     else "yet does not reach the classes better than the others, "
+                     if verdicts <= {"worse", "alike"} else
+                     "and is better on some scores than the other starts, not on all, ")
+                  + f"with {scores}. ")
     groups = shared_clusters(inits.contingency[0], class_names)
     text_ += (f"With the labels, {first['accuracy']:.0%} of the images land in the cluster "
               f"matched to their class ({first['init']})")
@@ -466,15 +489,37 @@ def _gmm_answer(gmm: GmmResult, bic: BicCurve, inits: KMeansInits, pca: PcaResul
 CLEARLY_BETTER = 0.05
 
 
+AGREEING_SCORES = ("accuracy", "ari", "ami")  # a verdict needs all three to say it
+AGREEING_LABELS = {"accuracy": "accuracy", "ari": "ARI", "ami": "AMI"}
+
+
+def compare_partitions(a: dict, b: dict, margin: float) -> str:
+    """"better", "worse" or "mixed": ``a`` against ``b`` on accuracy, ARI and AMI together
+    (better: each higher by more than ``margin``; worse: none higher by more than it)."""
+    ahead = [a[k] > b[k] + margin for k in AGREEING_SCORES]
+    behind = [a[k] < b[k] - margin for k in AGREEING_SCORES]
+    return "better" if all(ahead) else "worse" if not any(ahead) and any(behind) else \
+        "alike" if not any(ahead) else "mixed"
+
+
+def _scores_pair(a: dict, b: dict) -> str:
+    return ", ".join(f"{AGREEING_LABELS[k]} {_f(a[k])} against {_f(b[k])}"
+                     for k in AGREEING_SCORES)
+
+
 def _embedding_evidence(emb: EmbeddingResult | None, best_gmm: dict) -> str:
     if emb is None:
         return ""
-    e, g = emb.row["accuracy"], best_gmm["accuracy"]
-    if e > g + CLEARLY_BETTER:
+    verdict = compare_partitions(emb.row, best_gmm, CLEARLY_BETTER)
+    pair = _scores_pair(emb.row, best_gmm)
+    if verdict == "better":
         return (f", and the same images cluster far better after the nonlinear embedding "
-                f"below (accuracy {_f(e)} against {_f(g)} for the best mixture)")
+                f"below ({pair} for the best mixture)")
+    if verdict == "mixed":
+        return (f" (the nonlinear embedding below is better on some scores, not on all: "
+                f"{pair} for the best mixture)")
     return (f" (though the nonlinear embedding below does not cluster them clearly better "
-            f"either: accuracy {_f(e)} against {_f(g)} for the best mixture)")
+            f"either: {pair} for the best mixture)")
 
 
 def _embedding_text(emb: EmbeddingResult, k: int, kmeans_row: dict,

@@ -6,8 +6,8 @@ model is fitted on the rest, hyper-parameters are chosen on the validation split
 set is only scored, never used to choose. Kernel methods and k-NN read the first
 ``pca_components`` principal components (float32): the kernel cost is linear in the dimension,
 and 100 components keep the class structure (the seed's own 3.4 shows it). Before that PCA the
-pixels may be square-rooted (``pixel_transform``): a variance-stabilising transform that keeps
-faint strokes from being drowned by the bright ones; "auto" chooses on the validation split.
+pixels may be square-rooted (``pixel_transform``), which spreads the faint end of the grey scale
+so that faint strokes weigh more in the PCA's distances; "auto" chooses on the validation split.
 """
 
 from __future__ import annotations

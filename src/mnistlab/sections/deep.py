@@ -172,6 +172,13 @@ class TrainResult:
     error_confidence: np.ndarray
 
     @property
+    def n_fit(self) -> int:
+        """The images the weights were fitted on: ``n_train`` less the validation split the
+        estimator holds out (scikit-learn's train_test_split rounds that split up)."""
+        fraction = self.spec.get("validation_fraction") or 0
+        return self.n_train - math.ceil(fraction * self.n_train) if fraction else self.n_train
+
+    @property
     def val_acc(self) -> float:
         """Validation accuracy of the weights kept: the epoch of least validation loss under
         early stopping, else the last (NaN without a validation split)."""

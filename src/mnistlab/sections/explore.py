@@ -70,9 +70,10 @@ class HoldoutDemo:
     """1-NN accuracy on images it memorised vs held-out images."""
 
     n_fit: int
-    n_eval: int
+    n_eval: int  # training images it is scored on (among those it was fitted on)
     train_accuracy: float
     test_accuracy: float
+    n_test: int  # test images it is scored on (the test set may hold fewer than n_eval)
 
 
 def pixel_statistics(images: np.ndarray, chunk: int = 1 << 22) -> tuple[float, float]:
@@ -147,7 +148,7 @@ def holdout_demo(data: Dataset, n_fit: int, n_eval: int, seed: int) -> HoldoutDe
     model = KNeighborsClassifier(n_neighbors=1, algorithm="brute").fit(x_fit, y_fit)
     train_acc = float(model.score(x_fit[seen], y_fit[seen]))
     test_acc = float(model.score(x_te.reshape(len(x_te), -1).astype(np.float32), y_te))
-    return HoldoutDemo(len(y_fit), len(seen), train_acc, test_acc)
+    return HoldoutDemo(len(y_fit), len(seen), train_acc, test_acc, len(y_te))
 
 
 def plan(data: Dataset, params: Params, seed: int) -> list[Step]:

@@ -22,10 +22,10 @@ import numpy as np
 from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from ..data.images import ImageError, array_to_input, image_to_input
+from ..data.images import MAX_PIXELS, ImageError, array_to_input, image_to_input
 from ..study.catalog import TrainedModel, best_name, open_models, resolve_names
 from ..study.results import load_study
 
@@ -76,8 +76,38 @@ class PredictResponse(BaseModel):
     votes: dict[str, int] = Field(description="class name -> number of models predicting it")
 
 
-class ArrayRequest(BaseModel):
-    image: list[list[float]] = Field(description="grey levels 0..255 of the dataset's shape")
+class ErrorDetail(BaseModel):
+    """Every error the API answers: its status says which kind, ``detail`` what is wrong."""
+
+    detail: str = Field(description="what is wrong, in one line")
+
+
+ERRORS = {
+    400: "the body's bytes are not a readable image",
+    404: "no model of that name in this study",
+    413: f"a body over {MAX_BODY_BYTES // 2**20} MB, or an image over {MAX_PIXELS:,} pixels",
+    415: "the Content-Type is not one of the image types",
+    422: "the request is not of the documented form (a missing or malformed body, an array "
+         "of another shape or out of 0..255), or the image has no ink",
+}
+
+
+def error_responses(*statuses: int, meaning: dict[int, str] | None = None) -> dict[int, dict]:
+    """The ``responses`` of a route: each status with its meaning (``ERRORS``'s, or the one
+    ``meaning`` gives for this route) and :class:`ErrorDetail`."""
+    meaning = {**ERRORS, **(meaning or {})}
+    return {status: {"model": ErrorDetail, "description": meaning[status]}
+            for status in statuses}
+
+
+def grey_levels_schema(image_shape: tuple[int, int]) -> dict:
+    """The JSON schema of an image as rows of grey levels: the checks ``array_to_input`` makes,
+    so that every array the schema allows is answered."""
+    h, w = image_shape
+    row = {"type": "array", "minItems": w, "maxItems": w,
+           "items": {"type": "number", "minimum": 0, "maximum": 255}}
+    return {"type": "array", "minItems": h, "maxItems": h, "items": row,
+            "description": f"{h} rows of {w} grey levels, 0..255"}
 
 
 @dataclass
@@ -263,7 +293,7 @@ def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its r
             raise HTTPException(404, f"no file {name!r}")
         return Response(_static(name), media_type=files[name])
 
-    @app.get("/api/models", response_model=ModelsResponse)
+    @app.get("/api/models", response_model=ModelsResponse, responses=error_responses(413))
     async def list_models() -> dict:
         return {"dataset": context.dataset, "class_names": classes,
                 "image_shape": list(image_shape), "best": best,
@@ -274,6 +304,7 @@ def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its r
                            for m in models.values()]}
 
     @app.post("/api/predict", response_model=PredictResponse, response_model_by_alias=True,
+              responses=error_responses(400, 404, 413, 415, 422),
               openapi_extra={"requestBody": {"required": True, "content": {
                   t: {"schema": {"type": "string", "format": "binary"}}
                   for t in sorted(IMAGE_TYPES)}}})
@@ -293,17 +324,28 @@ def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its r
                                             context.digits, "the request body")
         return await answer(image, names)
 
-    @app.post("/api/predict.json", response_model=PredictResponse,
-              response_model_by_alias=True)
-    async def predict_array(body: Annotated[ArrayRequest | list[list[float]], Body()],
-                            model: str | None = Query(
-                                None, description="a model name, best or all (default)")
-                            ) -> dict:
+    # The body's schema states the shape and range array_to_input checks (this study's image
+    # shape), so that every array the schema allows is answered; pydantic only parses it, and
+    # array_to_input says what is wrong in one line.
+    grid = Annotated[list[list[float]], WithJsonSchema(grey_levels_schema(image_shape))]
+    image_object = create_model("ArrayRequest", __config__=ConfigDict(extra="forbid"),
+                                image=(grid, Field(description="the image's grey levels")))
+
+    async def predict_array(body, model: str | None = Query(
+            None, description="a model name, best or all (default)")) -> dict:
         """An image as a 2-D array of grey levels (0..255) of the dataset's shape: the array
         itself, or ``{"image": array}``."""
         names = chosen(model)
-        values = body.image if isinstance(body, ArrayRequest) else body
+        values = body.image if isinstance(body, image_object) else body
         return await answer(array_to_input(values, image_shape, "image"), names)
+
+    # its body's type is made here, for this study: FastAPI reads it from the annotation
+    predict_array.__annotations__["body"] = Annotated[image_object | grid, Body()]
+    app.post("/api/predict.json", response_model=PredictResponse,
+             response_model_by_alias=True,
+             responses=error_responses(400, 404, 413, 422,
+                                       meaning={400: "the body is not valid JSON"})
+             )(predict_array)
 
     allowed = sorted({*LOOPBACK, host})
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed)

@@ -138,7 +138,7 @@ def model_entries(study: StudyResults) -> dict[str, ModelEntry]:
     for result in in_seed_order(trained):
         entries.append(ModelEntry(
             result.name, "deep", result.name, result.test_acc, result.val_acc,
-            (result.history.get("train_acc") or [None])[-1], result.n_train,
+            (result.history.get("train_acc") or [None])[-1], result.n_fit,
             "pixels (standardised)", result.train_s, result.infer_s_per_10k, result.peak_mb,
             result.threads, {**result.spec, "n_params": result.n_params,
                              "epochs_run": result.epochs_run},
