@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import logging
+import math
 import shutil
 import sqlite3
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from mnistlab import load_dataset, load_model, open_models
+from mnistlab import load_dataset, load_model, load_study, open_models
 from mnistlab.core.errors import ModelLoadError
 from mnistlab.models.persistence import load_pipeline
 
@@ -109,6 +110,9 @@ def test_the_leaderboard_is_a_benchmark_card_and_report_rewrites_it(quick_run, t
     assert svc["file_mb"] > 0 and svc["seed"] == 0 and svc["fit_s"] > 0
     cnn = next(r for r in rows if r["model"] == "cnn-fast")
     assert cnn["params"]["n_params"] > 0 and cnn["threads"] >= 1
+    trained = load_study(run, sections={"deep"}).results["deep"]["train:cnn-fast"]
+    held_out = math.ceil(cnn["params"]["validation_fraction"] * trained.n_train)
+    assert cnn["n_train"] == trained.n_train - held_out > 0  # the images it was fitted on
     (run / "leaderboard.csv").unlink()
     (run / "leaderboard.json").write_text("stale")
     assert run_cli("report", str(run)).returncode == 0
