@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Mutation testing of the modules that guard data and results (idx, datasets, download, store,
-# step, runner) against the fast in-process tests: [tool.mutmut] in pyproject.toml says which.
+# Mutation testing of the modules that guard data and results (idx, datasets, download, images,
+# store, step, plan, executors, runner, the clustering metrics) against the fast in-process
+# tests: [tool.mutmut] in pyproject.toml says which.
 # Not part of CI (it takes about 20 minutes on 2 cores). Prints the score per module and every
 # surviving mutant; `.venv/bin/mutmut show NAME` shows one's diff.
 set -euo pipefail

@@ -154,7 +154,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
                        "regression and SVM"),
                sink.block("classic-learning-curve", _curve_figure(curve),
                           "Accuracy against the training-set size (solid: test, dotted: train)"),
-               text(generative_answer(curve))]
+               text(generative_answer(curve, n_test=int(best.confusion.sum())))]
 
     # 3.2-3.3 -----------------------------------------------------------------------
     blocks += [heading("3.2-3.3 Every model: train and test accuracy"), _leaderboard(models),
@@ -236,7 +236,7 @@ def _curve(curve: LearningCurve, name: str) -> list[CurveRow]:
     return sorted((r for r in curve.rows if r["model"] == name), key=lambda r: r["size"])
 
 
-def generative_answer(curve: LearningCurve) -> str:
+def generative_answer(curve: LearningCurve, n_test: int | None = None) -> str:
     """Seed 3.1, and Ng & Jordan's claim checked on the learning curves of this run."""
     text_ = ("Naive Bayes is <b>generative</b>: it models how each class produces images, "
              "p(x | y) (here each pixel an independent Gaussian given the class) and the class "
@@ -254,12 +254,22 @@ def generative_answer(curve: LearningCurve) -> str:
     if not nb or not lr:
         return text_
     return text_ + "Measured: " + nb_vs_logistic(
-        [r["size"] for r in nb], [r["test_acc"] for r in nb], [r["test_acc"] for r in lr])
+        [r["size"] for r in nb], [r["test_acc"] for r in nb], [r["test_acc"] for r in lr],
+        n_test)
 
 
-def nb_vs_logistic(sizes: list[int], nb: list[float], lr: list[float]) -> str:
+def gain_noise(accuracies: list[float], n_test: int) -> float:
+    """Twice the standard error of (a1 - a0) - (b1 - b0) when each accuracy is a binomial share
+    of ``n_test`` test images (taken as independent: the models err on different images)."""
+    return 2 * float(np.sqrt(sum(a * (1 - a) for a in accuracies) / n_test))
+
+
+def nb_vs_logistic(sizes: list[int], nb: list[float], lr: list[float],
+                   n_test: int | None = None) -> str:
     """Whether naive Bayes leads with few images, where logistic regression overtakes it, and
-    which gains more with data: each from the measured test accuracies."""
+    which gains more with data: each from the measured test accuracies. Which gains more is
+    said only beyond the noise ``n_test`` test images leave on the two gains (else
+    ACCURACY_NOISE, where the test set's size is not known)."""
     ahead = [i for i, (a, b) in enumerate(zip(nb, lr)) if a > b + ACCURACY_NOISE]
     text_ = (f"with {sizes[0]:,} training images naive Bayes scores {nb[0]:.3f} and logistic "
              f"regression {lr[0]:.3f}; with {sizes[-1]:,}, {nb[-1]:.3f} and {lr[-1]:.3f}. ")
@@ -276,12 +286,17 @@ def nb_vs_logistic(sizes: list[int], nb: list[float], lr: list[float]) -> str:
                   "few examples does not show here, where its independence assumption costs "
                   "more than its fast convergence saves. ")
     gain_nb, gain_lr = nb[-1] - nb[0], lr[-1] - lr[0]
+    noise = (gain_noise([nb[0], nb[-1], lr[0], lr[-1]], n_test) if n_test else ACCURACY_NOISE)
+    within = (f" (two standard errors of the difference on {n_test:,} test images: "
+              f"{noise:.3f})" if n_test else "")
     return text_ + (f"From the smallest to the largest set naive Bayes gains {gain_nb:+.3f} and "
                     f"logistic regression {gain_lr:+.3f}"
-                    + (": the discriminative model keeps improving with data, the generative "
-                       "one much less." if gain_lr > gain_nb + ACCURACY_NOISE else
-                       ": both improve alike." if abs(gain_lr - gain_nb) <= ACCURACY_NOISE
-                       else ": here naive Bayes gains more."))
+                    + (f": the discriminative model keeps improving with data, the generative "
+                       f"one less, by {gain_lr - gain_nb:.3f}{within}." if gain_lr > gain_nb + noise
+                       else f": here naive Bayes gains more, by {gain_nb - gain_lr:.3f}{within}."
+                       if gain_nb > gain_lr + noise else
+                       f": a difference of {abs(gain_lr - gain_nb):.3f}, within the noise"
+                       f"{within or f' ({noise:.3f})'}: both improve alike."))
 
 
 def fits_its_training_set_by_construction(model: ModelResult) -> bool:
