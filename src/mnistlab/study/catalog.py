@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,10 +147,10 @@ def model_entries(study: StudyResults) -> dict[str, ModelEntry]:
     return {entry.name: entry for entry in sorted(entries, key=_rank_key)}
 
 
-def best_name(entries: dict[str, Any]) -> str:
-    """The model of highest validation accuracy: the first of :func:`model_entries`' ranking
-    (or of anything listed in its order)."""
-    return next(iter(entries))
+def best_name(ranked: Iterable[str]) -> str:
+    """The model of highest validation accuracy: the first name of :func:`model_entries`'
+    ranking (its dict, or any names listed in its order)."""
+    return next(iter(ranked))
 
 
 def resolve_names(names: list[str] | None, ranked: list[str]) -> list[str]:
@@ -161,7 +162,7 @@ def resolve_names(names: list[str] | None, ranked: list[str]) -> list[str]:
         if name in ("all", ""):
             wanted += ranked
         elif name == "best":
-            wanted.append(best_name(dict.fromkeys(ranked)))
+            wanted.append(best_name(ranked))
         elif name in ranked:
             wanted.append(name)
         else:

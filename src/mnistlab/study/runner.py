@@ -166,7 +166,6 @@ def run_studies(jobs: list[tuple[Dataset, StudyConfig, Path]], *, profile: str =
             done = executor.run(graphs, progress)
         for graph, outcome, records in zip(graphs, outcomes, done):
             outcome.records = [records[item.key] for item in graph.planned]
-            graph.notify(records)
     finally:
         for graph in graphs:
             graph.store.close()
