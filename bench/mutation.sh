@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of the modules that guard data and results (idx, datasets, download, images,
-# store, step, plan, executors, runner, the clustering metrics) against the fast in-process
-# tests: [tool.mutmut] in pyproject.toml says which.
+# store, step, plan, executors, runner, the clustering metrics, the API server) against the fast
+# in-process tests: [tool.mutmut] in pyproject.toml says which.
 # Not part of CI (it takes about 20 minutes on 2 cores). Prints the score per module and every
 # surviving mutant; `.venv/bin/mutmut show NAME` shows one's diff.
 set -euo pipefail
@@ -9,6 +9,15 @@ cd "$(dirname "$0")/.."
 [ "${1:-}" = "--resume" ] || rm -rf mutants  # --resume keeps the verdicts of a stopped run
 # joblib's loky workers, started in mutmut's own process, would be reaped by its os.wait
 export JOBLIB_MULTIPROCESSING=0
+# The API's tests read a quick study's run folder: made once here, not once per mutant.
+root="$PWD"
+quick_cwd="$root/mutants-quick-run"
+if [ ! -f "$quick_cwd/mnistlab-runs/mnist-5k-quick/leaderboard.json" ]; then
+    mkdir -p "$quick_cwd"
+    (cd "$quick_cwd" && MNISTLAB_DATA="$quick_cwd/cache" MNISTLAB_MIRRORS_MNIST=http://127.0.0.1:9/ \
+        "$root/.venv/bin/python" -m mnistlab study --profile quick --quiet)
+fi
+export MNISTLAB_TEST_QUICK_RUN="$quick_cwd/mnistlab-runs/mnist-5k-quick"
 start=$(date +%s)
 .venv/bin/mutmut run --max-children "${JOBS:-2}" > mutants.log 2>&1 || {
     tail -n 30 mutants.log; exit 1; }

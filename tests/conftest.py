@@ -91,7 +91,13 @@ enabled = false
 def quick_run(tmp_path_factory):
     """The README's quick study as a new user runs it (no --dataset, no --out), once through
     the CLI in an empty folder: MNIST is neither cached nor downloadable, so it falls back to
-    mnist-5k. Its run folder; what the user saw on stderr is in the folder above it."""
+    mnist-5k. Its run folder; what the user saw on stderr is in the folder above it.
+
+    MNISTLAB_TEST_QUICK_RUN names a run folder made the same way beforehand: bench/mutation.sh
+    sets it so that each mutant's test run reads that folder instead of running the study."""
+    preset = os.environ.get("MNISTLAB_TEST_QUICK_RUN")
+    if preset:
+        return Path(preset)
     cwd = tmp_path_factory.mktemp("quick")
     env = {"MNISTLAB_DATA": str(tmp_path_factory.mktemp("cache-quick")),
            "MNISTLAB_MIRRORS_MNIST": "http://127.0.0.1:9/"}  # nothing listens there

@@ -12,7 +12,7 @@ from mnistlab import load_dataset, open_models
 from mnistlab.data.images import MAX_PIXELS
 from mnistlab.serve.server import MAX_BODY_BYTES, create_app
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.api]
 
 
 @pytest.fixture(scope="module")
