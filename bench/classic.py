@@ -13,8 +13,8 @@ seed: what the seed's part 3 did, on all training images scaled to 0..1 float64 
                 for n in 1, 2, 3, 5, 10, 20, ..., 100, train and test scored.
       Default: svc,depth (about 8 minutes); all five take well over an hour.
 Each seed part is compared with the step of ours that answers the same question, and printed as
-soon as it finishes. If scikit-learn-intelex is installed, `--intelex` patches scikit-learn for a
-second "ours" run.
+soon as it finishes. If scikit-learn-intelex is installed, `--intelex` adds a
+second "ours" run with `--engine sklearnex`.
 """
 
 from __future__ import annotations
@@ -38,21 +38,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_ours(dataset: str, intelex: bool) -> dict:
-    if intelex:
-        from sklearnex import patch_sklearn
+def run_ours(dataset: str, engine: str) -> dict:
+    import tempfile
+    from pathlib import Path
 
-        patch_sklearn()
     from mnistlab import build_config, load_dataset
+    from mnistlab.engine.plan import per_argument
     from mnistlab.sections import classic
 
     data = load_dataset(dataset)
     params = build_config("full").classic
     results, times = {}, {}
+    files = Path(tempfile.mkdtemp(prefix="mnistlab-bench-classic-")) / "models"
     started = time.perf_counter()
-    for step in classic.plan(data, params, seed=0):
+    for step in classic.plan(data, params, seed=0, engine=engine):
+        inputs = per_argument(step.needs, results.__getitem__)
+        if step.files:
+            inputs.update(files_dir=files, files_key=step.name.replace(":", "-"))
         t0 = time.perf_counter()
-        results[step.name] = step.run({n: results[n] for n in step.needs})
+        results[step.name] = step(data, **inputs)
         times[step.name] = time.perf_counter() - t0
     models = {k.split(":", 1)[1]: v.row for k, v in results.items() if k.startswith("model:")}
     depth = results["tree_depth"]
@@ -107,6 +111,7 @@ def run_seed(dataset: str, part: str) -> dict:
 
 
 def child(args, part: str, intelex: bool = False) -> dict:
+    """``part`` in a process of its own; "ours" on the scikit-learn engine unless ``intelex``."""
     cmd = [sys.executable, __file__, "--dataset", args.dataset, "--part", part]
     done = subprocess.run(cmd + (["--intelex"] if intelex else []), capture_output=True,
                           text=True)
@@ -127,7 +132,8 @@ def main() -> None:
     if unknown:
         parser.error(f"--seed-parts: unknown {', '.join(unknown)}; known: {', '.join(SEED_PARTS)}")
     if args.part:
-        print(json.dumps(run_ours(args.dataset, args.intelex) if args.part == "ours"
+        print(json.dumps(run_ours(args.dataset, "sklearnex" if args.intelex else "sklearn")
+                         if args.part == "ours"
                          else run_seed(args.dataset, args.part)))
         return
 

@@ -111,9 +111,11 @@ def quick_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def full_digits_run(tmp_path_factory):
     """The full profile (the defaults: every sweep point, every network in its own process) on
-    scikit-learn's digits, run once through the CLI; its run folder."""
+    scikit-learn's digits, run once through the CLI; its run folder. On the scikit-learn
+    engine: the other shared runs take scikit-learn-intelex where it is installed."""
     out = tmp_path_factory.mktemp("full") / "run"
-    result = run_cli("study", "--dataset", "digits", "--out", str(out), "--quiet")
+    result = run_cli("study", "--dataset", "digits", "--out", str(out), "--quiet",
+                     "--engine", "sklearn")
     assert result.returncode == 0, result.stderr
     return out
 

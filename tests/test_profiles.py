@@ -68,7 +68,7 @@ def test_the_quick_profile_reaches_every_step(quick_run):
 
 def test_the_full_profile_uses_all_the_data_and_every_default(full_digits_run):
     study = load_study(full_digits_run)
-    full = build_config("full")
+    full = build_config("full", engine="sklearn")  # the fixture asks for scikit-learn
     assert study.context.profile == "full" and study.context.config == full
     r = study.results
     n_train = 1437  # scikit-learn's digits, 80 % of 1,797

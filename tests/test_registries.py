@@ -34,7 +34,7 @@ MODELS["extra-trees"] = ModelInfo("extra trees", "discriminative", False, _extra
 
 def test_the_config_has_one_part_per_section_in_their_order():
     config = build_config("quick")
-    assert list(type(config).model_fields) == ["seed", *(s.NAME for s in SECTIONS)]
+    assert list(type(config).model_fields) == ["seed", "engine", *(s.NAME for s in SECTIONS)]
     for section in SECTIONS:
         assert isinstance(getattr(config, section.NAME), section.Params)
 

@@ -51,7 +51,7 @@ def rejects(data, *, n_samples):
     raise DatasetError("the user's data is wrong")
 
 
-def _plan(data, params, seed):
+def _plan(data, params, seed, engine="sklearn"):
     return [bind("count", count_pixels, params, seed),
             bind("add", add_one, params, seed, needs={"counted": "count"}),
             bind("combine", combine, params, seed, needs={"parts": {"a": "count", "b": "add"}},
@@ -148,7 +148,7 @@ def test_keys_follow_arguments_needs_and_data(tiny, fake_sections):
 
 
 def test_a_bug_names_its_step_and_keeps_the_cause(tiny, fake_sections, tmp_path):
-    fake_sections.plan = lambda data, params, seed: [bind("boom", fails, params, seed)]
+    fake_sections.plan = lambda data, params, seed, **_: [bind("boom", fails, params, seed)]
     with pytest.raises(StepFailed) as info:
         run_study(tiny, build_config("full"), tmp_path / "run")
     assert info.value.where == "explore.boom"
@@ -159,7 +159,7 @@ def test_a_bug_names_its_step_and_keeps_the_cause(tiny, fake_sections, tmp_path)
 
 
 def test_a_users_mistake_passes_through_unchanged(tiny, fake_sections, tmp_path):
-    fake_sections.plan = lambda data, params, seed: [bind("reject", rejects, params, seed)]
+    fake_sections.plan = lambda data, params, seed, **_: [bind("reject", rejects, params, seed)]
     with pytest.raises(DatasetError, match="the user's data is wrong"):
         run_study(tiny, build_config("full"), tmp_path / "run")
 
@@ -267,7 +267,7 @@ def test_a_bug_on_a_dask_worker_gives_the_same_one_line_error(tiny, fake_section
 
     from mnistlab.engine.cluster import DaskExecutor, dask_client
 
-    fake_sections.plan = lambda data, params, seed: [bind("boom", fails, params, seed)]
+    fake_sections.plan = lambda data, params, seed, **_: [bind("boom", fails, params, seed)]
     with pytest.raises(StepFailed) as here:
         run_study(tiny, build_config("full"), tmp_path / "here")
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the failing step is here
@@ -304,9 +304,9 @@ def test_on_a_dask_cluster_each_section_is_handed_over_once_its_steps_are_stored
     from mnistlab.engine.cluster import DaskExecutor, dask_client
 
     later = SimpleNamespace(NAME="unsupervised", TITLE="Fake second section",
-                            plan=lambda data, params, seed: [
+                            plan=lambda data, params, seed, **_: [
                                 bind("recount", count_pixels, params, seed, n_samples=5)])
-    fake_sections.plan = lambda data, params, seed: [bind("count", count_pixels, params, seed)]
+    fake_sections.plan = lambda data, params, seed, **_: [bind("count", count_pixels, params, seed)]
     monkeypatch.setattr("mnistlab.study.runner.SECTIONS", [fake_sections, later])
     handed = []
 
@@ -364,7 +364,7 @@ def _meeting(fake_sections, monkeypatch, *, cores, labels, after=None):
     monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: cores)
     MEETING["barrier"] = threading.Barrier(2 if cores > 1 and len(labels) > 1 else 1)
     CALLS.clear()
-    fake_sections.plan = lambda data, params, seed: [
+    fake_sections.plan = lambda data, params, seed, **_: [
         *(bind(label, meets_the_other, params, seed, one_core=True, label=label)
           for label in labels),
         *([bind(after[0], uses_every_core, params, seed, needs={"counted": after[1]})]
@@ -462,7 +462,7 @@ def _apart(fake_sections, monkeypatch, meet_at, *, cores=2, **apart):
     monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: cores)
     meet_at.mkdir(exist_ok=True)
     CALLS.clear()
-    fake_sections.plan = lambda data, params, seed: [
+    fake_sections.plan = lambda data, params, seed, **_: [
         bind("apart", in_a_process_of_its_own, params, seed, own_process=True,
              meet_at=str(meet_at), **apart),
         bind("here", meets_the_apart, params, seed, meet_at=str(meet_at))]
@@ -535,10 +535,10 @@ def test_each_section_is_handed_over_once_all_its_steps_are_stored(
     meet_at.mkdir()
     (meet_at / "apart").touch()
     monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
-    fake_sections.plan = lambda data, params, seed: [
+    fake_sections.plan = lambda data, params, seed, **_: [
         bind("count", count_pixels, params, seed)]
     waiting = SimpleNamespace(NAME="unsupervised", TITLE="Fake second section",
-                              plan=lambda data, params, seed: [
+                              plan=lambda data, params, seed, **_: [
                                   bind("apart", in_a_process_of_its_own, params, seed,
                                        own_process=True, meet_at=str(meet_at), n_samples=5)])
     monkeypatch.setattr("mnistlab.study.runner.SECTIONS", [fake_sections, waiting])
@@ -595,7 +595,7 @@ def test_the_core_a_step_apart_frees_goes_to_the_next_one_core_step_at_once(
     monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
     meet_at = tmp_path / "meet"
     meet_at.mkdir()
-    fake_sections.plan = lambda data, params, seed: [
+    fake_sections.plan = lambda data, params, seed, **_: [
         bind("apart", ends_once_the_long_step_runs, params, seed, own_process=True,
              meet_at=str(meet_at)),
         bind("long", waits_for_the_second_step, params, seed, one_core=True,

@@ -15,8 +15,10 @@ from mnistlab.serve.server import MAX_BODY_BYTES, create_app
 pytestmark = [pytest.mark.slow, pytest.mark.api]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(quick_run):
+    """A new app per test (models loaded again): mutation testing credits a test with the
+    functions it calls, and each test here must reach create_app's routes on its own."""
     with TestClient(create_app(quick_run), base_url="http://127.0.0.1:8000") as c:
         yield c
 

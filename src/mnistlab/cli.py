@@ -131,7 +131,8 @@ def data_info(name: Annotated[str, typer.Argument(help="dataset name or FORMAT:P
 class RichProgress:
     """Section, step and elapsed time on stderr."""
 
-    def __init__(self) -> None:
+    def __init__(self, note: str = "") -> None:
+        self.note = note  # a line said above the bars once the study starts computing
         self.bar = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
                             TextColumn("{task.fields[step]}"), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(), console=err)
@@ -147,6 +148,9 @@ class RichProgress:
             yield self
 
     def section(self, title: str, n_steps: int) -> None:
+        if self.note:
+            self.bar.console.print(self.note, highlight=False, soft_wrap=True)
+            self.note = ""
         if self.task is not None:
             self.bar.stop_task(self.task)
         self.task = self.tasks[title] = self.bar.add_task(
@@ -199,6 +203,10 @@ def study(
         "--out", help="run folder; default ./mnistlab-runs/DATASET-PROFILE")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file of parameters")] = None,  # noqa: UP007
     seed: Annotated[int | None, typer.Option(help="seed of every random choice")] = None,  # noqa: UP007
+    engine: Annotated[str | None, typer.Option(  # noqa: UP007
+        help="library fitting SVC, random forest, logistic regression, k-NN and k-means: "
+             "auto (scikit-learn-intelex where installed), sklearn or sklearnex; overrides "
+             "the config's")] = None,
     seeds: Annotated[str | None, typer.Option(  # noqa: UP007
         help="several studies, one per seed, e.g. 0,1,2 (with --dataset a,b: every pair); "
              "each in DIR/DATASET-PROFILE-seedS, and DIR/summary.html")] = None,
@@ -216,6 +224,7 @@ def study(
 ) -> None:
     """Run the whole study and write DIR/report.html (finished steps are never recomputed)."""
     from .data.datasets import load_dataset
+    from .models.fitting import resolve_engine
     from .report import BackgroundDrawing, build_report
     from .study.config import PROFILES, config_toml, load_config
     from .study.runner import run_study
@@ -224,10 +233,10 @@ def study(
         raise MnistlabError("--workers and --cluster: choose one")
     if seeds is not None or (dataset and "," in dataset):
         return _many_studies(dataset, seed, seeds, profile, out_dir, config, quiet, workers,
-                             cluster, dashboard)
+                             cluster, dashboard, engine)
     if profile not in PROFILES:
         raise MnistlabError(f"--profile {profile}: must be one of {', '.join(PROFILES)}")
-    cfg = load_config(config, profile=profile, seed=seed)
+    cfg = load_config(config, profile=profile, seed=seed, engine=engine)
     if print_config:
         sys.stdout.write(config_toml(cfg))
         return
@@ -237,13 +246,15 @@ def study(
     folder = out_dir or Path("mnistlab-runs") / re.sub(r"[^\w.-]+", "_",
                                                        f"{data.name}-{profile}").strip("_")
     _check_run_folder(folder)
+    engine = resolve_engine(cfg.engine)  # one line and no study where it cannot run
     _state["run_folder"] = folder
     started = time.perf_counter()
     try:
         with (_stop_on_ctrl_c(), _executor(cluster, workers, dashboard) as executor,
               BackgroundDrawing(folder) as drawing):
             outcome = run_study(data, cfg, folder, profile=profile,
-                                progress=None if quiet else RichProgress(), executor=executor,
+                                progress=None if quiet else RichProgress(engine.note),
+                                executor=executor,
                                 section_done=drawing)
             drawing.finish()
     except KeyboardInterrupt:  # typer would turn it into a silent exit 130
@@ -257,10 +268,11 @@ def study(
 
 
 def _many_studies(dataset, seed, seeds, profile, out_dir, config, quiet, workers, cluster,
-                  dashboard) -> None:
+                  dashboard, engine) -> None:
     """Every (dataset, seed) study into its own run folder, one graph on the executor, and a
     summary next to them."""
     from .data.datasets import load_dataset
+    from .models.fitting import resolve_engine
     from .report import build_report
     from .report.summary import write_summary
     from .study.config import PROFILES, load_config
@@ -287,13 +299,15 @@ def _many_studies(dataset, seed, seeds, profile, out_dir, config, quiet, workers
         data = load_dataset(name, show_progress=not quiet)
         for s in seed_list:
             folder = parent / re.sub(r"[^\w.-]+", "_", f"{data.name}-{profile}-seed{s}").strip("_")
-            jobs.append((data, load_config(config, profile=profile, seed=s), folder))
+            jobs.append((data, load_config(config, profile=profile, seed=s, engine=engine),
+                         folder))
+    engine = resolve_engine(jobs[0][1].engine)
     _state["run_folder"] = parent
     started = time.perf_counter()
     try:
         with _stop_on_ctrl_c(), _executor(cluster, workers, dashboard) as executor:
             outcomes = run_studies(jobs, profile=profile, executor=executor,
-                                   progress=None if quiet else RichProgress())
+                                   progress=None if quiet else RichProgress(engine.note))
     except KeyboardInterrupt:
         err.print(INTERRUPTED, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None

@@ -300,7 +300,8 @@ class RunStore:
                 rows.append(dict(zip(("section", "name", "wall_s", "peak_rss_mb",
                                       "rss_delta_mb", "status"), row), key=key,
                                  fn=params.get("fn", ""),
-                                 own_process=params.get("own_process", False)))
+                                 own_process=params.get("own_process", False),
+                                 engine=params.get("arguments", {}).get("engine")))
                 if row[7] is not None and row[2] is not None:
                     # Computing from finish - wall time to finish ("started" is when it was
                     # handed out, which on a cluster may be long before a worker takes it).

@@ -38,14 +38,15 @@ def _leaderboard(models: list[ModelResult]) -> Block:
         rows.append([NAMES.get(m.name, m.name), r["representation"], _f(r["train_acc"]),
                      _f(r["val_acc"]), _f(r["test_acc"]), _f(r["train_acc"] - r["test_acc"]),
                      _f(r["fit_s"], 2), _f(r["predict_s_per_10k"], 2), _f(r["size_mb"], 2),
-                     _f(r["peak_mb"], 0)])
+                     _f(r["peak_mb"], 0), m.fitted_by])
     n_fit = models[0].row["n_fit"]
     n_score = models[0].row["train_score_n"]
     bins = {m.params.get("max_bins") for m in models if m.name == "hist-gb"} - {None, 255}
     coarser = (f"; gradient boosting bins each input into {bins.pop()} levels (scikit-learn's "
                "default: 255)" if bins else "")
     return table(["model", "input", "train acc", "validation acc", "test acc", "gap (train - test)",
-                  "fit (s)", "predict (s / 10k images)", "size (MB, pickled)", "peak RSS (MiB)"],
+                  "fit (s)", "predict (s / 10k images)", "size (MB, pickled)", "peak RSS (MiB)",
+                  "fitted by"],
                  rows, f"Every model fitted on {n_fit:,} training images, sorted by validation "
                        f"accuracy (train accuracy measured on {n_score:,} of them){coarser}")
 

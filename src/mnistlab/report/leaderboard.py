@@ -18,7 +18,7 @@ from ..study.catalog import model_entries
 from ..study.results import StudyResults
 
 COLUMNS = ["rank", "model", "section", "label", "test_acc", "val_acc", "train_acc", "n_train",
-           "representation", "fit_s", "predict_s_per_10k", "file_mb", "peak_mb", "threads",
+           "representation", "engine", "fit_s", "predict_s_per_10k", "file_mb", "peak_mb", "threads",
            "seed", "dataset", "fingerprint", "profile", "file", "params"]
 
 
@@ -39,6 +39,7 @@ def leaderboard_rows(folder: Path, study: StudyResults) -> list[dict]:
                      "label": entry.label, "test_acc": entry.test_acc,
                      "val_acc": entry.val_acc, "train_acc": entry.train_acc,
                      "n_train": entry.n_train, "representation": entry.representation,
+                     "engine": entry.engine,
                      "fit_s": entry.fit_s, "predict_s_per_10k": entry.predict_s_per_10k,
                      "file_mb": _file_mb(folder, entry.file), "peak_mb": entry.peak_mb,
                      "threads": entry.threads, "file": entry.file, "params": entry.params,

@@ -16,6 +16,7 @@ import pickle
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
@@ -29,6 +30,7 @@ from ..data.datasets import Dataset
 from ..data.prepare import PcaProjection, flat_pixels, stratified_subset
 from ..engine.measure import Measured
 from ..engine.step import Step, SweepPoint, bind, gathered_rows, sweep
+from ..models.fitting import accelerates, engine_label, fit
 from ..models.persistence import library_versions, save_pipeline
 
 NAME = "classic"
@@ -120,6 +122,9 @@ class ModelInfo:
     trusted_types: tuple[str, ...] = ()
     # The user's parameters are those of the estimator inside a wrapper (linear-svm's LinearSVC)
     params_prefix: str = ""
+    # scikit-learn-intelex has a twin of its estimator (models.fitting.TWINS; a test holds the
+    # two together): said here so that planning imports no scikit-learn
+    accelerated: bool = False
 
 
 # The one registry of classic models: the config's choices, the estimators, the PCA models, the
@@ -130,22 +135,22 @@ MODELS = {
     "bernoulli-nb": ModelInfo("Bernoulli naive Bayes", "generative", False, _bernoulli_nb,
                               one_core=True),
     "logistic": ModelInfo("logistic regression", "discriminative", False, _logistic,
-                          one_core=True),
+                          one_core=True, accelerated=True),
     "linear-svm": ModelInfo("linear SVM", "discriminative", False, _linear_svm,
                             params_prefix="estimator__"),
     "svc-linear": ModelInfo("SVC (linear kernel)", "discriminative", True, _svc("linear", 1.0),
-                            one_core=True),
+                            one_core=True, accelerated=True),
     "svc-poly": ModelInfo("SVC (poly kernel)", "discriminative", True, _svc("poly", 1.0),
-                          one_core=True),
+                          one_core=True, accelerated=True),
     "svc-rbf": ModelInfo("SVC (RBF kernel)", "discriminative", True, _svc("rbf", 10.0),
-                         one_core=True),
+                         one_core=True, accelerated=True),
     "svc-sigmoid": ModelInfo("SVC (sigmoid kernel)", "discriminative", True,
-                             _svc("sigmoid", 1.0), one_core=True),
+                             _svc("sigmoid", 1.0), one_core=True, accelerated=True),
     "decision-tree": ModelInfo("decision tree", "discriminative", False, _decision_tree,
                                one_core=True, trusted_types=(TREE,)),
     "random-forest": ModelInfo("random forest", "discriminative", False, _random_forest,
-                               trusted_types=(TREE,)),
-    "knn": ModelInfo("k-nearest neighbours", "discriminative", True, _knn),
+                               trusted_types=(TREE,), accelerated=True),
+    "knn": ModelInfo("k-nearest neighbours", "discriminative", True, _knn, accelerated=True),
     "hist-gb": ModelInfo("histogram gradient boosting", "discriminative", True, _hist_gb,
                          trusted_types=(BOOSTING_TREE,)),
 }
@@ -365,6 +370,12 @@ class ModelResult:
     # A decision tree's accuracies cut at every depth 1..its own (see depth_cuts): the depth
     # sweep reads them instead of growing the same tree again. None for other models.
     depth_cuts: dict[str, Any] | None = None
+    # the library that fitted it, with its version ("": stored before engines, scikit-learn)
+    engine: str = ""
+
+    @property
+    def fitted_by(self) -> str:
+        return self.engine or f"scikit-learn {self.versions.get('scikit-learn', '')}".strip()
 
 
 @dataclass
@@ -462,6 +473,7 @@ def choose_representation(
     pixel_transform: Literal["auto", "linear", "sqrt"],
     svc_sweep_max_train: int,
     seed: int,
+    engine: str = "sklearn",
 ) -> Representation:
     """The pixel transform before PCA: fixed by the config, or the one whose RBF SVC (fitted on
     the sweep's sample) scores best on the validation split."""
@@ -472,8 +484,8 @@ def choose_representation(
     scores = {}
     for how in ("linear", "sqrt"):
         proj = PcaProjection(transform_pixels(x, how), pca_components)
-        model = make_classifier("svc-rbf", model_params.get("svc-rbf"), seed)
-        model.fit(proj.transform(transform_pixels(x, how), pca_components), y)
+        model = fit(make_classifier("svc-rbf", model_params.get("svc-rbf"), seed),
+                    proj.transform(transform_pixels(x, how), pca_components), y, engine=engine)
         scores[how] = _accuracy(model, proj.transform(transform_pixels(split.x_val, how),
                                                       pca_components), split.y_val)
     return Representation(max(scores, key=scores.get), scores, len(y))
@@ -501,11 +513,13 @@ def fit_model(
     files_dir: Path,
     files_key: str,
     depth_cuts_for_sweep: bool = False,
+    engine: str = "sklearn",
 ) -> ModelResult:
     """Fit one model of the leaderboard and save it, with its inputs' preparation, as a
     scikit-learn pipeline from raw images in ``files_dir/NAME-KEY.skops`` (no pickle).
     ``depth_cuts_for_sweep``: a decision tree also scores itself cut at every depth, for the
-    depth sweep to read (see :func:`tree_depth_sweep`)."""
+    depth sweep to read (see :func:`tree_depth_sweep`). ``engine``: the library that fits it
+    (see :mod:`mnistlab.models.fitting`); the model kept is scikit-learn's either way."""
     from joblib import parallel_config
 
     from ..models.pipeline import ImageInputs
@@ -536,8 +550,8 @@ def fit_model(
         # liblinear reads float64: one copy for its ten fits, instead of one in each (54,000
         # Fashion-MNIST images, two threads: peak 1,708 -> 1,205 MiB, same coefficients)
         x_train = x_fit.astype(np.float64) if name == "linear-svm" else x_fit
-        with parallel_config(prefer="threads"):
-            model.fit(x_train, split.y_fit)
+        with parallel_config(prefer="threads") if not accelerates(model) else nullcontext():
+            fit(model, x_train, split.y_fit, engine=engine)
         del x_train
         fit_s = time.perf_counter() - started + pca_s
     sample = _subset_index(len(split.y_fit), train_score_sample, seed)
@@ -562,7 +576,8 @@ def fit_model(
     return ModelResult(name, repr(model), rep, row, pred.astype(np.int16), confidence,
                        model_file=str(saved.relative_to(files_dir.parent)),
                        model_sha256=sha256_file(saved), versions=library_versions(),
-                       params=_plain_params(model), depth_cuts=cuts)
+                       params=_plain_params(model), depth_cuts=cuts,
+                       engine=engine_label(engine, model))
 
 
 def _plain_params(model) -> dict[str, Any]:
@@ -597,6 +612,7 @@ def learning_curve_point(
     validation_fraction: float,
     model_params: dict[str, dict[str, Any]],
     seed: int,
+    engine: str = "sklearn",
 ) -> SweepPoint:
     """One training-set size of the generative vs discriminative curve: Gaussian naive Bayes,
     logistic regression and the linear SVM fitted on a stratified sample of that size (None
@@ -611,7 +627,7 @@ def learning_curve_point(
         if name == "linear-svm":  # a one-core step: its one-vs-rest fits one at a time
             model.set_params(n_jobs=1)
         started = time.perf_counter()
-        model.fit(x, y)
+        fit(model, x, y, engine=engine)
         rows.append({"model": name, "size": size, "train_acc": _accuracy(model, x, y),
                      "test_acc": _accuracy(model, split.x_test, split.y_test),
                      "fit_s": time.perf_counter() - started})
@@ -692,7 +708,7 @@ def tree_depth_sweep(data: Dataset, tree: ModelResult | None = None, *, max_trai
 def _svc_on_sweep_sample(data: Dataset, rep: Representation, kernel: str, n_components: int,
                          max_train: int, validation_fraction: float,
                          model_params: dict[str, dict[str, Any]], svc_sweep_max_train: int,
-                         seed: int) -> SweepPoint:
+                         seed: int, engine: str) -> SweepPoint:
     """An SVC of ``kernel`` on the first ``n_components`` of the sweeps' stratified sample: the
     row the PCA sweep and the kernel comparison both read (one fit where they meet)."""
     split = make_split(data, max_train, validation_fraction, seed)
@@ -704,7 +720,7 @@ def _svc_on_sweep_sample(data: Dataset, rep: Representation, kernel: str, n_comp
     name = f"svc-{kernel}"
     model = make_classifier(name, model_params.get(name), seed)
     started = time.perf_counter()
-    model.fit(z, y)
+    fit(model, z, y, engine=engine)
     fit_s = time.perf_counter() - started
     started = time.perf_counter()
     pred = model.predict(zt)
@@ -728,6 +744,7 @@ def svc_pca_point(
     svc_sweep_max_train: int,
     seed: int,
     kernel: Literal["rbf"] = "rbf",
+    engine: str = "sklearn",
 ) -> SweepPoint:
     """One point of the SVC sweep over PCA sizes: an RBF SVC on the first ``n_components``
     (None above the number of pixels).
@@ -735,7 +752,8 @@ def svc_pca_point(
     The PCA is fitted with just these components: its covariance eigendecomposition gives
     the same first components whatever their number, so each point stands alone."""
     return _svc_on_sweep_sample(data, rep, kernel, n_components, max_train,
-                                validation_fraction, model_params, svc_sweep_max_train, seed)
+                                validation_fraction, model_params, svc_sweep_max_train, seed,
+                                engine)
 
 
 def svc_pca_sweep(data: Dataset, points: dict[str, SweepPoint]) -> SvcPca:
@@ -753,12 +771,13 @@ def svc_kernel_point(
     pca_components: int,
     svc_sweep_max_train: int,
     seed: int,
+    engine: str = "sklearn",
 ) -> SweepPoint:
     """One kernel of the SVC kernel comparison, on the sweep's sample and the PCA inputs (all
     the pixels' components where there are fewer than ``pca_components``)."""
     n_components = min(pca_components, int(np.prod(data.image_shape)))
     return _svc_on_sweep_sample(data, rep, kernel, n_components, max_train, validation_fraction,
-                                model_params, svc_sweep_max_train, seed)
+                                model_params, svc_sweep_max_train, seed, engine)
 
 
 def svc_kernels(data: Dataset, points: dict[str, SweepPoint]) -> SvcKernels:
@@ -835,35 +854,67 @@ def tree_pca_sweep(data: Dataset, depth: TreeDepth, points: dict[str, SweepPoint
     return TreePca(depth.best_depth, gathered_rows(points))
 
 
-def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
-    for c in params.c_classes:
-        if not 0 <= c < data.n_classes:
-            raise ConfigError(f"classic.c_classes: class {c} does not exist "
-                              f"(0..{data.n_classes - 1})")
+@dataclass
+class _Binder:
+    """How the classic section binds its steps: the study's parameters, seed and engine."""
 
-    def step(step_name: str, fn, /, needs: dict | None = None, **given) -> Step:
-        return bind(step_name, fn, params, seed, needs=needs, **given)
+    params: Params
+    seed: int
+    engine: str
 
-    def one_core_step(step_name: str, fn, /, needs: dict | None = None, **given) -> Step:
+    def step(self, step_name: str, fn, /, needs: dict | None = None, **given) -> Step:
+        return bind(step_name, fn, self.params, self.seed, needs=needs, **given)
+
+    def one_core_step(self, step_name: str, fn, /, needs: dict | None = None,
+                      **given) -> Step:
         """A step whose fit runs on one core (libsvm, a tree): two compute side by side."""
-        return bind(step_name, fn, params, seed, needs=needs, one_core=True, **given)
+        return bind(step_name, fn, self.params, self.seed, needs=needs, one_core=True, **given)
 
-    def estimator_params(*names: str) -> dict:
+    def by_engine(self, *names: str) -> dict:
+        """The engine, as an argument of a step that fits a model it accelerates (its key reads
+        it); under scikit-learn, keys as before engines were a setting."""
+        if self.engine != "sklearn" and any(MODELS[n].accelerated for n in names):
+            return {"engine": self.engine}
+        return {}
+
+    def on_one_core(self, *names: str) -> bool:
+        """A step fitting ``names`` computes on one core, beside another such step (libsvm,
+        liblinear, a tree), unless the engine accelerates one of them: oneDAL computes on every
+        core, and takes its thread count (n_jobs) only in the main thread."""
+        return not self.by_engine(*names)
+
+    def fit_step(self, *names: str):
+        return self.one_core_step if self.on_one_core(*names) else self.step
+
+    def estimator_params(self, *names: str) -> dict:
         """model_params restricted to the models a step fits (its key reads only those)."""
+        params = self.params
         chosen = {n: params.model_params[n] for n in names if n in params.model_params}
         if "hist-gb" in names and params.boosting_max_bins != 255:  # else keys as before it
             chosen["hist-gb"] = {"max_bins": params.boosting_max_bins, **chosen.get("hist-gb", {})}
         return chosen
 
+
+def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn") -> list[Step]:
+    for c in params.c_classes:
+        if not 0 <= c < data.n_classes:
+            raise ConfigError(f"classic.c_classes: class {c} does not exist "
+                              f"(0..{data.n_classes - 1})")
+    binder = _Binder(params, seed, engine)
+    step, one_core_step, by_engine = binder.step, binder.one_core_step, binder.by_engine
+    fit_step, estimator_params = binder.fit_step, binder.estimator_params
+
     # The depth sweep cuts the leaderboard's tree when it is grown with the default parameters
     # on the same split (30 s on Fashion-MNIST, once instead of twice), else grows its own.
     shares_tree = "decision-tree" in params.models and "decision-tree" not in params.model_params
     # A PCA and SVCs on a sample: 5.6 s on one BLAS thread, 5.7 s on two (Fashion-MNIST).
-    steps = [one_core_step("representation", choose_representation,
-                           model_params=estimator_params("svc-rbf"))]
+    steps = [fit_step("svc-rbf")("representation", choose_representation,
+                                 model_params=estimator_params("svc-rbf"),
+                                 **by_engine("svc-rbf"))]
     n_fit = round(min(params.max_train or len(data.y_train), len(data.y_train))
                   * (1 - params.validation_fraction))
-    one_core = {name for name, info in MODELS.items() if info.one_core}
+    one_core = {name for name, info in MODELS.items()
+                if info.one_core and binder.on_one_core(name)}
     if n_fit < ONE_CORE_BOOSTING_BELOW:
         one_core.add("hist-gb")
     for name in params.models:
@@ -873,7 +924,8 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
                           f"model:{name}", fit_model, files=True,
                           needs={"representation": "representation"} if uses_pca else None,
                           name=name, model_params=estimator_params(name),
-                          pca_components=params.pca_components if uses_pca else 0, **cuts))
+                          pca_components=params.pca_components if uses_pca else 0, **cuts,
+                          **by_engine(name)))
     models = {name: f"model:{name}" for name in params.models}
     steps += [
         step("best", best_model, needs={"results": models}),
@@ -884,9 +936,10 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     # linear SVM, one fit at a time: 9.8 s on one core; 12.0 s with two BLAS threads and the
     # SVM on two.
     steps += sweep("learning_curve", learning_curve_point, learning_curve, params, seed,
-                   over="size", values=params.learning_curve_sizes, one_core=True,
+                   over="size", values=params.learning_curve_sizes,
+                   one_core=binder.on_one_core(*CURVE_MODELS),
                    gather_needs={"full": {m: s for m, s in models.items() if m in CURVE_MODELS}},
-                   model_params=estimator_params(*CURVE_MODELS))
+                   model_params=estimator_params(*CURVE_MODELS), **by_engine(*CURVE_MODELS))
     steps.append(one_core_step("tree_depth", tree_depth_sweep,
                                needs={"tree": "model:decision-tree"} if shares_tree else None))
     # Sweeps of independent points: one step per point, so that workers share them.
@@ -895,7 +948,8 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
     steps += sweep("svc_pca", svc_pca_point, svc_pca_sweep, params, seed,
                    over="n_components", values=params.svc_pca_components,
                    needs={"rep": "representation"}, model_params=estimator_params("svc-rbf"),
-                   kernel="rbf", one_core=True)
+                   kernel="rbf", one_core=binder.on_one_core("svc-rbf"),
+                   **by_engine("svc-rbf"))
     # The RBF kernel on pca_components is the PCA sweep's point of that size: the same sample,
     # components and SVC (12 s of one core on Fashion-MNIST, fitted once instead of twice).
     kernel_points = {}
@@ -905,10 +959,13 @@ def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
             kernel_points[kernel] = f"svc_pca:{params.pca_components}"
             continue
         kernel_points[kernel] = f"svc_kernels:{kernel}"
-        steps.append(one_core_step(f"svc_kernels:{kernel}", svc_kernel_point,
-                                   needs={"rep": "representation"}, kernel=kernel,
-                                   model_params=estimator_params(f"svc-{kernel}")))
+        steps.append(fit_step(f"svc-{kernel}")(
+            f"svc_kernels:{kernel}", svc_kernel_point, needs={"rep": "representation"},
+            kernel=kernel, model_params=estimator_params(f"svc-{kernel}"),
+            **by_engine(f"svc-{kernel}")))
     steps.append(step("svc_kernels", svc_kernels, needs={"points": kernel_points}))
+    # scikit-learn's libsvm whatever the engine: the margin figure reports when its iterations
+    # reached max_iter, which oneDAL's SVC does not take
     steps.append(one_core_step("c_sweep", c_sweep))
     steps += sweep("tree_pca", tree_pca_point, tree_pca_sweep, params, seed,
                    over="n_components", values=params.tree_pca_components,

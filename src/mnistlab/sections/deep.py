@@ -283,7 +283,7 @@ def overfit(data: Dataset, *, name: str, spec: ModelSpec, overfit_images: int,
                          out["test_loss"], out["history"])
 
 
-def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
+def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn") -> list[Step]:
     params = params.model_copy(update={"models": {
         name: spec.for_data(data) for name, spec in params.models.items()}})
     for name, spec in params.enabled().items():  # the config against this data's images

@@ -151,7 +151,7 @@ def holdout_demo(data: Dataset, n_fit: int, n_eval: int, seed: int) -> HoldoutDe
     return HoldoutDemo(len(y_fit), len(seen), train_acc, test_acc, len(y_te))
 
 
-def plan(data: Dataset, params: Params, seed: int) -> list[Step]:
+def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn") -> list[Step]:
     return [
         bind("summary", summarize, params, seed),
         bind("gallery", gallery, params, seed),

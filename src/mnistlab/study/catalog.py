@@ -112,6 +112,7 @@ class ModelEntry:
     file: str  # relative to the run folder
     sha256: str
     versions: dict[str, str]
+    engine: str  # the library that fitted it, with its version
 
 
 def _rank_key(entry: ModelEntry) -> float:
@@ -134,7 +135,7 @@ def model_entries(study: StudyResults) -> dict[str, ModelEntry]:
                 row["val_acc"], row["train_acc"], row["n_fit"], result.representation,
                 row["fit_s"], row["predict_s_per_10k"], row["peak_mb"], cores,
                 result.params or {"repr": result.estimator}, result.model_file,
-                result.model_sha256, result.versions))
+                result.model_sha256, result.versions, result.fitted_by))
     trained = [r for r in study.results.get("deep", {}).values() if isinstance(r, TrainResult)]
     for result in in_seed_order(trained):
         entries.append(ModelEntry(
@@ -143,7 +144,7 @@ def model_entries(study: StudyResults) -> dict[str, ModelEntry]:
             "pixels (standardised)", result.train_s, result.infer_s_per_10k, result.peak_mb,
             result.threads, {**result.spec, "n_params": result.n_params,
                              "epochs_run": result.epochs_run},
-            result.weights_file, result.weights_sha256, {}))
+            result.weights_file, result.weights_sha256, {}, "PyTorch"))
     return {entry.name: entry for entry in sorted(entries, key=_rank_key)}
 
 

@@ -14,6 +14,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..core.errors import ConfigError
+from ..models.fitting import EngineSetting
 from ..sections import SECTIONS
 
 Profile = Literal["quick", "full"]
@@ -26,6 +27,10 @@ class _Study(BaseModel):
     # numpy and scikit-learn take seeds below 2**32
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice in the "
                       "study")
+    engine: EngineSetting = Field(
+        "auto", description="library fitting SVC, random forest, logistic regression, k-NN and "
+                            "k-means: sklearnex (scikit-learn-intelex), sklearn, or auto "
+                            "(sklearnex where installed)")
 
 
 # Everything a study computes is decided here; the run folder stores it with the results. One
@@ -58,8 +63,10 @@ def _describe(error: dict) -> str:
 
 
 def build_config(profile: str = "full", overrides: dict | None = None,
-                 seed: int | None = None, origin: str = "config") -> StudyConfig:
-    """Defaults, then the profile, then ``overrides`` (a parsed TOML file), then ``seed``."""
+                 seed: int | None = None, origin: str = "config",
+                 engine: str | None = None) -> StudyConfig:
+    """Defaults, then the profile, then ``overrides`` (a parsed TOML file), then ``seed`` and
+    ``engine``."""
     if profile not in PROFILES:
         raise ConfigError(f"--profile {profile}: must be one of {', '.join(PROFILES)}")
     values = StudyConfig().model_dump()
@@ -68,6 +75,8 @@ def build_config(profile: str = "full", overrides: dict | None = None,
     values = _deep_merge(values, overrides or {})
     if seed is not None:
         values["seed"] = seed
+    if engine is not None:
+        values["engine"] = engine
     try:
         return StudyConfig.model_validate(values)
     except ValidationError as exc:
@@ -75,7 +84,7 @@ def build_config(profile: str = "full", overrides: dict | None = None,
 
 
 def load_config(path: str | Path | None, profile: str = "full",
-                seed: int | None = None) -> StudyConfig:
+                seed: int | None = None, engine: str | None = None) -> StudyConfig:
     """Read a TOML file (optional) and build the study configuration."""
     overrides = {}
     if path is not None:
@@ -90,7 +99,8 @@ def load_config(path: str | Path | None, profile: str = "full",
             raise ConfigError(f"{path}: invalid TOML ({exc})") from None
         except OSError as exc:
             raise ConfigError(f"--config {path}: cannot be read ({exc.strerror})") from None
-    return build_config(profile, overrides, seed, origin=str(path) if path else "config")
+    return build_config(profile, overrides, seed, origin=str(path) if path else "config",
+                        engine=engine)
 
 
 def _toml_value(value) -> str:

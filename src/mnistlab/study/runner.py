@@ -24,6 +24,7 @@ from ..engine.plan import (
     per_argument,
 )
 from ..engine.store import RunStore
+from ..models.fitting import resolve_engine
 from ..sections import SECTIONS
 from .config import StudyConfig, config_toml
 
@@ -50,12 +51,14 @@ def plan_study(data: Dataset, config: StudyConfig,
     unknown = sorted(set(sections or []) - set(known))
     if unknown:
         raise ConfigError(f"sections: unknown section {unknown[0]!r} (use {', '.join(known)})")
+    engine = resolve_engine(config.engine)
     planned = []
     for section in SECTIONS:
         if sections is not None and section.NAME not in sections:
             continue
         keys: dict[str, str] = {}
-        for step in section.plan(data, getattr(config, section.NAME), config.seed):
+        for step in section.plan(data, getattr(config, section.NAME), config.seed,
+                                 engine=engine.name):
             needed = per_argument(step.needs, keys.__getitem__)
             keys[step.name] = step.key(data.fingerprint, needed)
             planned.append(PlannedStep(section.NAME, step, keys[step.name], needed))
