@@ -1,201 +1,253 @@
-"""Benchmark of the deep-learning section: time-to-accuracy, achieved FLOP/s, section cost.
+"""Networks raced against their peers: wall time to a test accuracy, one run, same data, same
+machine, same threads.
 
-    .venv/bin/python bench/deep.py [--skip-section] [--threads N]
+    .venv/bin/pip install keras==3.15.1          # bench only, never a runtime dependency
+    .venv/bin/python bench/deep.py [--data mnist-proxy|fashion-mnist] [--threads N]
+                                   [--only NAME,...]
 
-Prints, in one run:
-  - the machine's measured matmul FLOP/s (fp32 and bf16);
-  - cnn-fast trained with the section's settings on full Fashion-MNIST: training time, test
-    accuracy, and its achieved FLOP/s as a fraction of the fp32 matmul rate;
-  - the seed's CNN trained the usual way (a DataLoader over the dataset, 10 epochs, batch 128,
-    Adam), test accuracy after each epoch, and when (if ever) it reaches cnn-fast's accuracy;
-  - the MNIST proxy: cnn-fast trained on the 5,000 bundled digits, tested on the official
-    10,000 test digits of ../shared/data/mnist-test-10k (skipped when absent);
-  - the whole section's `full` profile on Fashion-MNIST: wall time and peak RSS.
+Contestants, each trained its own way:
+  cnn-fast        mnistlab's network with the study's full-profile settings for the data;
+  seed-mlp        the seed's Keras MLP (Dense 128 relu, Dense 10 softmax; Adam, batch 128,
+                  10 epochs), on Keras 3 with the PyTorch backend;
+  seed-cnn        the seed's Keras CNN (Conv 32 3x3, max-pool 2, dropout 0.25, Dense 128,
+                  dropout 0.5, Dense 10; Adam, batch 128, 10 epochs), same backend;
+  keras-convnet   Keras's `mnist_convnet` example (Conv 32, pool, Conv 64, pool, dropout 0.5,
+                  Dense 10; Adam, batch 128, 15 epochs, a tenth held out), same backend;
+  torch-example   PyTorch's `examples/mnist` (Conv 32, Conv 64, pool, dropout 0.25, FC 128,
+                  dropout 0.5, FC 10; Adadelta lr 1.0, StepLR 0.7 per epoch, batch 64,
+                  14 epochs, inputs normalised by MNIST's mean and sd), written from its
+                  published description.
+After every epoch each is scored on the test set (off its clock). The table gives the wall
+time of training at which it first reached the target, the epochs that took, and its best
+accuracy. Targets: 0.99 on the MNIST proxy (the 5,000 bundled digits to train, the official
+10,000 test digits of ../shared/data/mnist-test-10k to score), 0.92 on full Fashion-MNIST.
+Run nothing else beside it.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported
 
-from mnistlab import build_config, load_dataset
-from mnistlab.models.deep import TorchClassifier, build_module
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import recorded  # noqa: E402
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-test-10k"
+TARGETS = {"mnist-proxy": 0.99, "fashion-mnist": 0.92}
 
 
-def matmul_flops(dtype: torch.dtype, n: int = 2048, repeat: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    started = time.perf_counter()
-    for _ in range(repeat):
-        a @ b
-    return 2 * n**3 * repeat / (time.perf_counter() - started)
+def race_data(name: str):
+    """(x_train, y_train, x_test, y_test) as uint8 images and int labels."""
+    from mnistlab import load_dataset
+
+    if name == "fashion-mnist":
+        data = load_dataset("fashion-mnist")
+        return data.x_train, data.y_train, data.x_test, data.y_test
+    if not SHARED_MNIST.is_dir():
+        sys.exit(f"bench/deep.py: the MNIST proxy needs {SHARED_MNIST}")
+    from mnistlab.data.idx import read_idx
+
+    bundled = load_dataset("mnist-5k")
+    return (np.concatenate([bundled.x_train, bundled.x_test]),
+            np.concatenate([bundled.y_train, bundled.y_test]),
+            read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz"),
+            read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
 
 
-def training_flops_per_image(module: nn.Module, shape: tuple[int, int]) -> float:
-    """Multiply-adds of one forward pass (convolutions and linear layers), times 2 FLOPs,
-    times 3 for forward + backward (gradients w.r.t. inputs and weights)."""
-    macs = []
+class Clock:
+    """Training time: the wall time since ``start`` less the time spent scoring."""
 
-    def conv_hook(mod, _inp, out):
-        macs.append(out.numel() * mod.in_channels // mod.groups * np.prod(mod.kernel_size))
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.paused = 0.0
+        self.epochs: list[tuple[float, float]] = []  # (training seconds, test accuracy)
 
-    def linear_hook(mod, _inp, out):
-        macs.append(out.numel() * mod.in_features)
-
-    hooks = [m.register_forward_hook(conv_hook) for m in module.modules()
-             if isinstance(m, nn.Conv2d)]
-    hooks += [m.register_forward_hook(linear_hook) for m in module.modules()
-              if isinstance(m, nn.Linear)]
-    module.eval()
-    with torch.no_grad():
-        module(torch.zeros(1, 1, *shape))
-    for h in hooks:
-        h.remove()
-    return 3 * 2 * float(sum(macs))
+    def score(self, accuracy_fn) -> None:
+        at = time.perf_counter()
+        elapsed = at - self.started - self.paused
+        accuracy = float(accuracy_fn())
+        self.epochs.append((elapsed, accuracy))
+        self.paused += time.perf_counter() - at
 
 
-def seed_cnn_the_usual_way(data, epochs: int = 10) -> list[tuple[float, float]]:
-    """The seed's CNN with a DataLoader, as a tutorial trains it: (elapsed s, test acc)."""
+def cnn_fast(x, y, xt, yt, data_name: str) -> Clock:
+    from mnistlab import build_config
+    from mnistlab.data.datasets import Dataset
+    from mnistlab.models.deep import TorchClassifier
+
+    shaped = Dataset(data_name, x, y, xt, yt, [str(i) for i in range(10)],
+                     digits=data_name == "mnist-proxy")  # as the study decides for MNIST
+    spec = build_config("full").deep.models["cnn-fast"].for_data(shaped)
+    clock = Clock()
+
+    class Scored(TorchClassifier):
+        def _train_epoch(self, *args):
+            out = super()._train_epoch(*args)
+            images = self._images(xt)
+
+            def accuracy():
+                self.module_.eval()
+                with torch.no_grad():
+                    pred = torch.cat([self.module_(images[i:i + 2048]).argmax(1)
+                                      for i in range(0, len(images), 2048)])
+                return float((self.classes_[pred.numpy()] == yt).mean())
+            clock.score(accuracy)
+            return out
+
+    clock.started = time.perf_counter()
+    Scored("cnn-fast", **{**spec.estimator_params(), "seed": 0}).fit(x, y)
+    return clock
+
+
+def keras_race(name: str, x, y, xt, yt) -> Clock:
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    flat = name == "seed-mlp"
+    inputs = (x.reshape(len(x), -1) if flat else x[..., None]).astype("float32") / 255
+    tests = (xt.reshape(len(xt), -1) if flat else xt[..., None]).astype("float32") / 255
+    if name == "seed-mlp":
+        model = keras.Sequential([keras.Input((784,)), layers.Dense(128, activation="relu"),
+                                  layers.Dense(10, activation="softmax")])
+        epochs, validation = 10, 0.0
+    elif name == "seed-cnn":
+        model = keras.Sequential([
+            keras.Input((28, 28, 1)), layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)), layers.Dropout(0.25), layers.Flatten(),
+            layers.Dense(128, activation="relu"), layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax")])
+        epochs, validation = 10, 0.0
+    else:  # keras-convnet
+        model = keras.Sequential([
+            keras.Input((28, 28, 1)), layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)), layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)), layers.Flatten(), layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax")])
+        epochs, validation = 15, 0.1
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    clock = Clock()
+
+    class Score(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            clock.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            clock.score(lambda: np.mean(
+                model.predict(tests, batch_size=2048, verbose=0).argmax(1) == yt))
+
+    model.fit(inputs, keras.utils.to_categorical(y, 10), batch_size=128, epochs=epochs,
+              validation_split=validation, verbose=0, callbacks=[Score()])
+    return clock
+
+
+class TorchExampleNet(nn.Module):
+    """PyTorch's examples/mnist network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 32, 3, 1), nn.Conv2d(32, 64, 3, 1)
+        self.dropout1, self.dropout2 = nn.Dropout(0.25), nn.Dropout(0.5)
+        self.fc1, self.fc2 = nn.Linear(9216, 128), nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        x = self.dropout1(torch.flatten(torch.max_pool2d(x, 2), 1))
+        return torch.log_softmax(self.fc2(self.dropout2(torch.relu(self.fc1(x)))), dim=1)
+
+
+def torch_example(x, y, xt, yt) -> Clock:
     from torch.utils.data import DataLoader, TensorDataset
 
-    torch.manual_seed(0)
-    x = torch.tensor(data.x_train, dtype=torch.float32).unsqueeze(1) / 255
-    xt = torch.tensor(data.x_test, dtype=torch.float32).unsqueeze(1) / 255
-    loader = DataLoader(TensorDataset(x, torch.tensor(data.y_train)), batch_size=128,
-                        shuffle=True)
-    model = build_module("cnn-seed", data.image_shape, data.n_classes)
-    opt = torch.optim.Adam(model.parameters())
-    out, elapsed = [], 0.0
-    for _ in range(epochs):
-        started = time.perf_counter()
-        model.train()
-        for xb, yb in loader:
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(xb), yb).backward()
-            opt.step()
-        elapsed += time.perf_counter() - started
+    torch.manual_seed(1)  # the example's default seed
+    normalise = lambda a: (torch.tensor(a, dtype=torch.float32)[:, None] / 255  # noqa: E731
+                           - 0.1307) / 0.3081
+    loader = DataLoader(TensorDataset(normalise(x), torch.tensor(y, dtype=torch.long)),
+                        batch_size=64, shuffle=True)
+    tests = normalise(xt)
+    model = TorchExampleNet()
+    optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    clock = Clock()
+
+    def accuracy():
         model.eval()
         with torch.no_grad():
-            acc = float((model(xt).argmax(1).numpy() == data.y_test).mean())
-        out.append((elapsed, acc))
-    return out
+            pred = torch.cat([model(tests[i:i + 2048]).argmax(1)
+                              for i in range(0, len(tests), 2048)])
+        return (pred.numpy() == yt).mean()
+
+    for _ in range(14):
+        model.train()
+        for xb, yb in loader:
+            optimizer.zero_grad()
+            nn.functional.nll_loss(model(xb), yb).backward()
+            optimizer.step()
+        scheduler.step()
+        clock.score(accuracy)
+    return clock
+
+
+CONTESTANTS = ("cnn-fast", "seed-mlp", "seed-cnn", "keras-convnet", "torch-example")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-section", action="store_true")
-    parser.add_argument("--skip-seed", action="store_true")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--data", choices=list(TARGETS), default="mnist-proxy")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its own)")
+    parser.add_argument("--only", default=",".join(CONTESTANTS))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"threads: {torch.get_num_threads()}")
-    fp32, bf16 = matmul_flops(torch.float32), matmul_flops(torch.bfloat16)
-    print(f"matmul: fp32 {fp32 / 1e9:.0f} GFLOP/s, bf16 {bf16 / 1e9:.0f} GFLOP/s")
+    names = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(names) - set(CONTESTANTS))
+    if unknown:
+        parser.error(f"--only: unknown {', '.join(unknown)}; known: {', '.join(CONTESTANTS)}")
+    x, y, xt, yt = race_data(args.data)
+    target = TARGETS[args.data]
+    import keras
 
-    fashion = load_dataset("fashion-mnist")
-    spec = build_config("full").deep.models["cnn-fast"].for_data(fashion)
-    params = {**spec.estimator_params(), "seed": 0}
-    clf = TorchClassifier("cnn-fast", **params).fit(fashion.x_train, fashion.y_train)
-    acc = clf.score(fashion.x_test, fashion.y_test)
-    n_fit = int(len(fashion.y_train) * (1 - spec.validation_fraction))
-    flops = training_flops_per_image(build_module("cnn-fast", (28, 28), 10, spec.arch_params),
-                                     (28, 28)) * n_fit * len(clf.history_["train_loss"])
-    rate = flops / clf.train_seconds_
-    print(f"cnn-fast on Fashion-MNIST: {clf.n_params_:,} parameters, "
-          f"{len(clf.history_['train_loss'])} epochs, training {clf.train_seconds_:.1f} s "
-          f"(validation included), test accuracy {acc:.4f} (target >= 0.935, no slower than before)")
-    print(f"  achieved {rate / 1e9:.1f} GFLOP/s = {rate / fp32:.1%} of the fp32 matmul rate "
-          f"({rate / bf16:.1%} of bf16, target >= 60 %); model FLOPs only, data movement not "
-          "counted")
-
-    if not args.skip_seed:
-        curve = seed_cnn_the_usual_way(fashion)
-        for epoch, (elapsed, seed_acc) in enumerate(curve, 1):
-            print(f"  seed CNN, DataLoader: epoch {epoch:2d} at {elapsed:6.1f} s, "
-                  f"test {seed_acc:.4f}")
-        # The same network, epochs and batch size as the deep section trains it (tensors in
-        # memory, bf16 autocast where the CPU has it, channels_last, its dropout), on 90 % of
-        # the images (10 % follow the validation loss, evaluated after each epoch, counted in).
-        seed_spec = build_config("full").deep.models["cnn-seed"].for_data(fashion)
-        ours = TorchClassifier("cnn-seed", **{**seed_spec.estimator_params(), "seed": 0}).fit(
-            fashion.x_train, fashion.y_train)
-        ours_acc = ours.score(fashion.x_test, fashion.y_test)
-        print(f"seed CNN, the deep section's way ({seed_spec.epochs} epochs, batch "
-              f"{seed_spec.batch_size}, bf16={seed_spec.bf16!r}): training {ours.train_seconds_:.1f} s"
-              f" (validation included), test {ours_acc:.4f}; the usual way: {curve[-1][0]:.1f} s,"
-              f" test {curve[-1][1]:.4f}: {curve[-1][0] / ours.train_seconds_:.2f}x faster "
-              f"(target >= 2x at equal accuracy)")
-        reached = next((e for e, a in curve if a >= acc), None)
-        if reached:
-            print(f"time to {acc:.4f}: seed CNN {reached:.1f} s, cnn-fast "
-                  f"{clf.train_seconds_:.1f} s: ratio {reached / clf.train_seconds_:.1f}x")
+    print(f"## bench/deep.py: {args.data}, {len(x):,} training and {len(xt):,} test images, "
+          f"target {target}, {torch.get_num_threads()} torch threads, Keras {keras.__version__} "
+          f"on PyTorch {torch.__version__}\n")
+    clocks = {}
+    for name in names:
+        if name == "cnn-fast":
+            clocks[name] = cnn_fast(x, y, xt, yt, args.data)
+        elif name == "torch-example":
+            clocks[name] = torch_example(x, y, xt, yt)
         else:
-            print(f"the seed CNN never reached {acc:.4f} in 10 epochs ({curve[-1][0]:.1f} s, "
-                  f"best {max(a for _, a in curve):.4f}): ratio > "
-                  f"{curve[-1][0] / clf.train_seconds_:.1f}x")
-
-    if SHARED_MNIST.is_dir():
-        from mnistlab.data.idx import read_idx
-
-        small = load_dataset("mnist-5k")
-        x = np.concatenate([small.x_train, small.x_test])
-        y = np.concatenate([small.y_train, small.y_test])
-        xt = read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz")
-        yt = read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz")
-        # 5,000 images: 30 epochs are as many gradient steps as 2.5 epochs of Fashion-MNIST.
-        # With and without shift augmentation: the study shifts digits (augment_shift "auto"),
-        # not Fashion-MNIST, whose 5 epochs it cost 0.9289 -> 0.9235 test accuracy.
-        digit_params = {**build_config("full").deep.models["cnn-fast"].for_data(
-            small).estimator_params(), "seed": 0, "epochs": 30}
-        for shift in (0, 1):
-            proxy = TorchClassifier("cnn-fast", **{**digit_params, "augment_shift": shift}
-                                    ).fit(x, y)
-            used = " (the study's setting on digits)" * (shift == digit_params["augment_shift"])
-            print(f"MNIST proxy: cnn-fast on 5,000 digits, augment_shift={shift}{used}, "
-                  f"{proxy.train_seconds_:.1f} s, official test set accuracy "
-                  f"{proxy.score(xt, yt):.4f} (target >= 0.990)")
-    else:
-        print("MNIST proxy skipped: ../shared/data/mnist-test-10k is absent")
-
-    if not args.skip_section:
-        from mnistlab.sections import deep
-
-        dparams = build_config("full").deep
-        started = time.perf_counter()
-        results = {}
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            for step in deep.plan(fashion, dparams, seed=0):
-                t0 = time.perf_counter()
-                results[step.name] = (step(fashion, files_dir=Path(tmp), files_key=step.name)
-                                      if step.files else step(fashion))
-                print(f"  section step {step.name:16s} {time.perf_counter() - t0:6.1f} s")
-        wall = time.perf_counter() - started
-        peaks = [r.peak_mb for k, r in results.items() if k.startswith("train:")]
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        # (RUSAGE_CHILDREN is no use here: a spawned child's ru_maxrss counts the parent's
-        # pages at fork time, before its exec.)
-        print(f"deep section full profile: {wall:.1f} s (target <= 240 s); peak RSS of the "
-              f"training processes {max(peaks):.0f} MiB (target <= 1536), this process "
-              f"{own:.0f} MiB (it also ran the benchmarks above)")
-        for k, r in results.items():
-            if k.startswith("train:"):
-                print(f"  {k:16s} test acc {r.test_acc:.4f}, {r.train_s:.1f} s training, "
-                      f"peak {r.peak_mb:.0f} MiB")
+            clocks[name] = keras_race(name, x, y, xt, yt)
+        epochs = ", ".join(f"{acc:.4f}" for _, acc in clocks[name].epochs)
+        print(f"- {name}: test accuracy after each epoch: {epochs}", flush=True)
+    reached = {name: next(((i + 1, s) for i, (s, acc) in enumerate(clock.epochs)
+                           if acc >= target), None) for name, clock in clocks.items()}
+    print(f"\n| network | epochs | training (s) | best test acc | reached {target} at (s) | "
+          "epochs to it |")
+    print("|---|---|---|---|---|---|")
+    for name, clock in clocks.items():
+        hit = reached[name]
+        print(f"| {name} | {len(clock.epochs)} | {clock.epochs[-1][0]:.1f} | "
+              f"{max(a for _, a in clock.epochs):.4f} | "
+              f"{f'{hit[1]:.1f}' if hit else 'not reached'} | {hit[0] if hit else '-'} |")
+    peers = {n: hit[1] for n, hit in reached.items() if hit and n != "cnn-fast"}
+    if reached.get("cnn-fast") and peers:
+        fastest = min(peers, key=peers.get)
+        print(f"\ncnn-fast reached {target} {peers[fastest] / reached['cnn-fast'][1]:.1f}x "
+              f"sooner than the fastest peer that reached it ({fastest}).")
+    elif "cnn-fast" in clocks and not reached.get("cnn-fast"):
+        print(f"\ncnn-fast did not reach {target}.")
 
 
 if __name__ == "__main__":
-    from results import recorded  # bench/results.py: this script's part of RESULTS.md
-
     with recorded("bench/deep.py"):
         main()

@@ -56,7 +56,8 @@ def test_the_bundled_splits_are_pinned():
     assert load_dataset("digits").fingerprint == DIGITS_FINGERPRINT
 
 
-def test_the_mnist_5k_split_is_kept_and_anything_wrong_with_it_is_split_again(tmp_path):
+def test_the_mnist_5k_split_is_kept_and_anything_wrong_with_it_is_split_again(tmp_path,
+                                                                          monkeypatch, caplog):
     """The cached split must give the very split scikit-learn makes, and a damaged, altered or
     foreign cached file must never be used."""
     from sklearn.model_selection import train_test_split
@@ -71,6 +72,10 @@ def test_the_mnist_5k_split_is_kept_and_anything_wrong_with_it_is_split_again(tm
     for attempt in ("made", "read"):
         got = _stratified_split(y, 3, cache=tmp_path)
         assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)), attempt
+        with monkeypatch.context() as patched:  # read from the cache: no split is made
+            patched.setattr("sklearn.model_selection.train_test_split", None)
+            again = _stratified_split(y, 3, cache=tmp_path)
+        assert all(np.array_equal(a, b) for a, b in zip(again, want, strict=True)), attempt
     made = tmp_path / "split-80-20-seed3.npz"
     with np.load(made) as stored:
         fields = dict(stored)
@@ -82,8 +87,11 @@ def test_the_mnist_5k_split_is_kept_and_anything_wrong_with_it_is_split_again(tm
             made.write_bytes(made.read_bytes()[:100])
         else:
             np.savez(made, **content)
-        got = _stratified_split(y, 3, cache=tmp_path)
+        caplog.clear()
+        with caplog.at_level("INFO", logger="mnistlab"):
+            got = _stratified_split(y, 3, cache=tmp_path)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), how
+        assert caplog.messages == [f"{made} does not match these labels; splitting again"]
     # the cache was made for other labels: those labels get their own split
     want_other = train_test_split(np.arange(300), test_size=0.2, stratify=other_labels,
                                   random_state=3)
@@ -93,14 +101,26 @@ def test_the_mnist_5k_split_is_kept_and_anything_wrong_with_it_is_split_again(tm
     assert load_dataset("mnist-5k").fingerprint == expected
 
 
-def test_an_unwritable_cache_only_costs_time(tmp_path):
+def test_an_unwritable_cache_only_costs_time(tmp_path, caplog):
     from mnistlab.data.datasets import _stratified_split
 
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache folder should be")
     y = np.repeat(np.arange(5), 10)
-    train, test = _stratified_split(y, 0, cache=blocker / "sub")
+    with caplog.at_level("INFO", logger="mnistlab"):
+        train, test = _stratified_split(y, 0, cache=blocker / "sub")
     assert sorted(np.concatenate([train, test])) == list(range(50)) and len(test) == 10
+    (message,) = caplog.messages
+    assert message.startswith(f"cannot keep the split in {blocker / 'sub'}/split-80-20-seed0"
+                              ".npz (") and "Not a directory" in message
+
+
+def test_the_split_cache_folder_is_made_with_its_parents(tmp_path):
+    from mnistlab.data.datasets import _stratified_split
+
+    y = np.repeat(np.arange(5), 10)
+    _stratified_split(y, 0, cache=tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b" / "split-80-20-seed0.npz").is_file()
 
 
 def test_dotted_idx_file_names_are_read(tmp_path):

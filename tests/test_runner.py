@@ -642,3 +642,57 @@ def test_a_key_that_misses_an_argument_fails_the_plan(monkeypatch):
     with pytest.raises(RuntimeError,
                        match=r"kmeans_sweep:1 and \S+kmeans_sweep:2 have the same key"):
         plan_study(load_dataset("digits"), build_config("quick"))
+
+
+class _Unpicklable(Exception):
+    def __reduce__(self):
+        raise TypeError("cannot pickle this")
+
+
+def raises_unpicklable(data, *, n_samples):
+    raise _Unpicklable("held a lock")
+
+
+def threads_seen(data, *, n_samples):
+    import os
+
+    from threadpoolctl import threadpool_info
+    # BLAS's limit is the process's; an OpenMP runtime's is per thread, which other tests'
+    # threads of this process may have touched (a spawned process starts clean)
+    return ({info["filepath"]: info["num_threads"] for info in threadpool_info()
+             if info["user_api"] == "blas"},
+            os.environ["NUMBA_NUM_THREADS"], os.environ["OMP_NUM_THREADS"], n_samples)
+
+
+@pytest.mark.parametrize("fn, expected", [
+    (threads_seen, None), (fails, ZeroDivisionError("a bug")),
+    (raises_unpicklable, RuntimeError("_Unpicklable: held a lock"))])
+def test_a_step_computed_apart_sends_back_its_result_or_its_cause(tiny, monkeypatch, fn,
+                                                                  expected):
+    """What a step's own process runs (``_compute_apart``), here in a thread (its idle
+    priority is then the thread's only): one thread for every library, and the result, the
+    cause of a failure, or the text of an exception that cannot travel, sent back."""
+    import os
+    import threading
+    from multiprocessing import Pipe
+
+    from mnistlab.engine.executors import _compute_apart
+    from mnistlab.engine.plan import PlannedStep
+
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "8")
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    here, there = Pipe()
+    item = PlannedStep("section", bind("apart", fn, None, 0, n_samples=3), "key", {})
+    here.send((tiny, {}))
+    worker = threading.Thread(target=_compute_apart, args=(item, there))
+    worker.start()
+    worker.join(60)
+    outcome, cost = here.recv()
+    if expected is None:
+        limits, numba, omp, n = outcome
+        assert set(limits.values()) == {1} and (numba, omp, n) == ("1", "1", 3), limits
+        assert cost.wall_s >= 0 and cost.peak_mb > 0 and cost.ended > 0
+    else:
+        assert type(outcome) is type(expected) and str(outcome) == str(expected)
+        assert cost is None
+    assert os.environ["NUMBA_NUM_THREADS"] == "1"  # set for the libraries the step imports

@@ -178,9 +178,15 @@ def test_the_openapi_schema_names_the_api(client):
         assert set(responses) == {"200"} | statuses
         for status in statuses:  # our one-line detail, not FastAPI's list of errors
             assert responses[status]["content"]["application/json"]["schema"] == error
+        for status in statuses:  # each says what it means
+            assert len(responses[status]["description"]) > 10
     array = schema["components"]["schemas"]["ArrayRequest"]["properties"]["image"]
-    assert (array["minItems"], array["items"]["maxItems"]) == (28, 28)  # the study's shape
-    assert array["items"]["items"] == {"type": "number", "minimum": 0.0, "maximum": 255.0}
+    row = {"type": "array", "minItems": 28, "maxItems": 28,  # the study's shape
+           "items": {"type": "number", "minimum": 0.0, "maximum": 255.0}}
+    assert array == {"type": "array", "minItems": 28, "maxItems": 28, "items": row,
+                     "title": "Image", "description": "the image's grey levels"}
+    assert schema["paths"]["/api/models"]["get"]["responses"]["413"]["content"][
+        "application/json"]["schema"] == error
 
 
 def test_requests_arriving_together_are_predicted_in_one_batch(client, mnist5k):

@@ -215,3 +215,24 @@ def test_auto_deskew_straightens_digits_only(digits):
     clothes = dataclasses.replace(digits, digits=False)
     assert deskew(digits) is True and deskew(clothes) is False
     assert deskew(clothes, True) is True and deskew(digits, False) is False
+
+
+def _seeded_point(data, *, k: int, seed: int):
+    from mnistlab.engine.step import SweepPoint
+
+    return SweepPoint({"k": k, "seed": seed, "data": data})
+
+
+def _gathered(data, points):
+    from mnistlab.engine.step import gathered_rows
+
+    return gathered_rows(points)
+
+
+def test_a_sweep_called_uncached_gets_the_study_seed_or_the_default_zero():
+    from mnistlab.engine.step import call_sweep
+
+    rows = call_sweep(_seeded_point, _gathered, "data", None, 5, over="k", values=[2, 1])
+    assert rows == [{"k": 2, "seed": 5, "data": "data"}, {"k": 1, "seed": 5, "data": "data"}]
+    assert [r["seed"] for r in call_sweep(_seeded_point, _gathered, "data", None, over="k",
+                                          values=[3])] == [0]

@@ -284,3 +284,27 @@ def test_umaps_graph_kernels_run_serially_with_the_values_of_its_parallel_ones()
                          # parallel kernel's np.mean may sum in another order
                          env={**os.environ, "NUMBA_NUM_THREADS": "1"}).stdout
     assert out.split("\n")[0] == "[False, False] [True, True, True, True, True, True]"
+
+
+def test_silhouette_edge_cases_say_exactly_what_was_measured(digits, pca):
+    from mnistlab.data.prepare import stratified_subset
+
+    x, y = u.training_pixels(digits, 0, 0)
+    z = u.project(x, pca, 10)
+    one = silhouette_estimate(z, np.zeros(len(z), int), sample=100, repeats=3, seed=0)
+    assert np.isnan(one.pop("silhouette"))
+    assert one == {"silhouette_sd": 0.0, "silhouette_n": len(z), "silhouette_exact": True}
+    two = (y >= 5).astype(int)  # two clusters are enough for a silhouette
+    assert silhouette_estimate(z, two, sample=len(z), repeats=3, seed=0) == {
+        "silhouette": pytest.approx(metrics.silhouette_score(z, two)), "silhouette_sd": 0.0,
+        "silhouette_n": len(z), "silhouette_exact": True}
+    seed = 4
+    sampled = silhouette_estimate(z, y, sample=600, repeats=3, seed=seed)
+    values = [metrics.silhouette_score(*stratified_subset(z, y, 600, seed + r))
+              for r in range(3)]
+    assert sampled == {"silhouette": pytest.approx(np.mean(values)),
+                       "silhouette_sd": pytest.approx(np.std(values, ddof=1)),
+                       "silhouette_n": 600, "silhouette_exact": False}
+    assert silhouette_estimate(z, y, sample=len(z), repeats=3, seed=0)["silhouette_exact"]
+    once = silhouette_estimate(z, y, sample=300, repeats=1, seed=seed)
+    assert np.isnan(once["silhouette_sd"]) and once["silhouette_n"] == 300

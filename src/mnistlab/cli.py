@@ -204,7 +204,7 @@ def study(
     config: Annotated[Path | None, typer.Option(help="TOML file of parameters")] = None,  # noqa: UP007
     seed: Annotated[int | None, typer.Option(help="seed of every random choice")] = None,  # noqa: UP007
     engine: Annotated[str | None, typer.Option(  # noqa: UP007
-        help="library fitting SVC, random forest, logistic regression, k-NN and k-means: "
+        help="library fitting SVC, random forest and k-NN: "
              "auto (scikit-learn-intelex where installed), sklearn or sklearnex; overrides "
              "the config's")] = None,
     seeds: Annotated[str | None, typer.Option(  # noqa: UP007

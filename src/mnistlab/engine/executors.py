@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,7 +226,8 @@ class _Apart:
         here, there = context.Pipe()
         process = context.Process(target=_compute_apart, args=(item, there),
                                   name=f"mnistlab {item.step.name}", daemon=True)
-        process.start()
+        with _sigint_ignored():
+            process.start()
         there.close()  # the child's end: EOF here once the child exits
         # The data go through the pipe, not as the process's arguments: spawn writes those to
         # the child while it still holds the child's end of that pipe itself, so a child that
@@ -256,6 +260,23 @@ class _Apart:
             else:
                 self.records[item.key] = _save(self.store, item, outcome, cost)
                 self.progress.advance(self.titles.get(item.section, item.section))
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C reaches every process of the terminal's group: a child still starting up printed
+    a traceback of Python's start-up ("Ran out of input"). A child started within this block
+    inherits SIGINT ignored (through exec; Python then leaves it so), and this process, which
+    gets the KeyboardInterrupt, ends it (:meth:`_Apart.stop`). Only the main thread may set a
+    signal's handler; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass

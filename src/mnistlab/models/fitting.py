@@ -36,13 +36,10 @@ TWINS = {
     "sklearn.svm._classes.SVC": ("sklearnex.svm", "SVC"),
     "sklearn.ensemble._forest.RandomForestClassifier": ("sklearnex.ensemble",
                                                         "RandomForestClassifier"),
-    "sklearn.linear_model._logistic.LogisticRegression": ("sklearnex.linear_model",
-                                                          "LogisticRegression"),
     "sklearn.neighbors._classification.KNeighborsClassifier": ("sklearnex.neighbors",
                                                                "KNeighborsClassifier"),
-    "sklearn.cluster._kmeans.KMeans": ("sklearnex.cluster", "KMeans"),
 }
-ACCELERATED = "SVC, random forest, logistic regression, k-NN and k-means"
+ACCELERATED = "SVC, random forest and k-NN"
 # A twin's own state: oneDAL's model and its caches, which the scikit-learn class has no use for.
 _ONEDAL_ONLY = {"_onedal_estimator", "_cached_estimators_", "_shape", "_dual_coef_internal",
                 "_support_vectors_internal", "_intercept_internal"}

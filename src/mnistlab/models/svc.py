@@ -10,6 +10,11 @@ matrix product with the one-vs-one dual coefficients: 6.5x faster on one core (1
 predictions label for label. No library offers this for a fitted libsvm model, hence the few
 lines here. Everything else (sparse inputs, ``probability=True``, a callable or precomputed
 kernel) is scikit-learn's own path.
+
+Kept beside scikit-learn-intelex, whose oneDAL predicts faster still: a saved model is plain
+scikit-learn, to load where scikit-learn-intelex is not installed, and this is how it predicts
+there at speed (full Fashion-MNIST's RBF SVC, 16,062 support vectors, 10,000 test images:
+oneDAL 0.75 s, this 1.47 s, libsvm 9.51 s; labels as oneDAL's 0.9999; bench/engine.py).
 """
 
 from __future__ import annotations

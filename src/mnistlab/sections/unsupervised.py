@@ -24,7 +24,6 @@ from ..data.prepare import project as project_rows
 from ..data.preprocess import deskew
 from ..engine.measure import Measured
 from ..engine.step import Step, SweepPoint, bind, gathered_rows, sweep
-from ..models.fitting import fit
 from .clustering_metrics import (
     PartitionScores,
     Silhouette,
@@ -344,7 +343,6 @@ def kmeans_point(
     kmeans_n_init: int,
     max_train: int,
     seed: int,
-    engine: str = "sklearn",
 ) -> SweepPoint:
     """One K of the k-means sweep, in the reduced space."""
     from sklearn.cluster import KMeans
@@ -354,8 +352,7 @@ def kmeans_point(
     if k > len(z):
         return SweepPoint(None)
     with Measured() as cost:
-        model = fit(KMeans(n_clusters=k, n_init=kmeans_n_init, random_state=seed), z,
-                    engine=engine)
+        model = KMeans(n_clusters=k, n_init=kmeans_n_init, random_state=seed).fit(z)
     return SweepPoint({"k": k, "inertia": float(model.inertia_), "n_iter": int(model.n_iter_),
                        "fit_s": cost.wall_s, "peak_mb": cost.peak_mb,
                        **partition_scores(y, model.labels_)})
@@ -387,7 +384,6 @@ def kmeans_inits(
     silhouette_repeats: int,
     silhouette_sample: int,
     seed: int,
-    engine: str = "sklearn",
 ) -> KMeansInits:
     from sklearn.cluster import KMeans
 
@@ -399,8 +395,8 @@ def kmeans_inits(
         start = z[fixed] if init == "fixed" else init
         n_init = 1 if init == "fixed" else kmeans_n_init
         with Measured() as cost:
-            model = fit(KMeans(n_clusters=n_clusters, init=start, n_init=n_init,
-                               random_state=seed), z, engine=engine)
+            model = KMeans(n_clusters=n_clusters, init=start, n_init=n_init,
+                           random_state=seed).fit(z)
         table, cols, _ = matched_contingency(y, model.labels_, data.n_classes)
         tables.append(_pad_columns(table, n_clusters))
         columns.append(np.pad(cols, (0, n_clusters - len(cols)), constant_values=-1))
@@ -428,14 +424,12 @@ def kmeans_2d(
     silhouette_repeats: int,
     silhouette_sample: int,
     seed: int,
-    engine: str = "sklearn",
 ) -> KMeans2D:
     from sklearn.cluster import KMeans
 
     x, y = training_pixels(data, max_train, seed)
     z = project(x, pca, 2)
-    model = fit(KMeans(n_clusters=n_clusters, n_init=kmeans_n_init, random_state=seed), z,
-                engine=engine)
+    model = KMeans(n_clusters=n_clusters, n_init=kmeans_n_init, random_state=seed).fit(z)
     table, _, _ = matched_contingency(y, model.labels_, data.n_classes)
     scores = {**partition_scores(y, model.labels_),
               **silhouette_estimate(z, model.labels_, silhouette_sample,
@@ -741,6 +735,9 @@ def embedding_clusters(
 
 
 def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn") -> list[Step]:
+    """The section's steps. ``engine`` leaves them as they are: k-means stays scikit-learn's
+    (oneDAL's saved 0.7 s of Fashion-MNIST's 1.9 s, and its different starts moved the K sweep's
+    scores beyond scikit-learn's seed-to-seed range: bench/engine.py)."""
     params = params.model_copy(update={
         "n_clusters": params.n_clusters or data.n_classes,
         "embedding_deskew": (data.digits if params.embedding_deskew == "auto"
@@ -754,30 +751,20 @@ def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn") -> l
             raise ConfigError(f"unsupervised.{field}: every K is above the {n_points:,} "
                               f"points it would cluster")
 
-    # The engine keys the k-means steps it fits (under scikit-learn, keys as before it was a
-    # setting). Not the embedding's clusters: a mixture by default, and a one-thread process.
-    by_engine = {"engine": engine} if engine != "sklearn" else {}
-
-    def step(step_name: str, fn, /, one_core: bool = False, fits_kmeans: bool = False,
-             **needs: str) -> Step:
-        """``fits_kmeans``: under sklearnex, keyed by it and on every core (oneDAL takes its
-        thread count only in the main thread)."""
-        if fits_kmeans and by_engine:
-            return bind(step_name, fn, params, seed, needs=needs, **by_engine)
+    def step(step_name: str, fn, /, one_core: bool = False, **needs: str) -> Step:
         return bind(step_name, fn, params, seed, needs=needs, one_core=one_core)
 
     # The K sweep and the BIC curve: one step per K, so that workers share them.
     steps = [
         step("pca", fit_pca),
         *sweep("kmeans_sweep", kmeans_point, kmeans_sweep, params, seed, over="k",
-               values=params.kmeans_k, needs={"pca": "pca"}, gather_needs={"pca": "pca"},
-               **by_engine),
+               values=params.kmeans_k, needs={"pca": "pca"}, gather_needs={"pca": "pca"}),
         # One core each: a second BLAS or OpenMP thread made them at most 1.15x faster, or
         # slower, on Fashion-MNIST (1 -> 2 threads: k-means inits 10.3 -> 9.8 s, 2-D k-means
         # 2.7 -> 2.7 s, mixtures 42.9 -> 46.9 s, Birch 5.4 -> 4.7 s), so each leaves the other
         # core to another step.
-        step("kmeans_inits", kmeans_inits, one_core=True, fits_kmeans=True, pca="pca"),
-        step("kmeans_2d", kmeans_2d, one_core=True, fits_kmeans=True, pca="pca"),
+        step("kmeans_inits", kmeans_inits, one_core=True, pca="pca"),
+        step("kmeans_2d", kmeans_2d, one_core=True, pca="pca"),
         step("gmm", gaussian_mixtures, one_core=True, pca="pca"),
     ]
     if params.embedding:

@@ -106,8 +106,7 @@ def grey_levels_schema(image_shape: tuple[int, int]) -> dict:
     h, w = image_shape
     row = {"type": "array", "minItems": w, "maxItems": w,
            "items": {"type": "number", "minimum": 0, "maximum": 255}}
-    return {"type": "array", "minItems": h, "maxItems": h, "items": row,
-            "description": f"{h} rows of {w} grey levels, 0..255"}
+    return {"type": "array", "minItems": h, "maxItems": h, "items": row}  # described by its field
 
 
 @dataclass

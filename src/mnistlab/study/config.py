@@ -28,8 +28,8 @@ class _Study(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice in the "
                       "study")
     engine: EngineSetting = Field(
-        "auto", description="library fitting SVC, random forest, logistic regression, k-NN and "
-                            "k-means: sklearnex (scikit-learn-intelex), sklearn, or auto "
+        "auto", description="library fitting SVC, random forest and k-NN: sklearnex "
+                            "(scikit-learn-intelex), sklearn, or auto "
                             "(sklearnex where installed)")
 
 
