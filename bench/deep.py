@@ -246,6 +246,22 @@ def main() -> None:
               f"sooner than the fastest peer that reached it ({fastest}).")
     elif "cnn-fast" in clocks and not reached.get("cnn-fast"):
         print(f"\ncnn-fast did not reach {target}.")
+    _against_the_best_peer(clocks)
+
+
+def _against_the_best_peer(clocks: dict[str, Clock]) -> None:
+    """Time to the best accuracy any peer reached, for every network that reached it."""
+    peers = {n: max(a for _, a in c.epochs) for n, c in clocks.items() if n != "cnn-fast"}
+    if "cnn-fast" not in clocks or not peers:
+        return
+    best_peer = max(peers, key=peers.get)
+    level = peers[best_peer]
+    when = {n: next((s for s, a in c.epochs if a >= level), None) for n, c in clocks.items()}
+    print(f"\nTo the best accuracy a peer reached ({level:.4f}, {best_peer}): " + "; ".join(
+        f"{n} {'not reached' if s is None else f'{s:.1f} s'}" for n, s in when.items()))
+    if when["cnn-fast"] is not None:
+        print(f"cnn-fast reached it {when[best_peer] / when['cnn-fast']:.1f}x sooner than "
+              f"{best_peer}.")
 
 
 if __name__ == "__main__":
