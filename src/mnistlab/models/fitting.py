@@ -15,10 +15,12 @@ written here because sklearnex offers none.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import platform
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
@@ -141,12 +143,19 @@ def fit(estimator: Any, x, y=None, *, engine: str = "sklearn") -> Any:
     params = estimator.get_params(deep=False)
     cores = cores_given()
     twin = twin_class(**{**params, "n_jobs": cores or params.get("n_jobs")})
+    with _onedal_threads(cores):
+        twin.fit(x, y)
+    return to_sklearn(twin, estimator)
+
+
+@contextlib.contextmanager
+def _onedal_threads(cores: int | None) -> Iterator[None]:
+    """In the main thread, the twin's n_jobs sets oneDAL's threads. sklearnex reads n_jobs only
+    there; elsewhere it warns and takes every core. A Dask worker computes its one step at a
+    time in a thread of its own: there its share is set for the process, for the fit."""
     if threading.current_thread() is threading.main_thread():
-        twin.fit(x, y)  # n_jobs sets oneDAL's threads
-        return to_sklearn(twin, estimator)
-    # sklearnex reads n_jobs only in the main thread; elsewhere it warns and takes every core.
-    # A Dask worker computes its one step at a time in a thread of its own: its share of the
-    # cores is set for the process, for the time of the fit.
+        yield
+        return
     import daal4py
 
     before = daal4py.num_threads()
@@ -155,10 +164,9 @@ def fit(estimator: Any, x, y=None, *, engine: str = "sklearn") -> Any:
         try:
             if cores:
                 daal4py.daalinit(cores)
-            twin.fit(x, y)
+            yield
         finally:
             daal4py.daalinit(before)
-    return to_sklearn(twin, estimator)
 
 
 def to_sklearn(twin: Any, plain: Any) -> Any:
@@ -185,6 +193,7 @@ def to_sklearn(twin: Any, plain: Any) -> Any:
         n_pairs = len(twin.classes_) * (len(twin.classes_) - 1) // 2
         if not twin.probability:  # libsvm reads these only for probabilities
             state.update(_probA=np.empty(0), _probB=np.empty(0))
+        # oneDAL does not say how many iterations each pair took: n_iter_ reads 0 for each
         state.update(_effective_probability=bool(twin.probability),
                      _num_iter=np.zeros(n_pairs, np.int32))
     elif isinstance(plain, RandomForestClassifier):
