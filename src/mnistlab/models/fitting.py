@@ -23,13 +23,13 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from ..core.errors import ConfigError
 from ..engine.measure import cores_given
 
 EngineSetting = Literal["auto", "sklearn", "sklearnex"]
-ENGINE_SETTINGS = ("auto", "sklearn", "sklearnex")
+ENGINE_SETTINGS = get_args(EngineSetting)
 PACKAGE = "scikit-learn-intelex"
 INSTALL = "pip install 'mnistlab[fast]'"
 
@@ -79,17 +79,22 @@ def sklearnex_problem() -> str | None:
     return None
 
 
+def _label(package: str) -> str:
+    """A library as the report and the leaderboard name it: with its version."""
+    return f"{package} {version(package)}"
+
+
 def resolve_engine(setting: str) -> Engine:
     """The engine ``setting`` means on this machine. "sklearnex" where it cannot run is a
     one-line :class:`ConfigError`; "auto" then falls back to scikit-learn and says why."""
     if setting not in ENGINE_SETTINGS:
         raise ConfigError(f"engine {setting!r}: must be one of {', '.join(ENGINE_SETTINGS)}")
-    sklearn_label = f"scikit-learn {version('scikit-learn')}"
+    sklearn_label = _label("scikit-learn")
     if setting == "sklearn":
         return Engine("sklearn", sklearn_label, f"engine: {sklearn_label} (as asked)")
     problem = sklearnex_problem()
     if problem is None:
-        label = f"{PACKAGE} {version(PACKAGE)}"
+        label = _label(PACKAGE)
         return Engine("sklearnex", label, f"engine: {label} for {ACCELERATED}; "
                                           f"{sklearn_label} for the other models")
     if setting == "sklearnex":
@@ -101,9 +106,8 @@ def resolve_engine(setting: str) -> Engine:
 def engine_label(engine: str, estimator: Any) -> str:
     """Which library fitted ``estimator`` under ``engine`` (a resolved name), as the report
     and the leaderboard write it."""
-    if engine == "sklearnex" and accelerates(estimator):
-        return f"{PACKAGE} {version(PACKAGE)}"
-    return f"scikit-learn {version('scikit-learn')}"
+    return _label(PACKAGE if engine == "sklearnex" and accelerates(estimator)
+                  else "scikit-learn")
 
 
 def _twin_path(estimator: Any) -> tuple[str, str] | None:
