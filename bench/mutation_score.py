@@ -47,7 +47,8 @@ EQUIVALENT = [
 # Functions that run at import time to build module constants (the pinned digests, the
 # catalog's availability checks): mutmut
 # switches a mutant on inside calls made by the tests, so these mutants never run.
-AT_IMPORT = {"mnistlab.data.datasets.x__files", "mnistlab.data.datasets.x__has_module"}
+AT_IMPORT = {"mnistlab.data.datasets.x__files", "mnistlab.data.datasets.x__has_module",
+             "mnistlab.data.datasets.x__has_local_copy"}
 
 
 def _changed_lines(diff: str) -> tuple[str, str]:

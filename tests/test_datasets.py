@@ -123,8 +123,9 @@ def test_the_split_cache_folder_is_made_with_its_parents(tmp_path):
     assert (tmp_path / "a" / "b" / "split-80-20-seed0.npz").is_file()
 
 
-def test_dotted_idx_file_names_are_read(tmp_path):
-    folder = write_idx_folder(tmp_path / "dotted")
+@pytest.mark.parametrize("gz", [True, False])
+def test_dotted_idx_file_names_are_read(tmp_path, gz):
+    folder = write_idx_folder(tmp_path / "dotted", gz=gz)
     for path in folder.iterdir():
         path.rename(folder / path.name.replace("-idx", ".idx"))
     data = load_dataset(f"idx:{folder}")
@@ -255,9 +256,10 @@ def _bad(tmp_path: Path, case: str) -> tuple[str, str]:
         write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.full(50, 42, np.uint8))
         return f"idx:{folder}", "y_test holds label 42, which no training image has"
     if case == "npz-missing-array":
-        np.savez(tmp_path / "d.npz", x_train=np.zeros((2, 4, 4), np.uint8))
+        np.savez(tmp_path / "d.npz", x_train=np.zeros((2, 4, 4), np.uint8),
+                 y_train=np.zeros(2, np.uint8))
         return (f"npz:{tmp_path / 'd.npz'}",
-                "d.npz: missing array(s) y_train, x_test, y_test (has x_train)")
+                "d.npz: missing array(s) x_test, y_test (has x_train, y_train)")
     if case == "npz-one-hot":
         x = np.zeros((4, 4, 4), np.uint8)
         np.savez(tmp_path / "d.npz", x_train=x, y_train=np.eye(4), x_test=x, y_test=np.eye(4))

@@ -144,3 +144,147 @@ def test_arrays_must_have_the_datasets_shape_and_range():
         with pytest.raises(BadArray, match=message) as info:
             array_to_input(bad if isinstance(bad, list) else bad.tolist(), (28, 28))
         assert info.value.status == 422
+
+
+def _ink_on(mode: str, stroke_level: int = 60):
+    """A square of grey ``stroke_level`` on a transparent field whose colour is black: read
+    without its transparency, the field would be the darkest part of the image."""
+    if mode == "P":
+        image = Image.new("P", (12, 12), 0)
+        image.putpalette([0, 0, 0, stroke_level, stroke_level, stroke_level])
+        image.info["transparency"] = 0  # palette index 0 is transparent
+        ImageDraw.Draw(image).rectangle((3, 3, 8, 8), fill=1)
+        return image
+    field = {"RGBA": (0, 0, 0, 0), "LA": (0, 0), "PA": (0, 0)}[mode]
+    image = Image.new(mode, (12, 12), field)
+    if mode == "PA":
+        image.putpalette([0, 0, 0, stroke_level, stroke_level, stroke_level])
+        ink = (1, 255)
+    else:
+        ink = (stroke_level,) * (len(field) - 1) + (255,)
+    ImageDraw.Draw(image).rectangle((3, 3, 8, 8), fill=ink)
+    return image
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "P"])
+def test_a_transparent_field_is_read_as_white_paper(mode):
+    from mnistlab.data.images import to_grey
+
+    expected = np.full((12, 12), 255, np.float32)
+    expected[3:9, 3:9] = 60
+    grey = to_grey(_ink_on(mode))
+    assert grey.dtype == np.float32 and np.array_equal(grey, expected)
+
+
+def test_grey_levels_come_back_as_float32_without_transparency():
+    from mnistlab.data.images import to_grey
+
+    grey = to_grey(Image.new("L", (3, 2), 77))
+    assert grey.dtype == np.float32 and grey.shape == (2, 3) and np.all(grey == 77)
+
+
+def test_the_field_is_told_from_the_ink_by_its_median_grey_level():
+    """A field up to 127 is dark (the bright strokes are the ink), from 128 it is light (the
+    dark strokes are): each other reading finds no ink at all."""
+    dark_field = np.full((40, 40), 127.0)
+    dark_field[10:30, 18:22] = 255
+    light_field = np.full((40, 40), 128.0)
+    light_field[10:30, 18:22] = 0
+    assert np.array_equal(centred_digit(dark_field, (28, 28)), centred_digit(light_field, (28, 28)))
+    assert centred_digit(dark_field, (28, 28)).max() == 255
+
+
+def test_paper_lighter_than_the_field_is_still_paper():
+    """Pixels brighter than the paper's median (a white sticker on grey paper) are no ink, and
+    take nothing from the strokes beside them."""
+    plain = np.full((60, 60), 200.0)
+    plain[10:50, 16:24] = plain[10:50, 36:44] = 0  # two bars, paper between them
+    x = centred_digit(plain, (28, 28))
+    assert np.all(x[:, 13:17] == 0) and x.max() == 255  # the paper between is 0, exactly
+    stickered = plain.copy()
+    stickered[10:50, 26:34] = 255  # between the bars
+    stickered[0:5, 0:60] = 255
+    assert np.array_equal(x, centred_digit(stickered, (28, 28)))
+
+
+def test_a_solid_bar_fills_its_box_and_everything_else_is_zero():
+    """A black bar on white: scaled to 20 pixels on its long side (a whole number of pixels
+    here), its mass centred at pixel (14, 14): ink 255 exactly, the field 0 exactly."""
+    grey = np.full((100, 100), 255.0)
+    grey[20:80, 40:55] = 0  # 60 x 15 -> 20 x 5
+    x = centred_digit(grey, (28, 28))
+    expected = np.zeros((28, 28), np.uint8)
+    expected[4:24, 12:17] = 255  # rows 4..23 (mass centre 13.5 -> 14), columns 12..16
+    assert x.dtype == np.uint8 and np.array_equal(x, expected), np.argwhere(x)
+
+
+def test_an_image_exactly_at_the_pixel_limit_is_read():
+    side = int(MAX_PIXELS ** 0.5)
+    assert side * side == MAX_PIXELS
+    image = Image.new("1", (side, side), 1)
+    ImageDraw.Draw(image).rectangle((1000, 500, 1400, 3500), fill=0)
+    assert image_to_input(_png(image), (28, 28), True).max() == 255
+
+
+def test_a_decompression_bomb_is_refused_naming_the_upload():
+    side = 10_000  # 100 M pixels: over Pillow's own bomb threshold
+    bomb = _png(Image.new("1", (side, side)))
+    with pytest.raises(ImageTooLarge, match=r"^drawing\.png: refused as a decompression bomb"):
+        image_to_input(bomb, (28, 28), True, "drawing.png")
+
+
+def test_errors_name_the_image_and_what_is_read():
+    with pytest.raises(ImageError, match=r"^image: not a readable image \(mnistlab reads PNG, "
+                                         r"JPEG, WEBP, BMP, GIF\)$"):
+        image_to_input(b"not an image", (28, 28), True)
+    from mnistlab.data.images import to_model_input
+
+    with pytest.raises(NoInk, match=r"^image: no ink found"):
+        to_model_input(Image.new("RGB", (50, 50), "white"), (28, 28), True)
+    with pytest.raises(NoInk, match=r"^image: no ink found"):
+        centred_digit(np.full((30, 30), 255.0), (28, 28))
+
+
+def test_arrays_name_themselves_and_come_back_as_uint8():
+    x = array_to_input(np.full((8, 8), 3.4).tolist(), (8, 8))
+    assert x.dtype == np.uint8 and np.all(x == 3)
+    with pytest.raises(BadArray, match=r"^array: not a rectangular array of numbers$"):
+        array_to_input([["a"] * 8] * 8, (8, 8))
+    with pytest.raises(BadArray, match=r"^array: expected an array of shape"):
+        array_to_input([[0] * 8] * 7, (8, 8))
+
+
+def test_resized_images_keep_black_black_and_come_back_as_uint8():
+    half = Image.new("L", (56, 56), 0)
+    ImageDraw.Draw(half).rectangle((28, 0, 55, 55), fill=255)
+    x = image_to_input(_png(half.convert("RGB")), (28, 28), False)
+    assert x.dtype == np.uint8 and np.all(x[:, :13] == 0) and np.all(x[:, 15:] == 255)
+
+
+def test_a_thin_line_stays_one_pixel_thin():
+    for grey, expected_shape in ((np.zeros((50, 120)), (1, 20)), (np.zeros((120, 50)), (20, 1))):
+        if expected_shape[0] == 1:
+            grey[25, 10:110] = 255.0
+        else:
+            grey[10:110, 25] = 255.0
+        rows, cols = np.nonzero(centred_digit(grey, (28, 28)))
+        assert (np.ptp(rows) + 1, np.ptp(cols) + 1) == expected_shape
+
+
+def test_ink_at_exactly_a_tenth_of_the_range_counts():
+    faint = np.full((40, 40), 255.0)
+    faint[10:30, 18:22] = 255.0 - 25.5  # a contrast of exactly 10 %: ink
+    assert centred_digit(faint, (28, 28)).max() == 255
+    dot = np.zeros((60, 60))
+    dot[20:40, 28:32] = 255.0
+    dot[55, 55] = 25.5  # exactly a tenth of the brightest: part of the digit's box
+    rows, _ = np.nonzero(centred_digit(dot, (28, 28)) >= 128)
+    assert np.ptp(rows) + 1 < 15  # the bar shares the 20-pixel box with the far dot
+
+
+def test_a_digit_of_a_small_set_fills_its_whole_field():
+    """scikit-learn's 8x8 digits fill their bitmap: a solid square comes out as the whole
+    field, its first row and column included."""
+    grey = np.full((40, 40), 255.0)
+    grey[5:35, 5:35] = 0
+    assert np.array_equal(centred_digit(grey, (8, 8)), np.full((8, 8), 255, np.uint8))

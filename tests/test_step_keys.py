@@ -8,6 +8,7 @@ import tomllib
 import typing
 
 import numpy as np
+import pydantic
 import pytest
 
 from conftest import FAST_TOML
@@ -236,3 +237,29 @@ def test_a_sweep_called_uncached_gets_the_study_seed_or_the_default_zero():
     assert rows == [{"k": 2, "seed": 5, "data": "data"}, {"k": 1, "seed": 5, "data": "data"}]
     assert [r["seed"] for r in call_sweep(_seeded_point, _gathered, "data", None, over="k",
                                           values=[3])] == [0]
+
+
+class _Scaled(pydantic.BaseModel):
+    scale: float = 2.5
+
+
+def _labelled_point(data, *, k: int, seed: int, scale: float, label: str, shift: int):
+    from mnistlab.engine.step import SweepPoint
+
+    return SweepPoint({"k": k + shift, "label": label})
+
+
+def _gathered_with(data, points, *, seed: int, scale: float, label: str):
+    from mnistlab.engine.step import gathered_rows
+
+    return {"data": data, "seed": seed, "scale": scale, "label": label,
+            "rows": gathered_rows(points)}
+
+
+def test_a_sweeps_gathering_gets_the_data_params_seed_and_the_arguments_it_takes():
+    from mnistlab.engine.step import call_sweep
+
+    out = call_sweep(_labelled_point, _gathered_with, "data", _Scaled(), 7, over="k",
+                     values=[1, 2], label="a", shift=10)  # shift: the points' only
+    assert out == {"data": "data", "seed": 7, "scale": 2.5, "label": "a",
+                   "rows": [{"k": 11, "label": "a"}, {"k": 12, "label": "a"}]}

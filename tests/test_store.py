@@ -103,7 +103,7 @@ def test_a_damaged_arrays_file_makes_the_step_not_done(store, damage, caplog):
         assert not store.is_done("k4")
     assert store.stored_problem("k4") == "has a missing or corrupt arrays file"
     assert (f"{store.folder}: step k4 has a missing or corrupt arrays file; recomputing it"
-            in caplog.text)
+            in caplog.messages)
 
 
 def test_a_run_folder_stored_before_arrays_digests_still_loads(tmp_path):
