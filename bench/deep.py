@@ -200,18 +200,23 @@ def torch_example(x, y, xt, yt) -> Clock:
 CONTESTANTS = ("cnn-fast", "seed-mlp", "seed-cnn", "keras-convnet", "torch-example")
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=list(TARGETS), default="mnist-proxy")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its own)")
     parser.add_argument("--only", default=",".join(CONTESTANTS))
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    names = [n for n in args.only.split(",") if n]
-    unknown = sorted(set(names) - set(CONTESTANTS))
+    args.names = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(args.names) - set(CONTESTANTS))
     if unknown:
         parser.error(f"--only: unknown {', '.join(unknown)}; known: {', '.join(CONTESTANTS)}")
+    return args
+
+
+def main(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = args.names
     x, y, xt, yt = race_data(args.data)
     target = TARGETS[args.data]
     import keras
@@ -265,5 +270,6 @@ def _against_the_best_peer(clocks: dict[str, Clock]) -> None:
 
 
 if __name__ == "__main__":
-    with recorded("bench/deep.py"):
-        main()
+    arguments = _arguments()
+    with recorded("bench/deep.py", arguments.data):  # one part of RESULTS.md per dataset
+        main(arguments)

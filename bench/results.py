@@ -78,8 +78,9 @@ def rewrite(script: str, output: str, command: str | None = None) -> None:
 
 
 @contextlib.contextmanager
-def recorded(script: str) -> Iterator[None]:
-    """Print as usual, and on success rewrite ``script``'s part of RESULTS.md with it."""
+def recorded(script: str, part: str | None = None) -> Iterator[None]:
+    """Print as usual, and on success rewrite ``script``'s part of RESULTS.md with it (its part
+    for ``part``, such as one dataset, where a script has one per run)."""
     copy = io.StringIO()
     stdout = sys.stdout
     sys.stdout = _Tee(stdout, copy)
@@ -87,4 +88,5 @@ def recorded(script: str) -> Iterator[None]:
         yield
     finally:
         sys.stdout = stdout
-    rewrite(script, copy.getvalue(), " ".join(["python", script, *sys.argv[1:]]))
+    rewrite(f"{script} {part}" if part else script, copy.getvalue(),
+            " ".join(["python", script, *sys.argv[1:]]))

@@ -656,14 +656,26 @@ def raises_unpicklable(data, *, n_samples):
 def threads_seen(data, *, n_samples):
     import os
 
-    # (not the thread limits: BLAS's is the process's, which the threads other tests of this
-    # process left behind may set back while this step runs; a spawned process starts clean)
-    return os.environ["NUMBA_NUM_THREADS"], os.environ["OMP_NUM_THREADS"], n_samples
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    # (not BLAS's thread limit: it is the process's, which the threads other tests of this
+    # process left behind may set back while this step runs; a spawned process starts clean.
+    # OpenMP's is this thread's own.)
+    return (os.environ["NUMBA_NUM_THREADS"], os.environ["OMP_NUM_THREADS"], n_samples,
+            _openmp_effective_n_threads())
+
+
+def raises_a_users_mistake(data, *, n_samples):
+    try:
+        int("x")
+    except ValueError as exc:
+        raise ConfigError("unsupervised.k: not a number") from exc
 
 
 @pytest.mark.parametrize("fn, expected", [
     (threads_seen, None), (fails, ZeroDivisionError("a bug")),
-    (raises_unpicklable, RuntimeError("_Unpicklable: held a lock"))])
+    (raises_unpicklable, RuntimeError("_Unpicklable: held a lock")),
+    (raises_a_users_mistake, ConfigError("unsupervised.k: not a number"))])
 def test_a_step_computed_apart_sends_back_its_result_or_its_cause(tiny, monkeypatch, fn,
                                                                   expected):
     """What a step's own process runs (``_compute_apart``), here in a thread (its idle
@@ -675,20 +687,25 @@ def test_a_step_computed_apart_sends_back_its_result_or_its_cause(tiny, monkeypa
     from multiprocessing import Pipe
 
     from mnistlab.engine.executors import _compute_apart
+    from mnistlab.engine.measure import process_peak_mb
     from mnistlab.engine.plan import PlannedStep
 
     monkeypatch.setenv("NUMBA_NUM_THREADS", "8")
     monkeypatch.setenv("OMP_NUM_THREADS", "8")
     here, there = Pipe()
     item = PlannedStep("section", bind("apart", fn, None, 0, n_samples=3), "key", {})
+    np.ones(300 * 2**20 // 8).sum()  # a high-water mark well above what this process holds now
+    high_water = process_peak_mb()
     here.send((tiny, {}))
     worker = threading.Thread(target=_compute_apart, args=(item, there))
     worker.start()
     worker.join(60)
     outcome, cost = here.recv()
     if expected is None:
-        assert outcome == ("1", "1", 3)
-        assert cost.wall_s >= 0 and cost.peak_mb > 0 and cost.ended > 0
+        assert outcome == ("1", "1", 3, 1)
+        # in a process of its own, its peak is the process's high-water mark, not a sample
+        assert cost.wall_s >= 0 and cost.peak_mb >= high_water and cost.ended > 0
+        assert isinstance(cost.delta_mb, float) and cost.delta_mb >= 0
     else:
         assert type(outcome) is type(expected) and str(outcome) == str(expected)
         assert cost is None

@@ -206,3 +206,88 @@ def test_requests_arriving_together_are_predicted_in_one_batch(client, mnist5k):
     (logistic,) = open_models(client.app.state.run, ["logistic"])
     assert classes == logistic.predict(images).tolist()
     assert sum(batcher.batches) == 64 and max(batcher.batches) > 1
+
+
+class _CountingModel:
+    """Stands for a trained model in the batcher: scores each image by its first pixel, says
+    which threads called it, and fails on an image whose first pixel is 13."""
+
+    def __init__(self):
+        self.threads: set[str] = set()
+
+    def scores(self, images):
+        import threading
+
+        self.threads.add(threading.current_thread().name)
+        if (images[:, 0, 0] == 13).any():
+            raise RuntimeError("a bug in the model")
+        return "proba", np.stack([images[:, 0, 0], 255 - images[:, 0, 0]], 1).astype(np.float32)
+
+
+def _image(first_pixel):
+    image = np.zeros((28, 28), np.uint8)
+    image[0, 0] = first_pixel
+    return image
+
+
+def test_the_batcher_runs_the_models_in_its_one_thread_in_batches_up_to_its_limit():
+    import asyncio
+
+    from mnistlab.serve.server import Batcher
+
+    model = _CountingModel()
+    batcher = Batcher({"m": model}, max_batch=3)
+
+    async def main():
+        serving = asyncio.create_task(batcher.serve_forever())
+        answers = await asyncio.gather(*(batcher.predict(_image(i), ["m"]) for i in range(8)))
+        serving.cancel()
+        return answers
+
+    answers = asyncio.run(main())
+    batcher.pool.shutdown()
+    assert [a["m"][0] for a in answers] == ["proba"] * 8
+    assert [a["m"][1].tolist() for a in answers] == [[i, 255 - i] for i in range(8)]
+    assert all(a["m"][1].dtype == np.float64 for a in answers)
+    assert model.threads == {"mnistlab-predict_0"}  # one thread, its own
+    assert max(batcher.batches) == 3 and sum(batcher.batches) == 8
+
+
+def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on():
+    import asyncio
+
+    from mnistlab.serve.server import Batcher
+
+    batcher = Batcher({"m": _CountingModel()})
+
+    async def main():
+        serving = asyncio.create_task(batcher.serve_forever())
+        failed = await asyncio.gather(batcher.predict(_image(13), ["m"]),
+                                      batcher.predict(_image(1), ["m"]), return_exceptions=True)
+        after = await asyncio.wait_for(batcher.predict(_image(2), ["m"]), timeout=10)
+        serving.cancel()
+        return failed, after
+
+    failed, after = asyncio.run(main())
+    batcher.pool.shutdown()
+    assert [type(f) for f in failed] == [RuntimeError, RuntimeError]  # one batch: both fail
+    assert str(failed[0]) == "a bug in the model"
+    assert after["m"][1].tolist() == [2, 253]
+
+
+def test_the_batcher_keeps_the_sizes_of_its_last_1000_batches():
+    import asyncio
+
+    from mnistlab.serve.server import Batcher
+
+    batcher = Batcher({"m": _CountingModel()})
+
+    async def main():
+        serving = asyncio.create_task(batcher.serve_forever())
+        for i in range(1003):
+            await batcher.predict(_image(i % 7), ["m"])
+        serving.cancel()
+
+    asyncio.run(main())
+    batcher.pool.shutdown()
+    assert batcher.batches == [1] * 1000
