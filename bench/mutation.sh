@@ -2,7 +2,8 @@
 # Mutation testing of the modules that guard data and results (idx, datasets, download, images,
 # store, step, plan, executors, runner, the clustering metrics, the API server) against the fast
 # in-process tests: [tool.mutmut] in pyproject.toml says which.
-# Not part of CI (it takes about 20 minutes on 2 cores). Prints the score per module and every
+# Not part of CI: several hours on 2 cores (the API server's mutants run its tests, a fresh app
+# each; `--resume` continues a stopped run from its verdicts). Prints the score per module and every
 # surviving mutant; `.venv/bin/mutmut show NAME` shows one's diff.
 set -euo pipefail
 cd "$(dirname "$0")/.."
