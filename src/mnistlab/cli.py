@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .core.errors import DownloadError, MnistlabError, StepFailed, StoreError
+from .models.fitting import ACCELERATED
 
 # The library is imported inside the commands: `mnistlab --help` and a usage error then cost
 # typer and rich only (0.55 s -> see the commit), not pydantic, numpy and every section.
@@ -204,7 +205,7 @@ def study(
     config: Annotated[Path | None, typer.Option(help="TOML file of parameters")] = None,  # noqa: UP007
     seed: Annotated[int | None, typer.Option(help="seed of every random choice")] = None,  # noqa: UP007
     engine: Annotated[str | None, typer.Option(  # noqa: UP007
-        help="library fitting SVC, random forest and k-NN: "
+        help=f"library fitting {ACCELERATED}: "
              "auto (scikit-learn-intelex where installed), sklearn or sklearnex; overrides "
              "the config's")] = None,
     seeds: Annotated[str | None, typer.Option(  # noqa: UP007

@@ -41,7 +41,7 @@ TWINS = {
     "sklearn.neighbors._classification.KNeighborsClassifier": ("sklearnex.neighbors",
                                                                "KNeighborsClassifier"),
 }
-ACCELERATED = "SVC, random forest and k-NN"
+ACCELERATED = "SVC, random forest and k-NN"  # what TWINS covers, as the CLI, config and report say it
 # A twin's own state: oneDAL's model and its caches, which the scikit-learn class has no use for.
 _ONEDAL_ONLY = {"_onedal_estimator", "_cached_estimators_", "_shape", "_dual_coef_internal",
                 "_support_vectors_internal", "_intercept_internal"}

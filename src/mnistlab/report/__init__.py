@@ -18,6 +18,7 @@ from .. import __version__
 from ..core.files import atomic_write_bytes
 from ..core.machine import usable_cores, yield_to_the_study
 from ..engine.store import RunStore, to_json
+from ..models.fitting import ACCELERATED
 from ..sections import SECTIONS
 from ..study.results import StudyContext, StudyResults, load_study, section_results, study_context
 from . import classic, deep, explore, unsupervised
@@ -236,7 +237,7 @@ def build_report(folder: str | Path) -> Path:
     # class and dataset names come from the user's folders.
     env = Environment(loader=PackageLoader("mnistlab"), autoescape=True)
     html = env.get_template("report.html.j2").render(
-        study=study, sections=sections, cost=cost, version=__version__,
+        study=study, sections=sections, cost=cost, version=__version__, accelerated=ACCELERATED,
         started=datetime.datetime.fromtimestamp(study.started).strftime("%Y-%m-%d %H:%M"),
         total_wall=f"{sum(r['wall_s'] or 0 for r in cost):.1f} s",
     )

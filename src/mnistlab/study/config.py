@@ -14,7 +14,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..core.errors import ConfigError
-from ..models.fitting import EngineSetting
+from ..models.fitting import ACCELERATED, EngineSetting
 from ..sections import SECTIONS
 
 Profile = Literal["quick", "full"]
@@ -28,7 +28,7 @@ class _Study(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of every random choice in the "
                       "study")
     engine: EngineSetting = Field(
-        "auto", description="library fitting SVC, random forest and k-NN: sklearnex "
+        "auto", description=f"library fitting {ACCELERATED}: sklearnex "
                             "(scikit-learn-intelex), sklearn, or auto "
                             "(sklearnex where installed)")
 
