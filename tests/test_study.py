@@ -19,6 +19,7 @@ from conftest import FAST_TOML, make_images, run_cli
 from mnistlab import build_config, build_report, load_dataset, run_study
 from mnistlab.core.machine import usable_cores
 from mnistlab.engine.store import RunStore
+from mnistlab.sections import SECTIONS
 
 
 def _finished(folder):
@@ -178,7 +179,7 @@ def test_sections_drawn_in_the_background_are_drawn_by_another_process(quick_run
 
     monkeypatch.setattr(render, "_draw", not_here)
     with BackgroundDrawing(out) as drawing:
-        for section in ("explore", "unsupervised", "classic", "deep"):
+        for section in [s.NAME for s in SECTIONS]:
             drawing(study["id"], {section: [r["key"] for r in rows if r["section"] == section]})
         for future, _, _ in drawing._queued:  # none left for finish() to draw here
             future.result(timeout=120)

@@ -72,6 +72,8 @@ def _stop_on_ctrl_c(grace_s: float = 5.0):
     handled = threading.Event()
 
     def on_sigint(signum, frame):
+        _state["interrupted"] = True
+
         def deadline():
             if not handled.wait(grace_s):
                 err.print(INTERRUPTED, highlight=False, soft_wrap=True)
@@ -127,6 +129,69 @@ def data_info(name: Annotated[str, typer.Argument(help="dataset name or FORMAT:P
     out.print(balance)
     out.print(f"{len(s.class_names)} classes; train/test class distributions differ by a "
               f"total-variation distance of {s.train_test_tv:.4f}.")
+
+
+@data_app.command("check")
+def data_check(
+    name: Annotated[str, typer.Argument(help="dataset name or FORMAT:PATH")],
+    csv: Annotated[Path | None, typer.Option(  # noqa: UP007 (typer needs Optional)
+        "--csv", help="write every suspect image as CSV to this file ('-': standard output)",
+        show_default=False)] = None,
+    json_path: Annotated[Path | None, typer.Option(  # noqa: UP007
+        "--json", help="write the suspects, counts and thresholds as JSON to this file",
+        show_default=False)] = None,
+    checker: Annotated[str, typer.Option(
+        help="model whose out-of-fold probabilities find label errors: auto, svc+mlp, knn")
+    ] = "auto",
+    seed: Annotated[int, typer.Option(help="seed of the PCA, the folds and the checker")] = 0,
+) -> None:
+    """Duplicates, train/test leakage, likely label errors and outliers of a dataset (the
+    study's data check, computed here without a run folder)."""
+    import json
+
+    from pydantic import ValidationError
+
+    from .core.errors import ConfigError
+    from .core.files import atomic_write_bytes
+    from .data.datasets import load_dataset
+    from .engine.step import call_step
+    from .report.quality import counts, issues_csv, issues_document
+    from .sections import quality
+
+    try:
+        params = quality.Params(checker=checker)
+    except ValidationError:
+        raise ConfigError(f"--checker {checker}: use auto, svc+mlp or knn") from None
+    for option, path in (("--csv", csv), ("--json", json_path)):
+        if path is not None and str(path) != "-" and (path.is_dir() or not path.parent.is_dir()):
+            raise ConfigError(f"{option} {path}: " + ("is a folder" if path.is_dir() else
+                                                       f"no folder {path.parent}"))
+    data = load_dataset(name, show_progress=True)
+    with err.status(f"checking {data.name}"):
+        found = call_step(quality.neighbours, data, params, seed)
+        checked = call_step(quality.labels, data, params, seed, neighbours=found)
+    results = {"neighbours": found, "labels": checked}
+    grid = Table("kind", "train", "test", title=f"{data.name}: suspect images")
+    for kind, per_split in counts(results).items():
+        grid.add_row(kind, f"{per_split['train']:,}", f"{per_split['test']:,}")
+    err.print(grid)
+    err.print(f"near duplicate: closer than {found.near_threshold:.1f} grey levels RMS "
+              f"({found.near_factor:g} x the median nearest-neighbour distance "
+              f"{found.nearest_rms_median:.1f}); label checker {checked.checker}: out-of-fold "
+              f"accuracy {checked.oof_accuracy:.4f}", highlight=False, soft_wrap=True)
+    document = issues_document(results, data.class_names, data.name)
+    for path, payload in ((csv, issues_csv(document["issues"])),
+                          (json_path, json.dumps(document, indent=1))):
+        if path is None:
+            continue
+        if str(path) == "-":
+            sys.stdout.write(payload)
+            continue
+        try:
+            atomic_write_bytes(path, payload.encode())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot write ({exc.strerror})") from None
+        err.print(f"wrote {path}", highlight=False)
 
 
 class RichProgress:
@@ -550,6 +615,12 @@ def _main() -> None:
         err.print(INTERRUPTED, highlight=False, soft_wrap=True)
         raise SystemExit(130) from None
     except Exception as exc:  # a bug: one line by default, the traceback on request
+        if _state.get("interrupted"):
+            # Ctrl-C raised inside a compiled library, which turned the KeyboardInterrupt into
+            # an error of its own (a Cython buffer's "not a valid PEP 3118 buffer format")
+            _write_traceback(exc)
+            err.print(INTERRUPTED, highlight=False, soft_wrap=True)
+            raise SystemExit(130) from None
         if _state.get("debug"):
             raise
         what = f"{exc.where}: " if isinstance(exc, StepFailed) else ""

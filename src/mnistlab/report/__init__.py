@@ -21,7 +21,7 @@ from ..engine.store import RunStore, to_json
 from ..models.fitting import ACCELERATED
 from ..sections import SECTIONS
 from ..study.results import StudyContext, StudyResults, load_study, section_results, study_context
-from . import classic, deep, explore, unsupervised
+from . import classic, deep, explore, quality, unsupervised
 from .blocks import Block, FigureSink
 from .leaderboard import write_leaderboard
 
@@ -60,7 +60,8 @@ def draw_figures(study: StudyResults) -> dict[str, Figure]:
     return sink.figures
 
 
-RENDERERS = {"explore": explore.render, "unsupervised": unsupervised.render,
+RENDERERS = {"explore": explore.render, "quality": quality.render,
+             "unsupervised": unsupervised.render,
              "classic": classic.render, "deep": deep.render}
 
 
@@ -243,6 +244,9 @@ def build_report(folder: str | Path) -> Path:
     )
 
     write_leaderboard(folder, load_study(folder, sections={"classic", "deep"}))
+    if keys["quality"]:
+        quality.write_data_issues(folder, load_study(folder, sections={"quality"}).results[
+            "quality"], study.class_names, study.dataset)
     target = folder / "report.html"
     atomic_write_bytes(target, html.encode("utf-8"))
     return target

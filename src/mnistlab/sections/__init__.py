@@ -5,6 +5,6 @@ quick profile, and ``plan(data, params, seed) -> list[Step]``. Its steps are pur
 the data and parameters that return result dataclasses; drawing happens in :mod:`mnistlab.report`.
 """
 
-from . import classic, deep, explore, unsupervised
+from . import classic, deep, explore, quality, unsupervised
 
-SECTIONS = [explore, unsupervised, classic, deep]
+SECTIONS = [explore, quality, unsupervised, classic, deep]

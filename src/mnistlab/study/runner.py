@@ -95,7 +95,8 @@ def run_study(data: Dataset, config: StudyConfig, out: str | Path, *, profile: s
     profile : {"full", "quick"}
         Recorded with the study; the report states it.
     sections : list of str, optional
-        Run only these sections (``explore``, ``unsupervised``, ``classic``, ``deep``).
+        Run only these sections (``explore``, ``quality``, ``unsupervised``, ``classic``,
+        ``deep``).
     progress : object, optional
         Receives ``section``/``step``/``advance`` calls (the CLI's rich display).
     executor : Executor, optional
