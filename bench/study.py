@@ -1,7 +1,7 @@
 """Benchmark of the whole study: this checkout against an earlier commit, back to back.
 
     .venv/bin/python bench/study.py --against REV [--dataset fashion-mnist] [--profile full]
-                                    [--keep DIR]
+                                    [--keep DIR] [--part NAME]
 
 Checks REV out in a git worktree (under the system's temporary folder) and runs
 `mnistlab study` there and here, one after the other, in-process, on the same data, each into a
@@ -73,6 +73,8 @@ def main() -> int:
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--profile", default="full")
     parser.add_argument("--top", type=int, default=30, help="steps listed (longest first)")
+    parser.add_argument("--part", help="name of this comparison's part of RESULTS.md (default: "
+                        "the script's one part)")
     parser.add_argument("--keep", type=Path, help="copy both run folders here (before/, after/)")
     args = parser.parse_args()
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
@@ -129,6 +131,7 @@ def main() -> int:
 if __name__ == "__main__":
     from results import recorded  # bench/results.py: this script's part of RESULTS.md
 
-    with recorded("bench/study.py"):
+    part = sys.argv[sys.argv.index("--part") + 1] if "--part" in sys.argv else None
+    with recorded("bench/study.py", part):
         status = main()
     sys.exit(status)

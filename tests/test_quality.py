@@ -200,3 +200,26 @@ def test_the_effect_sentences_follow_the_counts(planted_results):
     said = _effect_sentences(nothing)
     assert "No test image has an exact or near copy" in said
     assert "nothing to remove" in said and "nan" not in said
+
+
+def test_the_report_and_the_run_folders_csv_and_json_agree(quick_run):
+    """The quick study's report counts what its data_issues.csv lists, and the JSON holds the
+    same rows and the thresholds the report states."""
+    import re
+
+    rows = list(csv.DictReader((quick_run / "data_issues.csv").open()))
+    document = json.loads((quick_run / "data_issues.json").read_text())
+    assert [{k: str(v) for k, v in r.items()} for r in document["issues"]] == rows
+    html = (quick_run / "report.html").read_text()
+    part = html[html.index('<section id="quality">'):]
+    part = part[:part.index("</section>")]
+    table = part[part.index("Suspect images per kind"):part.index("</table>")]
+    shown = {kind: (int(train), int(test)) for kind, train, test in re.findall(
+        r"<tr><td>([a-z-]+)</td><td>([\d,]+)</td><td>([\d,]+)</td>", table.replace(",", ""))}
+    assert set(shown) == set(KINDS)
+    for kind, (train, test) in shown.items():
+        assert train == sum(r["kind"] == kind and r["split"] == "train" for r in rows)
+        assert test == sum(r["kind"] == kind and r["split"] == "test" for r in rows)
+    threshold = document["method"]["neighbours"]["near_threshold_rms"]
+    assert f"<b>{threshold:.1f}</b> grey levels" in part
+    assert f"{document['method']['labels']['oof_accuracy']:.4f}" in part

@@ -141,14 +141,15 @@ def _empty_table(image_shape: tuple[int, ...]) -> dict:
 
 def _table(rows: list[dict], data: Dataset, shown: int, worst_first: dict[str, bool]) -> dict:
     """Rows (dicts of the table's columns) -> the table's arrays, sorted by kind, then from the
-    strongest suspect (``worst_first[kind]``: a high score is worse), with the images of the
-    first ``shown`` of each kind."""
+    strongest suspect (``worst_first[kind]``: a high score is worse; among equal scores, the
+    lowest optional ``tiebreak`` first), with the images of the first ``shown`` of each kind."""
     if not rows:
         return _empty_table(data.image_shape)
-    columns = {c: np.array([r[c] for r in rows]) for c in rows[0]}
+    columns = {c: np.array([r.get(c, 0.0) for r in rows]) for c in (*rows[0], "tiebreak")}
+    tiebreak = columns.pop("tiebreak")
     kind = columns["kind"]
     score = columns["score"].astype(np.float64)
-    order = np.lexsort((columns["index"], columns["split"],
+    order = np.lexsort((columns["index"], columns["split"], tiebreak,
                         np.where([worst_first[KINDS[k]] for k in kind], -score, score), kind))
     out = {c: v[order].astype(np.float32 if c == "score" else np.int64) for c, v in columns.items()}
     picked = np.concatenate([np.flatnonzero(out["kind"] == k)[:shown] for k in range(len(KINDS))])
@@ -409,8 +410,10 @@ def labels(data: Dataset, neighbours: NeighbourIssues, n_components: int, checke
     rows = []
     for split, y, p in ((0, data.y_train, p_train), (1, data.y_test, p_test)):
         for i in _label_issues(y, p):
-            rows.append(_row(split, int(i), "label-issue", float(p[i, y[i]]), int(y[i]),
-                             int(p[i].argmax())))
+            # among equal probabilities of the given label (k-NN's votes give many zeros), the
+            # most probable other label first
+            rows.append({**_row(split, int(i), "label-issue", float(p[i, y[i]]), int(y[i]),
+                                int(p[i].argmax())), "tiebreak": -float(p[i].max())})
     table = _table(rows, data, shown, {"label-issue": False})
 
     right = fitted.predict(z_test) == data.y_test
