@@ -23,8 +23,12 @@ from mnistlab.sections import SECTIONS
 
 
 def _finished(folder):
+    """Done steps by name; none while the study has created its database but not its tables."""
     with sqlite3.connect(folder / "study.sqlite") as db:
-        return dict(db.execute("SELECT name, finished FROM steps WHERE status='done'"))
+        try:
+            return dict(db.execute("SELECT name, finished FROM steps WHERE status='done'"))
+        except sqlite3.OperationalError:  # no such table yet
+            return {}
 
 
 FAST = tomllib.loads(FAST_TOML)

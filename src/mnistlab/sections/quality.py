@@ -249,6 +249,21 @@ def _outlier_scores(z_train, y_train, z_test, y_test, n_classes: int, k: int):
     return scores
 
 
+def _near_pairs(split: int, nearest: np.ndarray, rms: np.ndarray, labels: np.ndarray,
+                threshold: float, exact: set) -> list[dict]:
+    """Pairs of one split closer than ``threshold`` (not identical), each once: the later
+    image of the pair is the row, the earlier its other half."""
+    rows, seen = [], set()
+    for i in np.flatnonzero((rms > 0) & (rms < threshold)):
+        first, later = sorted((int(i), int(nearest[i])))
+        if (first, later) in seen or (split, later) in exact:
+            continue
+        seen.add((first, later))
+        rows.append(_row(split, later, "near-duplicate", float(rms[i]), int(labels[later]),
+                         other_split=split, other_index=first, other_label=int(labels[first])))
+    return rows
+
+
 def neighbours(data: Dataset, n_components: int, near_factor: float, outlier_neighbours: int,
                outlier_iqr: float, shown: int, seed: int) -> NeighbourIssues:
     """Exact and near duplicates, leaks and outliers."""
@@ -267,16 +282,7 @@ def neighbours(data: Dataset, n_components: int, near_factor: float, outlier_nei
     finite = rms_train[np.isfinite(rms_train) & (rms_train > 0)]
     median = float(np.median(finite)) if len(finite) else 0.0
     threshold = near_factor * median
-    seen_pairs = set()
-    for i in np.flatnonzero((rms_train > 0) & (rms_train < threshold)):
-        j = int(nearest_train[i])
-        pair = (min(i, j), max(i, j))
-        if pair in seen_pairs or (0, int(i)) in exact:
-            continue
-        seen_pairs.add(pair)
-        rows.append(_row(0, pair[1], "near-duplicate", float(rms_train[i]),
-                         int(data.y_train[pair[1]]), other_split=0, other_index=pair[0],
-                         other_label=int(data.y_train[pair[0]])))
+    rows += _near_pairs(0, nearest_train, rms_train, data.y_train, threshold, exact)
     nearest, rms = _closest(test, z_test, train, z_train, 3, skip_self=False)
     for i in np.flatnonzero((rms > 0) & (rms < threshold)):
         if (1, int(i)) not in exact:
@@ -285,15 +291,7 @@ def neighbours(data: Dataset, n_components: int, near_factor: float, outlier_nei
                              other_label=int(data.y_train[nearest[i]])))
     if len(test) > 1:
         nearest, rms = _closest(test, z_test, test, z_test, 3, skip_self=True)
-        for i in np.flatnonzero((rms > 0) & (rms < threshold)):
-            j = int(nearest[i])
-            pair = (min(i, j), max(i, j))
-            if (1, pair) in seen_pairs or (1, int(pair[1])) in exact:
-                continue
-            seen_pairs.add((1, pair))
-            rows.append(_row(1, pair[1], "near-duplicate", float(rms[i]),
-                             int(data.y_test[pair[1]]), other_split=1, other_index=pair[0],
-                             other_label=int(data.y_test[pair[0]])))
+        rows += _near_pairs(1, nearest, rms, data.y_test, threshold, exact)
 
     scores = _outlier_scores(z_train, data.y_train, z_test, data.y_test, data.n_classes,
                              outlier_neighbours)
