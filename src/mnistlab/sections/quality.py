@@ -45,6 +45,14 @@ of the training set; ``label-issue``: cleanlab's verdict; ``outlier``: far from 
 # the SVC's probabilities cost minutes a fold; k-NN takes 6 s for all five folds.
 SVC_UP_TO = 10_000
 
+# Two warnings the checker raises on purpose: SVC(probability=True)'s deprecation (see _checker)
+# and the MLP stopping at its max_iter (its validation accuracy no longer moves by then). Set
+# once, at import, before the study's threads start: warnings.catch_warnings() saves and
+# restores the process's whole filter list, so a block of it in one step's thread undid the
+# filters another thread had set (a quiet study then printed a classic model's warning).
+warnings.filterwarnings("ignore", message="The `probability` parameter", category=FutureWarning)
+warnings.filterwarnings("ignore", message="Stochastic Optimizer: Maximum iterations")
+
 
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -364,17 +372,6 @@ def _paired_se(right_a: np.ndarray, right_b: np.ndarray, resamples: int, seed: i
     return float(means.std(ddof=1))
 
 
-def _quietly(fn, *args, **kwargs):
-    """``fn`` without two expected warnings: SVC(probability=True)'s deprecation (see
-    ``_checker``), and the MLP stopping at its ``max_iter`` on purpose."""
-    from sklearn.exceptions import ConvergenceWarning
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "The `probability` parameter", FutureWarning)
-        warnings.filterwarnings("ignore", category=ConvergenceWarning)
-        return fn(*args, **kwargs)
-
-
 def _label_issues(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     """The images cleanlab's calibrated count of label errors says there are, lowest
     probability of the given label first. On planted flips (tests/test_quality.py, seeds 7, 0,
@@ -401,9 +398,8 @@ def labels(data: Dataset, neighbours: NeighbourIssues, n_components: int, checke
     smallest = int(np.bincount(data.y_train, minlength=data.n_classes).min())
     n_folds = max(2, min(folds, smallest))
     cv = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
-    p_train = _quietly(cross_val_predict, model, z_train, data.y_train, cv=cv,
-                       method="predict_proba")
-    fitted = _quietly(clone(model).fit, z_train, data.y_train)
+    p_train = cross_val_predict(model, z_train, data.y_train, cv=cv, method="predict_proba")
+    fitted = clone(model).fit(z_train, data.y_train)
     p_test = fitted.predict_proba(z_test)
     rows = []
     for split, y, p in ((0, data.y_train, p_train), (1, data.y_test, p_test)):
@@ -427,7 +423,7 @@ def labels(data: Dataset, neighbours: NeighbourIssues, n_components: int, checke
                                                              replace=False))
 
     def test_right(rows: np.ndarray) -> np.ndarray:
-        refitted = _quietly(clone(model).fit, z_train[rows], data.y_train[rows])
+        refitted = clone(model).fit(z_train[rows], data.y_train[rows])
         return refitted.predict(z_test) == data.y_test
 
     right_cleaned, right_random = test_right(keep), test_right(keep_random)
