@@ -44,10 +44,10 @@ def leaderboard_rows(folder: Path, study: StudyResults) -> list[dict]:
                      "file_mb": _file_mb(folder, entry.file), "peak_mb": entry.peak_mb,
                      "threads": entry.threads, "file": entry.file, "params": entry.params,
                      **common})
-    return [{c: _no_nan(row.get(c)) for c in COLUMNS} for row in rows]
+    return [{c: no_nan(row.get(c)) for c in COLUMNS} for row in rows]
 
 
-def _no_nan(value):
+def no_nan(value):
     """JSON has no NaN: a metric that was not measured (no validation split) is null."""
     return None if isinstance(value, float) and value != value else value
 

@@ -14,6 +14,7 @@ from ..sections.quality import KINDS, SPLITS, IssueTable, LabelIssues, Neighbour
 from ..study.results import StudyContext
 from .blocks import Block, FigureSink, heading, maybe, table, text
 from .figures import image_grid
+from .leaderboard import no_nan
 
 COLUMNS = ["split", "index", "kind", "score", "given_label", "suggested_label", "other_split",
            "other_index", "other_label"]
@@ -89,18 +90,14 @@ def issues_document(results: dict, class_names: list[str], dataset: str) -> dict
         method["labels"] = {
             "checker": c.checker, "folds": c.folds, "oof_accuracy": c.oof_accuracy,
             "test_accuracy": c.test_accuracy, "n_leaked": c.n_leaked,
-            "accuracy_without_leaked": _no_nan(c.accuracy_without_leaked),
-            "accuracy_on_leaked": _no_nan(c.accuracy_on_leaked), "n_removed": c.n_removed,
+            "accuracy_without_leaked": no_nan(c.accuracy_without_leaked),
+            "accuracy_on_leaked": no_nan(c.accuracy_on_leaked), "n_removed": c.n_removed,
             "accuracy_cleaned": c.accuracy_cleaned,
             "accuracy_random_removed": c.accuracy_random_removed,
-            "cleaned_delta_se": _no_nan(c.cleaned_delta_se),
-            "random_delta_se": _no_nan(c.random_delta_se)}
+            "cleaned_delta_se": no_nan(c.cleaned_delta_se),
+            "random_delta_se": no_nan(c.random_delta_se)}
     return {"dataset": dataset, "counts": counts(results), "score_meaning": SCORE_MEANING,
             "method": method, "issues": issue_rows(results, class_names)}
-
-
-def _no_nan(value):
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def write_data_issues(folder: str | Path, results: dict, class_names: list[str],
