@@ -223,3 +223,91 @@ def test_the_report_and_the_run_folders_csv_and_json_agree(quick_run):
     threshold = document["method"]["neighbours"]["near_threshold_rms"]
     assert f"<b>{threshold:.1f}</b> grey levels" in part
     assert f"{document['method']['labels']['oof_accuracy']:.4f}" in part
+
+
+def test_leak_effect_splits_the_accuracy_and_bootstraps_the_difference():
+    from mnistlab.sections.quality import leak_effect
+
+    rng = np.random.default_rng(0)
+    leaked = np.zeros(2000, dtype=bool)
+    leaked[:200] = True
+    right = np.where(leaked, True, rng.random(2000) < 0.8)
+    e = leak_effect(right, leaked, 1000, 0)
+    assert e.n_leaked == 200 and e.accuracy_on_leaked == 1.0
+    assert e.accuracy_without_leaked == pytest.approx(right[200:].mean())
+    assert e.inflation == pytest.approx(right.mean() - right[200:].mean())
+    # the difference is f * (1 - a), a the accuracy without and f the leaked share, both
+    # resampled: sd(f) = sqrt(0.1 * 0.9 / 2000) = 0.0067, sd(a) = sqrt(0.8 * 0.2 / 1800) =
+    # 0.0094, so sd = sqrt((0.2 * 0.0067)^2 + (0.1 * 0.0094)^2) = 0.0016 (to first order)
+    assert 0.0013 < e.inflation_se < 0.0020
+    none = leak_effect(right, np.zeros(2000, dtype=bool), 1000, 0)
+    assert none.n_leaked == 0 and none.inflation == 0 and math.isnan(none.inflation_se)
+    assert math.isnan(none.accuracy_on_leaked)
+
+
+def test_the_leaderboards_accuracy_without_leaks_is_each_models_own(quick_run, planted_results,
+                                                                     mnist_5k):
+    """The leaderboard counts without the test labels: on the planted data check's 20+ leaked
+    test images (the quick study's test set is the same), its accuracies equal those computed
+    from every model's predictions and the labels."""
+    import dataclasses
+
+    from mnistlab.report.leaderboard import leak_effects
+    from mnistlab.sections.quality import leaked_test_images
+    from mnistlab.study.catalog import model_entries
+    from mnistlab.study.results import load_study
+
+    study = load_study(quick_run, sections={"classic", "deep", "quality"})
+    found, _ = planted_results
+    planted_study = dataclasses.replace(study, results={**study.results, "quality": {
+        "neighbours": found}})
+    entries = model_entries(planted_study)
+    effects = leak_effects(planted_study, entries)
+    assert set(effects) == set(entries) and {"classic", "deep"} <= {
+        e.section for e in entries.values()}
+    index, labels = leaked_test_images(found)
+    assert len(index) >= N_LEAKS and (labels == mnist_5k.y_test[index]).all()
+    leaked = np.isin(np.arange(len(mnist_5k.y_test)), index)
+    for name, entry in entries.items():
+        right = entry.test_pred == mnist_5k.y_test
+        e = effects[name]
+        assert e.accuracy == pytest.approx(right.mean())
+        assert e.accuracy_without_leaked == pytest.approx(right[~leaked].mean())
+        assert e.accuracy_on_leaked == pytest.approx(right[leaked].mean())
+        assert e.inflation_se > 0
+
+
+def test_the_report_says_what_leaks_do_to_the_studys_models():
+    from mnistlab.report.quality import model_leak_blocks
+    from mnistlab.sections.quality import LeakEffect
+
+    labels = {"a": "Model A", "b": "Model B"}
+    raised = LeakEffect(30, 0.95, 0.94, 1.0, 0.002)
+    within = LeakEffect(30, 0.95, 0.948, 1.0, 0.002)
+    said = " ".join(b.html for b in model_leak_blocks({"a": raised, "b": within}, labels)
+                    if b.kind == "text")
+    assert "raise the test accuracy of Model A beyond twice" in said
+    assert "For the other models the difference is within twice its noise" in said
+    assert "The largest of these differences is 0.0100: 1.0 in a hundred" in said
+    said = " ".join(b.html for b in model_leak_blocks({"a": within}, labels) if b.kind == "text")
+    assert "raise" not in said and "within twice its noise" in said
+    assert model_leak_blocks({"a": LeakEffect(0, 0.9, 0.9, float("nan"), float("nan"))},
+                             labels) == []
+
+
+def test_the_quick_studys_leaderboard_and_report_carry_the_accuracy_without_leaks(quick_run):
+    board = json.loads((quick_run / "leaderboard.json").read_text())
+    document = json.loads((quick_run / "data_issues.json").read_text())
+    n_leaked = board["n_test_leaked"]
+    assert n_leaked == sum(r["kind"] in ("leak", "near-leak", "label-conflict")
+                           and r["split"] == "test" and r["other_split"] == "train"
+                           for r in document["issues"])
+    rows = list(csv.DictReader((quick_run / "leaderboard.csv").open()))
+    assert all(r["test_acc_unleaked"] for r in rows)
+    html = (quick_run / "report.html").read_text()
+    if n_leaked:
+        assert set(document["models_without_leaked"]) == {r["model"] for r in rows}
+        assert f"without the {n_leaked:,} leaked" in html
+    else:
+        assert all(float(r["test_acc_unleaked"]) == float(r["test_acc"]) for r in rows)
+        assert "without the leaked test images" not in html

@@ -295,7 +295,7 @@ def _run(name, val_loss, val_acc=None, params=1000, epoch_s=1.0, test_acc=0.9, s
         history=history, val_loss_criterion=list(val_loss), test_loss=0.3, test_acc=test_acc,
         train_s=epoch_s * n, epochs_run=n, infer_s_per_10k=0.1, n_params=params, peak_mb=100.0,
         baseline_mb=50.0, threads=2, isolated=True, train_pid=1, weights_file="w",
-        weights_sha256="0" * 64, confusion=np.eye(2), example_images=z, example_pred=z,
+        weights_sha256="0" * 64, confusion=np.eye(2), test_pred=z, example_images=z, example_pred=z,
         example_true=z, error_images=z, error_pred=z, error_true=z, error_confidence=z)
 
 

@@ -20,10 +20,11 @@ from ..core.machine import usable_cores, yield_to_the_study
 from ..engine.store import RunStore, to_json
 from ..models.fitting import ACCELERATED
 from ..sections import SECTIONS
+from ..study.catalog import model_entries
 from ..study.results import StudyContext, StudyResults, load_study, section_results, study_context
 from . import classic, deep, explore, quality, unsupervised
 from .blocks import Block, FigureSink
-from .leaderboard import write_leaderboard
+from .leaderboard import leak_effects, write_leaderboard
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -232,6 +233,12 @@ def build_report(folder: str | Path) -> Path:
         results = load_study(folder, sections=stale).results
         for name in stale:
             blocks[name] = _draw(name, results[name], sink, study, caches[name])
+    models = load_study(folder, sections={"classic", "deep", "quality"})
+    entries = model_entries(models)
+    effects = leak_effects(models, entries)
+    if "quality" in blocks:  # reads the models' stored predictions: cheap, so never kept
+        blocks["quality"] = blocks["quality"] + quality.model_leak_blocks(
+            effects, {name: e.label for name, e in entries.items()})
     sections = [{"anchor": section.NAME, "title": section.TITLE, "blocks": blocks[section.NAME]}
                 for section in SECTIONS if section.NAME in blocks]
     # autoescape: the template is named .html.j2, which select_autoescape() would not escape;
@@ -243,10 +250,10 @@ def build_report(folder: str | Path) -> Path:
         total_wall=f"{sum(r['wall_s'] or 0 for r in cost):.1f} s",
     )
 
-    write_leaderboard(folder, load_study(folder, sections={"classic", "deep"}))
+    write_leaderboard(folder, models)
     if keys["quality"]:
-        quality.write_data_issues(folder, load_study(folder, sections={"quality"}).results[
-            "quality"], study.class_names, study.dataset)
+        quality.write_data_issues(folder, models.results["quality"], study.class_names,
+                                  study.dataset, effects)
     target = folder / "report.html"
     atomic_write_bytes(target, html.encode("utf-8"))
     return target

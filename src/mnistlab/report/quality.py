@@ -4,13 +4,14 @@ from the quality section's stored results."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 from pathlib import Path
 
 from ..core.files import atomic_write_bytes
-from ..sections.quality import KINDS, SPLITS, IssueTable, LabelIssues, NeighbourIssues
+from ..sections.quality import KINDS, SPLITS, IssueTable, LabelIssues, LeakEffect, NeighbourIssues
 from ..study.results import StudyContext
 from .blocks import Block, FigureSink, heading, maybe, table, text
 from .figures import image_grid
@@ -100,11 +101,16 @@ def issues_document(results: dict, class_names: list[str], dataset: str) -> dict
             "method": method, "issues": issue_rows(results, class_names)}
 
 
-def write_data_issues(folder: str | Path, results: dict, class_names: list[str],
-                      dataset: str) -> tuple[Path, Path]:
-    """``data_issues.csv`` and ``data_issues.json`` in ``folder``."""
+def write_data_issues(folder: str | Path, results: dict, class_names: list[str], dataset: str,
+                      effects: dict[str, LeakEffect] | None = None) -> tuple[Path, Path]:
+    """``data_issues.csv`` and ``data_issues.json`` in ``folder``; the JSON also holds the
+    study's models' accuracies without the leaked test images (``effects``), when given."""
     folder = Path(folder)
     document = issues_document(results, class_names, dataset)
+    if effects:
+        document["models_without_leaked"] = {
+            name: {**{k: no_nan(v) for k, v in dataclasses.asdict(e).items()},
+                   "inflation": no_nan(e.inflation)} for name, e in effects.items()}
     csv_path, json_path = folder / "data_issues.csv", folder / "data_issues.json"
     atomic_write_bytes(csv_path, issues_csv(document["issues"]).encode())
     atomic_write_bytes(json_path, json.dumps(document, indent=1).encode())
@@ -298,3 +304,55 @@ def _effect_sentences(c: LabelIssues) -> str:
         f"; without {c.n_removed:,} training images drawn at random, by "
         f"{_delta(c.accuracy_random_removed, c.test_accuracy, c.random_delta_se)}.")
 
+
+
+def model_leak_blocks(effects: dict[str, LeakEffect], labels: dict[str, str]) -> list[Block]:
+    """The study's models (``effects`` by name, in the leaderboard's order) with and without
+    the leaked test images; nothing when no test image leaked."""
+    n_leaked = max((e.n_leaked for e in effects.values()), default=0)
+    if not n_leaked:
+        return []
+    rows, raised, lowered, sizes = [], [], [], []
+    for name, e in effects.items():
+        beyond = not math.isnan(e.inflation_se) and abs(e.inflation) > 2 * e.inflation_se
+        if beyond:
+            (raised if e.inflation > 0 else lowered).append(labels.get(name, name))
+            sizes.append(abs(e.inflation))
+        se = "-" if math.isnan(e.inflation_se) else round(e.inflation_se, 4)
+        rows.append([labels.get(name, name), round(e.accuracy, 4),
+                     _round(e.accuracy_without_leaked), _round(e.accuracy_on_leaked),
+                     f"{e.inflation:+.4f}", se])
+    sentences = [
+        f"The study's models, scored without the {_count(n_leaked, 'test image')} with an "
+        "exact or near copy in the training set: the difference is what the leaked images "
+        "add to each test accuracy, its noise a bootstrap over the test images."]
+    if raised:
+        sentences.append(f"They raise the test accuracy of {_names(raised)} beyond twice "
+                         "its noise.")
+    if lowered:
+        sentences.append(f"They lower the test accuracy of {_names(lowered)} beyond twice "
+                         "its noise (the copies' labels disagree or the models miss them).")
+    if sizes:
+        sentences.append(f"The largest of these differences is {max(sizes):.4f}: "
+                         f"{_share(max(sizes))} of the test images.")
+    if not raised and not lowered:
+        sentences.append("For every model the difference is within twice its noise: the "
+                         "leaked images do not change what the test accuracies measure.")
+    elif len(raised) + len(lowered) < len(effects):
+        sentences.append("For the other models the difference is within twice its noise.")
+    return [heading("The study's models without the leaked test images"),
+            text(" ".join(sentences)),
+            table(["model", "test accuracy", f"without the {n_leaked:,} leaked",
+                   f"on the {n_leaked:,} leaked", "difference", "its standard error"], rows,
+                  "Test accuracy with and without the test images found in the training set "
+                  "(leaderboard.csv: test_acc_unleaked)")]
+
+
+def _share(accuracy: float) -> str:
+    """An accuracy difference as the number of test images in a thousand (or a hundred)."""
+    return (f"{1000 * accuracy:.1f} in a thousand" if accuracy < 0.01
+            else f"{100 * accuracy:.1f} in a hundred")
+
+
+def _names(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]

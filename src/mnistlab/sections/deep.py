@@ -163,6 +163,7 @@ class TrainResult:
     weights_file: str  # relative to the run folder
     weights_sha256: str  # the store checks it: altered or missing weights make the step stale
     confusion: np.ndarray
+    test_pred: np.ndarray  # (n_test,) int16: the class predicted for each test image
     example_images: np.ndarray
     example_pred: np.ndarray
     example_true: np.ndarray
@@ -261,6 +262,7 @@ def train_model(data: Dataset, *, name: str, spec: ModelSpec, max_train: int, is
         weights_file=str(weights.relative_to(files_dir.parent)),
         weights_sha256=sha256_file(weights),
         confusion=confusion_matrix(data.y_test, pred, labels=range(data.n_classes)),
+        test_pred=pred.astype(np.int16),
         example_images=data.x_test[first], example_pred=pred[first].astype(np.int64),
         example_true=data.y_test[first], error_images=data.x_test[wrong],
         error_pred=pred[wrong].astype(np.int64), error_true=data.y_test[wrong],

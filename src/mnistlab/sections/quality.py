@@ -322,6 +322,59 @@ def neighbours(data: Dataset, n_components: int, near_factor: float, outlier_nei
         outlier_neighbours=outlier_neighbours, outlier_iqr=outlier_iqr)
 
 
+def leaked_test_images(neighbours: NeighbourIssues) -> tuple[np.ndarray, np.ndarray]:
+    """The test images with an exact or near copy in the training set, under the same label or
+    another (a model may score them by memory): their indices, ascending, and their labels."""
+    kinds = [KINDS.index(k) for k in ("leak", "near-leak", "label-conflict")]
+    rows = np.flatnonzero((neighbours.split == 1) & np.isin(neighbours.kind, kinds)
+                          & (neighbours.other_split == 0))
+    index, first = np.unique(neighbours.index[rows], return_index=True)
+    return index, neighbours.given[rows[first]]
+
+
+@dataclass
+class LeakEffect:
+    """A model's test accuracy on every test image, without the leaked ones and on them."""
+
+    n_leaked: int
+    accuracy: float
+    accuracy_without_leaked: float  # nan when every test image leaked
+    accuracy_on_leaked: float  # nan when none did
+    # bootstrap standard error of accuracy - accuracy_without_leaked (test images resampled)
+    inflation_se: float
+
+    @property
+    def inflation(self) -> float:
+        """How much the leaked test images raise the accuracy."""
+        return self.accuracy - self.accuracy_without_leaked
+
+
+def leak_effect(right: np.ndarray, leaked: np.ndarray, resamples: int, seed: int) -> LeakEffect:
+    """What the ``leaked`` test images do to an accuracy (``right``: a boolean per test image).
+    The noise of the difference: the test set resampled with replacement ``resamples`` times,
+    both accuracies computed on each resample."""
+    right, leaked = np.asarray(right, dtype=bool), np.asarray(leaked, dtype=bool)
+    kept = ~leaked
+
+    def mean(values, where):
+        return float(values[where].mean()) if where.any() else float("nan")
+
+    se = float("nan")
+    if leaked.any() and kept.sum() > 1:
+        rng = np.random.default_rng(seed)
+        differences = []
+        for start in range(0, resamples, 100):  # 100 resamples at a time: bounded memory
+            rows = rng.integers(0, len(right), (min(100, resamples - start), len(right)))
+            right_rows, kept_rows = right[rows], kept[rows]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                without = (right_rows & kept_rows).sum(1) / kept_rows.sum(1)
+            differences.append(right_rows.mean(1) - without)
+        differences = np.concatenate(differences)
+        se = float(np.nanstd(differences, ddof=1))
+    return LeakEffect(int(leaked.sum()), float(right.mean()) if len(right) else float("nan"),
+                      mean(right, kept), mean(right, leaked), se)
+
+
 def checker_name(checker: str, n_train: int) -> str:
     if checker == "auto":
         return "svc+mlp" if n_train <= SVC_UP_TO else "knn"
@@ -411,11 +464,8 @@ def labels(data: Dataset, neighbours: NeighbourIssues, n_components: int, checke
     table = _table(rows, data, shown, {"label-issue": False})
 
     right = fitted.predict(z_test) == data.y_test
-    leaked_kinds = [KINDS.index(k) for k in ("leak", "near-leak", "label-conflict")]
-    in_test = (neighbours.split == 1) & np.isin(neighbours.kind, leaked_kinds) & (
-        neighbours.other_split == 0)
     leaked = np.zeros(len(data.y_test), dtype=bool)
-    leaked[neighbours.index[in_test]] = True
+    leaked[leaked_test_images(neighbours)[0]] = True
 
     drop = np.unique(table["index"][table["split"] == 0])
     keep = np.setdiff1d(np.arange(len(data.y_train)), drop)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,8 @@ class ModelEntry:
     sha256: str
     versions: dict[str, str]
     engine: str  # the library that fitted it, with its version
+    # the class it predicted for each test image (what the test accuracy counts)
+    test_pred: np.ndarray | None = field(default=None, repr=False)
 
 
 def _rank_key(entry: ModelEntry) -> float:
@@ -135,7 +137,7 @@ def model_entries(study: StudyResults) -> dict[str, ModelEntry]:
                 row["val_acc"], row["train_acc"], row["n_fit"], result.representation,
                 row["fit_s"], row["predict_s_per_10k"], row["peak_mb"], cores,
                 result.params or {"repr": result.estimator}, result.model_file,
-                result.model_sha256, result.versions, result.fitted_by))
+                result.model_sha256, result.versions, result.fitted_by, result.test_pred))
     trained = [r for r in study.results.get("deep", {}).values() if isinstance(r, TrainResult)]
     for result in in_seed_order(trained):
         entries.append(ModelEntry(
@@ -144,7 +146,7 @@ def model_entries(study: StudyResults) -> dict[str, ModelEntry]:
             "pixels (standardised)", result.train_s, result.infer_s_per_10k, result.peak_mb,
             result.threads, {**result.spec, "n_params": result.n_params,
                              "epochs_run": result.epochs_run},
-            result.weights_file, result.weights_sha256, {}, "PyTorch"))
+            result.weights_file, result.weights_sha256, {}, "PyTorch", result.test_pred))
     return {entry.name: entry for entry in sorted(entries, key=_rank_key)}
 
 
