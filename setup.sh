@@ -7,12 +7,14 @@ cd "$(dirname "$0")"
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     # chromium: the browser tests. dataset-fashion-mnist: full Fashion-MNIST offline. wrk: the
-    # load generator of bench/serve.py.
+    # load generator of bench/serve.py. fonts-dejavu-core, fonts-liberation: the typed digits
+    # the robustness section scores every model on.
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium dataset-fashion-mnist wrk >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium dataset-fashion-mnist wrk \
+        fonts-dejavu-core fonts-liberation >/dev/null
 else
     echo "setup: not root or no apt-get; skipping the optional system packages" \
-         "(chromium for the browser test, dataset-fashion-mnist)" >&2
+         "(chromium for the browser test, dataset-fashion-mnist, fonts)" >&2
 fi
 
 PYTHON=${PYTHON:-python3}

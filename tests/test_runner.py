@@ -51,7 +51,7 @@ def rejects(data, *, n_samples):
     raise DatasetError("the user's data is wrong")
 
 
-def _plan(data, params, seed, engine="sklearn"):
+def _plan(data, params, seed, engine="sklearn", earlier=None):
     return [bind("count", count_pixels, params, seed),
             bind("add", add_one, params, seed, needs={"counted": "count"}),
             bind("combine", combine, params, seed, needs={"parts": {"a": "count", "b": "add"}},

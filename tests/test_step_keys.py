@@ -98,8 +98,12 @@ def test_changing_one_value_rekeys_exactly_its_readers(digits, section, name, va
         direct = old.step.arguments != new.step.arguments
         upstream = old.needed_keys != new.needed_keys
         assert direct or upstream, f"{step} was rekeyed but receives nothing that changed"
-    # Nothing outside the section reads a section's parameters.
-    assert {s.split(".")[0] for s in changed | appeared} == {section}
+    # Nothing outside the section reads a section's parameters: outside it, only the steps
+    # that score its models (the robustness section) follow their keys.
+    directly = {s for s in changed if plans[s].step.arguments != new_plans[s].step.arguments}
+    outside = {s for s in changed | appeared if s.split(".")[0] != section}
+    assert {s.split(".")[0] for s in (changed | appeared) - outside} == {section}
+    assert all(s.startswith("robustness.score:") for s in outside) and not outside & directly
 
 
 def _points(sweep: str, values) -> set[str]:
@@ -115,11 +119,12 @@ FULL_UNSUPERVISED = build_config("full").unsupervised
     ({"explore": {"n_samples": 4}}, {"explore.gallery"}),
     ({"classic": {"pca_components": 50}},
      {"classic.representation", "classic.model:svc-rbf", "classic.model:knn",
-      "classic.model:hist-gb", "classic.best",
+      "classic.model:hist-gb", "classic.best", "robustness.score:svc-rbf",
+      "robustness.score:knn", "robustness.score:hist-gb",
       *_points("classic.svc_pca", FULL_CLASSIC.svc_pca_components),
       *_points("classic.svc_kernels", FULL_CLASSIC.kernels)}),
     ({"classic": {"model_params": {"logistic": {"C": 0.5}}}},
-     {"classic.model:logistic", "classic.best",
+     {"classic.model:logistic", "classic.best", "robustness.score:logistic",
       *_points("classic.learning_curve", FULL_CLASSIC.learning_curve_sizes)}),
     ({"classic": {"tree_depths": [1, 2, 3]}},
      {"classic.tree_depth", *_points("classic.tree_pca", FULL_CLASSIC.tree_pca_components)}),
@@ -130,10 +135,12 @@ FULL_UNSUPERVISED = build_config("full").unsupervised
     ({"unsupervised": {"embedding_dim": 5}}, {"unsupervised.embedding"}),
     ({"unsupervised": {"embedding_deskew": True}}, set()),  # auto deskews digits
     ({"unsupervised": {"embedding_deskew": False}}, {"unsupervised.embedding"}),
-    ({"deep": {"models": {"cnn-fast": {"epochs": 2}}}}, {"deep.train:cnn-fast"}),
+    ({"deep": {"models": {"cnn-fast": {"epochs": 2}}}},
+     {"deep.train:cnn-fast", "robustness.score:cnn-fast"}),
     ({"deep": {"models": {"cnn-fast": {"arch_params": {"channels": [8, 16, 32]}}}}},
-     {"deep.train:cnn-fast", "deep.architectures"}),
-    ({"deep": {"models": {"mlp-1": {"lr": 0.01}}}}, {"deep.train:mlp-1", "deep.overfit:mlp-1"}),
+     {"deep.train:cnn-fast", "deep.architectures", "robustness.score:cnn-fast"}),
+    ({"deep": {"models": {"mlp-1": {"lr": 0.01}}}},
+     {"deep.train:mlp-1", "deep.overfit:mlp-1", "robustness.score:mlp-1"}),
 ])
 def test_named_changes_rekey_the_expected_steps(digits, override, expected):
     base = _keys(digits, build_config("full"))

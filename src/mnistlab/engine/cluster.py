@@ -135,11 +135,27 @@ def _keep_freed_memory() -> None:
         pass
 
 
+def input_files(folder: Path, inputs: dict) -> dict[str, bytes]:
+    """The files the results a step receives name (``<x>_file`` fields, relative to the run
+    folder), by relative path: a step that reads a model another step saved gets its file on
+    a worker that shares no disk with the run folder."""
+    files = {}
+    for value in inputs.values():
+        for result in value.values() if isinstance(value, dict) else [value]:
+            if dataclasses.is_dataclass(result):
+                for name in _file_fields(result):
+                    relative = getattr(result, name)
+                    files[relative] = (folder / relative).read_bytes()
+    return files
+
+
 def compute_on_worker(step, data, inputs: dict, files_key: str | None,
-                      shares: dict[str, int] | None = None) -> dict:
+                      shares: dict[str, int] | None = None,
+                      given_files: dict[str, bytes] | None = None) -> dict:
     """Run on a Dask worker: one step with its share of the host's cores (``shares``: see
     :func:`host_threads`; without it, one thread), in a scratch folder for the files it
-    writes; returns the result, its cost and those files' bytes."""
+    writes, where ``given_files`` (see :func:`input_files`) are put first; returns the result,
+    its cost and the bytes of the files it wrote."""
     from distributed import get_worker
     from threadpoolctl import threadpool_limits
 
@@ -157,6 +173,10 @@ def compute_on_worker(step, data, inputs: dict, files_key: str | None,
     with tempfile.TemporaryDirectory(prefix="mnistlab-step-") as scratch:
         if files_key is not None:
             inputs = {**inputs, "files_dir": Path(scratch) / "models", "files_key": files_key}
+        for relative, payload in (given_files or {}).items():
+            path = Path(scratch) / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(payload)
         import joblib
 
         with (threadpool_limits(threads), joblib.parallel_config(backend="threading"),
@@ -166,7 +186,8 @@ def compute_on_worker(step, data, inputs: dict, files_key: str | None,
                 result = step(data, **inputs)
         for name in _file_fields(result):
             relative = getattr(result, name)
-            files[relative] = (Path(scratch) / relative).read_bytes()
+            if relative not in (given_files or {}):
+                files[relative] = (Path(scratch) / relative).read_bytes()
     return {"result": result, "wall_s": cost.wall_s, "peak_mb": cost.peak_mb,
             "delta_mb": cost.delta_mb, "files": files, "worker": get_worker().address}
 
@@ -248,9 +269,10 @@ def _run_graphs(client, graphs: list[StudyGraph], progress: Progress
             inputs = per_argument(item.needed_keys, store.load_result)
             store.mark_running(item.key, item.section, item.step.name,
                                {"fn": item.step.qualname, "arguments": item.step.arguments})
+            given = input_files(store.folder, inputs) if item.step.files else {}
             future = client.submit(compute_on_worker, item.step, scattered[data.fingerprint],
                                    inputs, item.key if item.step.files else None, shares,
-                                   pure=False,
+                                   given, pure=False,
                                    key=f"{item.where}-{index}-{item.key}")
             running[future] = (index, item)
             finished.add(future)

@@ -22,7 +22,7 @@ from ..models.fitting import ACCELERATED
 from ..sections import SECTIONS
 from ..study.catalog import model_entries
 from ..study.results import StudyContext, StudyResults, load_study, section_results, study_context
-from . import classic, deep, explore, quality, unsupervised
+from . import classic, deep, explore, quality, robustness, unsupervised
 from .blocks import Block, FigureSink
 from .leaderboard import leak_effects, write_leaderboard
 
@@ -63,7 +63,7 @@ def draw_figures(study: StudyResults) -> dict[str, Figure]:
 
 RENDERERS = {"explore": explore.render, "quality": quality.render,
              "unsupervised": unsupervised.render,
-             "classic": classic.render, "deep": deep.render}
+             "classic": classic.render, "deep": deep.render, "robustness": robustness.render}
 
 
 def _render_version() -> str:
@@ -233,7 +233,7 @@ def build_report(folder: str | Path) -> Path:
         results = load_study(folder, sections=stale).results
         for name in stale:
             blocks[name] = _draw(name, results[name], sink, study, caches[name])
-    models = load_study(folder, sections={"classic", "deep", "quality"})
+    models = load_study(folder, sections={"classic", "deep", "quality", "robustness"})
     entries = model_entries(models)
     effects = leak_effects(models, entries)
     if "quality" in blocks:  # reads the models' stored predictions: cheap, so never kept

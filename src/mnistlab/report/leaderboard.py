@@ -17,10 +17,13 @@ import numpy as np
 
 from ..core.files import atomic_write_bytes
 from ..sections.quality import LeakEffect, NeighbourIssues, leak_effect, leaked_test_images
+from ..sections.robustness import ModelRobustness, Variants
 from ..study.catalog import ModelEntry, model_entries
 from ..study.results import StudyResults
+from .robustness import accuracies
 
-COLUMNS = ["rank", "model", "section", "label", "test_acc", "test_acc_unleaked", "val_acc",
+COLUMNS = ["rank", "model", "section", "label", "test_acc", "test_acc_unleaked",
+           "corrupted_acc_mean", "typed_digits_acc", "small_digits_acc", "val_acc",
            "train_acc", "n_train",
            "representation", "engine", "fit_s", "predict_s_per_10k", "file_mb", "peak_mb", "threads",
            "seed", "dataset", "fingerprint", "profile", "file", "params"]
@@ -62,6 +65,20 @@ def leak_effects(study: StudyResults,
     return effects
 
 
+def _robustness(study: StudyResults) -> dict[str, dict]:
+    """Each model's accuracies beyond the test set (the robustness section), by name."""
+    results = study.results.get("robustness", {}).values()
+    variants = [r for r in results if isinstance(r, Variants)]
+    if not variants:
+        return {}
+    found = {}
+    for m in (r for r in results if isinstance(r, ModelRobustness)):
+        a = accuracies(variants[0], m)
+        found[m.name] = {"corrupted_acc_mean": a["mean"], "typed_digits_acc": a["fonts"],
+                         "small_digits_acc": a["small"]}
+    return found
+
+
 def leaderboard_rows(folder: Path, study: StudyResults) -> list[dict]:
     """One row per trained model, in the catalog's order: highest validation accuracy first
     (the test set only scores). ``test_acc_unleaked``: without the test images found in the
@@ -71,12 +88,14 @@ def leaderboard_rows(folder: Path, study: StudyResults) -> list[dict]:
               "fingerprint": context.fingerprint, "profile": context.profile}
     entries = model_entries(study)
     effects = leak_effects(study, entries)
+    robust = _robustness(study)
     rows = []
     for rank, entry in enumerate(entries.values(), 1):
         effect = effects.get(entry.name)
         rows.append({"rank": rank, "model": entry.name, "section": entry.section,
                      "label": entry.label, "test_acc": entry.test_acc,
                      "test_acc_unleaked": effect.accuracy_without_leaked if effect else None,
+                     **robust.get(entry.name, {}),
                      "val_acc": entry.val_acc, "train_acc": entry.train_acc,
                      "n_train": entry.n_train, "representation": entry.representation,
                      "engine": entry.engine,
@@ -94,7 +113,8 @@ def no_nan(value):
 
 def write_leaderboard(folder: str | Path, study) -> tuple[Path, Path]:
     """``leaderboard.csv`` and ``leaderboard.json`` in ``folder``, from the loaded ``study``
-    (sections classic and deep, and quality for ``test_acc_unleaked``)."""
+    (sections classic and deep; quality for ``test_acc_unleaked``, robustness for the
+    accuracies beyond the test set)."""
     folder = Path(folder)
     rows = leaderboard_rows(folder, study)
     context = study.context

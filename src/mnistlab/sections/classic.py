@@ -15,7 +15,7 @@ from __future__ import annotations
 import pickle
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -899,7 +899,8 @@ class _Binder:
         return chosen
 
 
-def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn") -> list[Step]:
+def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn",
+         earlier: Mapping[str, Step] | None = None) -> list[Step]:
     for c in params.c_classes:
         if not 0 <= c < data.n_classes:
             raise ConfigError(f"classic.c_classes: class {c} does not exist "

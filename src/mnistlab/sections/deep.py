@@ -10,6 +10,7 @@ trained them.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -285,7 +286,8 @@ def overfit(data: Dataset, *, name: str, spec: ModelSpec, overfit_images: int,
                          out["test_loss"], out["history"])
 
 
-def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn") -> list[Step]:
+def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn",
+         earlier: Mapping[str, Step] | None = None) -> list[Step]:
     params = params.model_copy(update={"models": {
         name: spec.for_data(data) for name, spec in params.models.items()}})
     for name, spec in params.enabled().items():  # the config against this data's images

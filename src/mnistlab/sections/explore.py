@@ -7,6 +7,7 @@ near 1.0 whatever it has learned; only held-out images show how it generalises.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,7 +152,8 @@ def holdout_demo(data: Dataset, n_fit: int, n_eval: int, seed: int) -> HoldoutDe
     return HoldoutDemo(len(y_fit), len(seen), train_acc, test_acc, len(y_te))
 
 
-def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn") -> list[Step]:
+def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn",
+         earlier: Mapping[str, Step] | None = None) -> list[Step]:
     return [
         bind("summary", summarize, params, seed),
         bind("gallery", gallery, params, seed),

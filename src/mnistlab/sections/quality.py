@@ -15,6 +15,7 @@ steps, each a pure function of the data and its parameters:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -491,7 +492,8 @@ def labels(data: Dataset, neighbours: NeighbourIssues, n_components: int, checke
         random_delta_se=_paired_se(right, right_random, bootstrap, seed), bootstrap=bootstrap)
 
 
-def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn") -> list[Step]:
+def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn",
+         earlier: Mapping[str, Step] | None = None) -> list[Step]:
     return [
         bind("neighbours", neighbours, params, seed),
         bind("labels", labels, params, seed, needs={"neighbours": "neighbours"}),

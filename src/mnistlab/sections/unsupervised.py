@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -734,7 +735,8 @@ def embedding_clusters(
                            labels[keep], y[keep], _pad_columns(table, n_clusters))
 
 
-def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn") -> list[Step]:
+def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn",
+         earlier: Mapping[str, Step] | None = None) -> list[Step]:
     """The section's steps. ``engine`` leaves them as they are: k-means stays scikit-learn's
     (oneDAL's saved 0.7 s of Fashion-MNIST's 1.9 s, and its different starts moved the K sweep's
     scores beyond scikit-learn's seed-to-seed range: bench/engine.py)."""

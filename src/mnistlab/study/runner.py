@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ..core.errors import ConfigError
@@ -23,6 +24,7 @@ from ..engine.plan import (
     StudyGraph,
     per_argument,
 )
+from ..engine.step import Step
 from ..engine.store import RunStore
 from ..models.fitting import resolve_engine
 from ..sections import SECTIONS
@@ -53,17 +55,29 @@ def plan_study(data: Dataset, config: StudyConfig,
         raise ConfigError(f"sections: unknown section {unknown[0]!r} (use {', '.join(known)})")
     engine = resolve_engine(config.engine)
     planned = []
+    earlier: dict[str, Step] = {}  # "section/step" -> step, of the sections planned so far
+    qualified_keys: dict[str, str] = {}
     for section in SECTIONS:
         if sections is not None and section.NAME not in sections:
             continue
         keys: dict[str, str] = {}
-        for step in section.plan(data, getattr(config, section.NAME), config.seed,
-                                 engine=engine.name):
-            needed = per_argument(step.needs, keys.__getitem__)
+        steps = section.plan(data, getattr(config, section.NAME), config.seed,
+                             engine=engine.name, earlier=dict(earlier))
+        for step in steps:
+            needed = per_argument(step.needs, partial(_key_of, keys, qualified_keys))
             keys[step.name] = step.key(data.fingerprint, needed)
             planned.append(PlannedStep(section.NAME, step, keys[step.name], needed))
+        for step in steps:
+            earlier[f"{section.NAME}/{step.name}"] = step
+            qualified_keys[f"{section.NAME}/{step.name}"] = keys[step.name]
     _check_unique_keys(planned)
     return planned
+
+
+def _key_of(own: dict[str, str], earlier: dict[str, str], name: str) -> str:
+    """The key of the step a step needs: one of its section's, or ``"section/step"`` of an
+    earlier section's."""
+    return earlier[name] if "/" in name else own[name]
 
 
 def _check_unique_keys(planned: list[PlannedStep]) -> None:
