@@ -102,7 +102,7 @@ def test_the_plan_scores_each_model_its_sections_train():
     data = load_dataset("digits")
     planned = plan_study(data, build_config("quick"))
     by_name = {f"{p.section}/{p.step.name}": p for p in planned}
-    scores = [p for p in planned if p.section == "robustness" and p.step.name != "variants"]
+    scores = [p for p in planned if p.step.name.startswith("score:")]
     trained = [p for p in planned if p.step.fn.__name__ in ("fit_model", "train_model")]
     assert len(scores) == len(trained) > 5
     for p in scores:
@@ -117,7 +117,7 @@ def test_the_plan_scores_each_model_its_sections_train():
     assert changed == {p.step.name for p in scores if p.step.needs["model"].startswith("deep/")}
     # the section alone: nothing to score
     alone = plan_study(data, build_config("quick"), sections=["robustness"])
-    assert [p.step.name for p in alone] == ["variants"]
+    assert [p.step.name for p in alone] == ["variants", "familiarity"]
 
 
 def test_the_stored_predictions_are_the_saved_models_on_the_corrupted_images(quick_run,
@@ -172,7 +172,7 @@ def _scored(name, labels, corrupted_right, clean_right=None, collapse_to=None):
         pred[0] = collapse_to
     clean = labels if clean_right is None else np.where(clean_right, labels, wrong)
     z = np.zeros(0, np.int16)
-    return ModelRobustness(name, "deep", clean.astype(np.int16), pred, z, z, 0.1)
+    return ModelRobustness(name, "deep", clean.astype(np.int16), pred, z, z, 0.1, "")
 
 
 def _variants(labels, n_corruptions=2):
@@ -234,3 +234,23 @@ def test_the_sentences_follow_the_numbers_and_their_noise():
     assert "hurts most is <b>shift</b>" in said and "within twice the noise of it" not in said
     said = _said(v, [_scored("even", labels, rng.random((2, 2000)) < 0.6)])
     assert "within twice the noise of it" in said
+
+
+def test_the_familiarity_flag_raises_about_its_quantile_of_clean_images_and_more_of_noise(
+        mnist_5k):
+    from mnistlab.sections.robustness import familiarity, familiarity_scores
+
+    v = call_step(robustness.variants, mnist_5k, robustness.Params(images=1000), 0, fonts=(),
+                  small_digits_wanted=False)
+    f = call_step(familiarity, mnist_5k, robustness.Params(), 0, variants=v, fit_images=4000,
+                  n_components=50, quantile=0.95)
+    assert (f.test_scores > f.threshold).mean() == pytest.approx(0.05, abs=0.002)
+    assert f.components.shape == (50, 784) and f.n_fit == 4000
+    # the score is the RMS of what the PCA cannot rebuild, in grey levels
+    centred = v.clean[:50].reshape(50, -1).astype(np.float64) - f.mean
+    rebuilt = (centred @ f.components.T) @ f.components
+    rms = np.sqrt(((centred - rebuilt) ** 2).mean(1))
+    assert np.allclose(familiarity_scores(v.clean[:50], f), rms, rtol=1e-3, atol=1e-2)
+    flagged = dict(zip(v.corruptions, f.corrupted_flagged))
+    assert flagged["impulse-noise"] > 0.9 and flagged["gaussian-noise"] > 0.5
+    assert flagged["thick"] > 2 * 0.05 and flagged["shift"] > 2 * 0.05

@@ -4,6 +4,7 @@ Chromium that draws a stroke with the mouse and uploads an image."""
 import os
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -56,7 +57,34 @@ def test_draw_a_stroke_and_upload_a_test_image(live_server, tmp_path):
             f"{drawn[0]!r}", timeout=30_000)
         best = page.locator("#predictions .model[data-model='cnn-fast'] h3").text_content()
         summary = page.text_content("#summary")
+        far_for_a_test_image = page.text_content("#far")
+        # an image of noise (28x28 grey: the models read it as it is), far from every
+        # training digit, and the page says so
+        noise = tmp_path / "noise.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+                        ).save(noise)
+        page.set_input_files("#file", str(noise))
+        page.wait_for_function("() => document.getElementById('far').textContent !== ''",
+                               timeout=30_000)
+        far_for_noise = page.text_content("#far")
+        # a small 7 drawn with the same pen: once scaled to MNIST's box, its strokes are
+        # several times as thick as a training digit's; the page shows what the models say
+        page.click("#clear")
+        x0, y0 = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.45
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        for k in range(1, 11):
+            page.mouse.move(x0 + 30 * k / 10, y0)
+        for k in range(1, 11):
+            page.mouse.move(x0 + 30 - 18 * k / 10, y0 + 42 * k / 10)
+        page.mouse.up()
+        page.wait_for_selector("#predictions .model", timeout=30_000)
+        thick = page.locator("#predictions .model[data-model='cnn-fast'] h3").text_content()
+        print(f"a thick drawn 7: {thick}; far: {page.text_content('#far')!r}")
         browser.close()
+    assert far_for_a_test_image == ""
+    assert far_for_noise.startswith("This image is far from the training images")
+    assert thick.startswith("cnn-fast: ")
     assert best.startswith(f"cnn-fast: {data.y_test[index]}")
     assert summary
     assert all(url.startswith(live_server) for url in requests)  # nothing from outside

@@ -291,3 +291,20 @@ def test_the_batcher_keeps_the_sizes_of_its_last_1000_batches():
     asyncio.run(main())
     batcher.pool.shutdown()
     assert batcher.batches == [1] * 1000
+
+
+def test_an_image_far_from_the_training_images_is_flagged_and_a_test_image_is_not(
+        client, quick_run, mnist5k):
+    from mnistlab.sections.robustness import Familiarity, familiarity_scores
+    from mnistlab.study.results import load_study
+
+    results = load_study(quick_run, sections={"robustness"}).results["robustness"]
+    reference = next(r for r in results.values() if isinstance(r, Familiarity))
+    test_image = _good(client, mnist5k)["familiarity"]
+    expected = float(familiarity_scores(mnist5k.x_test[1:2], reference)[0])
+    assert test_image["distance"] == pytest.approx(expected, abs=1e-4)
+    assert test_image["threshold"] == pytest.approx(reference.threshold, abs=1e-4)
+    assert test_image["far"] is (expected > reference.threshold)
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28))
+    far = client.post("/api/predict.json", json=noise.tolist()).json()["familiarity"]
+    assert far["far"] is True and far["distance"] > far["threshold"]

@@ -38,7 +38,7 @@ def _candidates(value, annotation):
     if isinstance(value, int):  # + 1000: a max_train of 1 is rightly refused (BIC of 1 point)
         return [value + 1, value - 1, value * 2 or 1, value + 1000]
     if isinstance(value, float):
-        return [value * 0.5, value * 1.5, value + 0.01]
+        return [value * 0.5, value * 1.5, value + 0.01, value - 0.01]
     if value == "auto" and bool in typing.get_args(annotation):  # auto or an explicit bool
         return [False, True]
     if isinstance(value, str):

@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch.nn import functional as F
 
 from ..core.files import atomic_write_bytes
+from .augment import augment
 from .nets import ARCHITECTURES, build_module, count_parameters, layer_table
 from .training import TrainingParams, augment_shift_problem
 
@@ -69,6 +70,10 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         Data augmentation: each training image, each time it is drawn, moved by a random
         whole number of pixels from -augment_shift to +augment_shift along each axis (the
         uncovered border takes the background value, that of a 0 pixel). 0 turns it off.
+    augment : list of str, default=[]
+        Data augmentations of :data:`mnistlab.models.augment.AUGMENTATIONS` (``affine``,
+        ``stroke``, ``blur``, ``contrast``, ``noise``), each drawn per image, per batch, after
+        ``augment_shift``.
     arch_params : dict, optional
         Passed to :func:`build_module`.
     max_train_seconds : float, optional
@@ -111,7 +116,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
                  lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0,
                  schedule: str = "constant", validation_fraction: float = 0.2,
                  early_stopping: bool = False, patience: int = 3, label_smoothing: float = 0.0,
-                 augment_shift: int = 0,
+                 augment_shift: int = 0, augment: list[str] | tuple[str, ...] = (),
                  arch_params: dict | None = None, max_train_seconds: float | None = None,
                  bf16: bool | str = False, stop_at_train_accuracy: float | None = None,
                  seed: int = 0, device: str = "auto"):
@@ -127,6 +132,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.label_smoothing = label_smoothing
         self.augment_shift = augment_shift
+        self.augment = augment
         self.arch_params = arch_params
         self.max_train_seconds = max_train_seconds
         self.bf16 = bf16
@@ -140,7 +146,9 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"TorchClassifier: arch must be one of {', '.join(ARCHITECTURES)}")
         try:  # strict: the estimator does not coerce "10" or 2.5 into an epoch count
             TrainingParams.model_validate(
-                {name: getattr(self, name) for name in TrainingParams.model_fields}, strict=True)
+                {name: list(value) if isinstance(value, tuple) else value
+                 for name in TrainingParams.model_fields
+                 for value in [getattr(self, name)]}, strict=True)
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"]) or "parameters"
@@ -268,6 +276,9 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             xb, yb = xt[idx].to(device), yt[idx].to(device)
             if self.augment_shift:
                 xb = self._shifted(xb, generator)
+            if self.augment:  # in grey levels, where the augmentations are stated
+                xb = (augment(xb * self.std_ + self.mean_, self.augment, generator)
+                      - self.mean_) / self.std_
             with self._autocast(device):
                 logits = self.module_(xb)
             loss = F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)

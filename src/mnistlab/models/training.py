@@ -21,6 +21,12 @@ def augment_shift_problem(augment_shift: int, image_shape: tuple[int, int]) -> s
     return None
 
 
+# The training augmentations' names, in the order they apply (models.augment.AUGMENTATIONS
+# holds their code, which needs torch: the configuration reads the names without it).
+AUGMENTATION_NAMES = ("affine", "stroke", "blur", "contrast", "noise")
+Augmentation = Literal[AUGMENTATION_NAMES]  # type: ignore[valid-type]
+
+
 class TrainingParams(BaseModel):
     """How a network is trained: the TorchClassifier parameters besides ``arch``, validated in
     this one place for the estimator (at ``fit``) and for the study configuration (the deep
@@ -39,6 +45,7 @@ class TrainingParams(BaseModel):
     patience: int = Field(3, ge=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     augment_shift: int = Field(0, ge=0, le=8)
+    augment: list[Augmentation] = Field(default_factory=list)
     arch_params: dict | None = None
     max_train_seconds: float | None = Field(None, ge=0)
     bf16: bool | Literal["auto"] = False

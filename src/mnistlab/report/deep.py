@@ -168,6 +168,8 @@ def _curves_caption(runs: list[TrainResult]) -> str:
                 if r.spec.get("label_smoothing")]
     shifted = [f"{r.name} (up to {r.spec['augment_shift']} px)" for r in runs
                if r.spec.get("augment_shift")]
+    augmented = [f"{r.name} ({', '.join(r.spec['augment'])})" for r in runs
+                 if r.spec.get("augment")]
     return ("Loss and accuracy per epoch: training (measured during the epoch, dropout on) vs "
             "validation" + (f". Networks trained with label smoothing ({', '.join(smoothed)}): "
                             "both loss curves include it, so they compare like with like (the "
@@ -175,7 +177,10 @@ def _curves_caption(runs: list[TrainResult]) -> str:
                             if smoothed else "")
             + (f". Networks trained on randomly shifted images ({', '.join(shifted)}): their "
                "training curves are measured on the shifted images, the validation curves on "
-               "the images as they are" if shifted else ""))
+               "the images as they are" if shifted else "")
+            + (f". Networks trained on augmented images ({'; '.join(augmented)}, see section "
+               "5): their training curves are measured on the augmented images"
+               if augmented else ""))
 
 
 def _has(arch: Architectures, name: str, layer_type: str) -> bool:
@@ -289,7 +294,9 @@ def _cost_answer(runs: list[TrainResult], arch: Architectures) -> str:
                                        (f"label smoothing {f.spec.get('label_smoothing', 0):g}",
                                         bool(f.spec.get("label_smoothing"))),
                                        (f"random shifts of up to {f.spec.get('augment_shift')} px",
-                                        bool(f.spec.get("augment_shift"))))
+                                        bool(f.spec.get("augment_shift"))),
+                                       (f"augmentations: {', '.join(f.spec.get('augment') or [])}",
+                                        bool(f.spec.get("augment"))))
                   if present]
         parts.append(f"cnn-fast ({', '.join(tricks + [f'{f.n_params:,} parameters'])}) "
                      f"reaches {f.test_acc:.4f} in {f.train_s:.1f} s of training.")

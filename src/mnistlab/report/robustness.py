@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..sections.classic import MODELS
-from ..sections.robustness import ModelRobustness, Variants
+from ..sections.robustness import Familiarity, ModelRobustness, Variants
 from ..study.results import StudyContext
-from .blocks import Block, FigureSink, esc, every, heading, new_figure, table, text, the
+from .blocks import Block, FigureSink, esc, every, heading, maybe, new_figure, table, text, the
 from .figures import image_grid
 
 BOOTSTRAP = 1000
@@ -67,7 +67,51 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     if len(v.corruptions):
         blocks += _corruption_blocks(v, scores, by_mean, acc, study, sink)
     blocks += _writing_blocks(v, scores, acc, names, sink)
+    f = maybe(results, Familiarity)
+    if f is not None:
+        blocks += _familiarity_blocks(v, f, scores, acc)
     return blocks
+
+
+def _familiarity_blocks(v: Variants, f: Familiarity, scores, acc) -> list[Block]:
+    """What the out-of-distribution flag (the page and the API show it) flags."""
+    expected = 1 - f.quantile
+    clean_flagged = float((f.test_scores > f.threshold).mean())
+    rows = [["clean test sample", f"{100 * clean_flagged:.1f} %", "-"]]
+    for c, name in enumerate(v.corruptions):
+        mean_acc = np.mean([acc[m.name]["per"][c] for m in scores]) if scores else None
+        rows.append([name, f"{100 * f.corrupted_flagged[c]:.1f} %",
+                     "-" if mean_acc is None else round(float(mean_acc), 4)])
+    for name, share, key in (("typed digits", f.font_flagged, "fonts"),
+                             ("scikit-learn's 8x8 digits", f.small_flagged, "small")):
+        if not np.isnan(share):
+            mean_acc = np.mean([acc[m.name][key] for m in scores]) if scores else None
+            rows.append([name, f"{100 * share:.1f} %",
+                         "-" if mean_acc is None else round(float(mean_acc), 4)])
+    sentences = [
+        f"The page and the API flag an image as far from the training images when its distance "
+        f"to the space of a {f.components.shape[0]}-component PCA of {f.n_fit:,} training "
+        f"images (what those components cannot rebuild of it, RMS over the pixels) is above "
+        f"<b>{f.threshold:.1f}</b> grey levels: the {100 * f.quantile:g}th percentile of the "
+        f"clean test sample's distances, so that {100 * expected:.0f} % of ordinary test images "
+        f"are flagged by design ({100 * clean_flagged:.1f} % here)."]
+    if len(v.corruptions):
+        most, least = int(np.argmax(f.corrupted_flagged)), int(np.argmin(f.corrupted_flagged))
+        sentences.append(
+            f"It flags {100 * f.corrupted_flagged[most]:.1f} % of the images under "
+            f"{esc(v.corruptions[most])} and {100 * f.corrupted_flagged[least]:.1f} % under "
+            f"{esc(v.corruptions[least])}.")
+        if scores:
+            per = np.array([acc[m.name]["per"] for m in scores]).mean(0)
+            hurt = int(np.argmin(per))
+            if f.corrupted_flagged[hurt] < 0.5:
+                sentences.append(
+                    f"The corruption that hurts the models most, {esc(v.corruptions[hurt])}, is "
+                    f"flagged for only {100 * f.corrupted_flagged[hurt]:.1f} % of its images: "
+                    "an unflagged image is not thereby one the models read well.")
+    return [heading("Far from the training images"), text(" ".join(sentences)),
+            table(["images", "flagged", "mean accuracy of the models"], rows,
+                  "Share of each kind of image the out-of-distribution flag raises")]
 
 
 def _corruption_blocks(v, scores, by_mean, acc, study, sink) -> list[Block]:
@@ -77,9 +121,11 @@ def _corruption_blocks(v, scores, by_mean, acc, study, sink) -> list[Block]:
         worst = int(np.argmin(a["per"]))
         rows.append([label(m), round(a["clean"], 4), round(a["mean"], 4),
                      f"{a['mean'] - a['clean']:+.4f}",
-                     f"{v.corruptions[worst]} ({a['per'][worst]:.3f})"])
+                     f"{v.corruptions[worst]} ({a['per'][worst]:.3f})",
+                     m.trained_with or ("none" if m.section == "deep" else "-")])
     blocks = [heading("Corrupted test images"), table(
-        ["model", "clean (sample)", "mean over the corruptions", "drop", "worst corruption"],
+        ["model", "clean (sample)", "mean over the corruptions", "drop", "worst corruption",
+         "trained with augmentations"],
         rows, "Accuracy on the corrupted test images, most robust first")]
     fig = _heatmap(v, by_mean, acc)
     blocks.append(sink.block("robustness-heatmap", fig, "Accuracy of each model under each "

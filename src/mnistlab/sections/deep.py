@@ -26,7 +26,12 @@ from ..data.prepare import stratified_subset
 from ..engine.measure import cores_given
 from ..engine.step import Step, bind
 from ..models.architectures import NETWORKS, image_shape_problem
-from ..models.training import TrainingParams, augment_shift_problem
+from ..models.training import (
+    AUGMENTATION_NAMES,
+    Augmentation,
+    TrainingParams,
+    augment_shift_problem,
+)
 
 NAME = "deep"
 TITLE = "4. Deep learning: MLP and CNN"
@@ -47,16 +52,26 @@ class ModelSpec(TrainingParams):
         0, description="train on images moved by up to this many pixels, at random; auto = 1 "
         "on the named digit datasets of 28x28 images or larger, else 0")
 
+    augment: list[Augmentation] | Literal["auto"] = Field(
+        default_factory=list, description="training augmentations, each drawn per image: "
+        f"{', '.join(AUGMENTATION_NAMES)} (models.augment says what each does; section 5 "
+        "measures what they change); auto = all of them on the named digit datasets of 28x28 "
+        "images or larger, else none")
+
     def for_data(self, data: Dataset) -> ModelSpec:
-        """This spec with ``augment_shift="auto"`` decided for ``data``."""
-        if self.augment_shift != "auto":
-            return self
-        shift = 1 if data.digits and min(data.image_shape) >= 28 else 0
-        return self.model_copy(update={"augment_shift": shift})
+        """This spec with ``augment_shift`` and ``augment`` "auto" decided for ``data``."""
+        mnist_sized = data.digits and min(data.image_shape) >= 28
+        update = {}
+        if self.augment_shift == "auto":
+            update["augment_shift"] = 1 if mnist_sized else 0
+        if self.augment == "auto":
+            update["augment"] = list(AUGMENTATION_NAMES) if mnist_sized else []
+        return self.model_copy(update=update) if update else self
 
     def estimator_params(self) -> dict:
-        if self.augment_shift == "auto":
-            raise ValueError("augment_shift='auto': decide it for the data first (for_data)")
+        if "auto" in (self.augment_shift, self.augment):
+            raise ValueError("augment_shift or augment 'auto': decide it for the data first "
+                             "(for_data)")
         params = self.model_dump(exclude={"enabled"})
         params["max_train_seconds"] = self.max_train_seconds or None
         params["arch_params"] = self.arch_params or None
@@ -127,7 +142,7 @@ class Params(BaseModel):
 # (mnist-5k, seeds 0-2: 0.8977 without, 0.8950 with): the quick profile trains on them as they are.
 QUICK = {"max_train": 2000,
          "models": {"mlp-1": {"epochs": 4}, "mlp-2": {"epochs": 4}, "cnn-seed": {"epochs": 3},
-                    "cnn-fast": {"epochs": 3, "augment_shift": 0}},
+                    "cnn-fast": {"epochs": 3, "augment_shift": 0, "augment": []}},
          "overfit_max_epochs": 150, "isolate": False}
 
 

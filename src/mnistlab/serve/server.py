@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..data.images import MAX_PIXELS, ImageError, array_to_input, image_to_input
+from ..sections.robustness import Familiarity, familiarity_scores
 from ..study.catalog import TrainedModel, best_name, open_models, resolve_names
 from ..study.results import load_study
 
@@ -69,11 +70,24 @@ class Prediction(BaseModel):
     unsure: bool = Field(description=f"a top probability under {LOW_CONFIDENCE}")
 
 
+class Familiar(BaseModel):
+    distance: float = Field(description="the image's distance to the training images (its "
+                            "k-th nearest of them in a PCA of their pixels)")
+    threshold: float = Field(description="the distance above which an image is flagged: a "
+                             "high quantile of the clean test images' distances (the report's "
+                             "section 5 says which, and what it flags)")
+    far: bool = Field(description="distance above threshold: unlike the images the models were "
+                      "trained on, so that their predictions may mean little")
+
+
 class PredictResponse(BaseModel):
     input: list[list[int]] = Field(description="the image the models saw, as they saw it")
     predictions: list[Prediction]
     agree: bool = Field(description="every model predicted the same class")
     votes: dict[str, int] = Field(description="class name -> number of models predicting it")
+    familiarity: Familiar | None = Field(description="how far the image lies from the training "
+                                         "images; null when the study has no robustness "
+                                         "section to measure it")
 
 
 class ErrorDetail(BaseModel):
@@ -216,12 +230,20 @@ def _static(name: str) -> str:
     return resources.files("mnistlab").joinpath("web", name).read_text(encoding="utf-8")
 
 
+def _familiarity(run: Path) -> Familiarity | None:
+    """The study's out-of-distribution reference, when it ran the robustness section."""
+    results = load_study(run, sections={"robustness"}).results.get("robustness", {})
+    found = [r for r in results.values() if isinstance(r, Familiarity)]
+    return found[0] if found else None
+
+
 def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its routes)
                max_body: int = MAX_BODY_BYTES) -> FastAPI:
     """The FastAPI application serving the models of the study in ``run``."""
     run = Path(run)
     context = load_study(run, sections=set()).context
     models = {m.name: m for m in open_models(run, ["all"])}
+    reference = _familiarity(run)
     best = best_name(models)  # open_models keeps the catalog's ranking
     image_shape = tuple(context.image_shape)
     classes = list(context.class_names)
@@ -278,8 +300,15 @@ def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its r
         votes: dict[str, int] = {}
         for p in predictions:
             votes[p["name"]] = votes.get(p["name"], 0) + 1
+        familiar = None
+        if reference is not None:
+            distance = float(familiarity_scores(image[None], reference)[0])
+            familiar = {"distance": round(distance, 4),
+                        "threshold": round(reference.threshold, 4),
+                        "far": distance > reference.threshold}
         return JSONResponse({"input": image.tolist(), "predictions": predictions,
-                             "agree": len(votes) == 1, "votes": votes})
+                             "agree": len(votes) == 1, "votes": votes,
+                             "familiarity": familiar})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:

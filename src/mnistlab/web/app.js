@@ -52,6 +52,7 @@ document.getElementById("clear").addEventListener("click", () => {
   clearPad();
   document.getElementById("predictions").textContent = "";
   document.getElementById("summary").textContent = "";
+  document.getElementById("far").textContent = "";
   statusLine.textContent = "";
 });
 
@@ -107,6 +108,13 @@ function show(answer) {
     ? `Every model says ${votes[0][0]}.`
     : "The models disagree: " + votes.map(([name, n]) => `${name} (${n})`).join(", ") + ".";
   summary.className = answer.agree ? "" : "warning";
+  const far = document.getElementById("far");
+  const f = answer.familiarity;
+  far.textContent = f && f.far
+    ? `This image is far from the training images (distance ${f.distance.toFixed(2)}, ` +
+      `above ${f.threshold.toFixed(2)}): the predictions below may mean little.`
+    : "";
+  far.className = f && f.far ? "warning" : "";
   const list = document.getElementById("predictions");
   list.textContent = "";
   for (const p of answer.predictions) {

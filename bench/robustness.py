@@ -1,0 +1,110 @@
+"""cnn-fast trained with and without augmentations, scored beyond the test set: the
+robustness section's corruptions (a stratified sample of the test images), the digits typed
+in the system's fonts and scikit-learn's 8x8 digits (digit data only), and the clean test set.
+
+    .venv/bin/python bench/robustness.py [--data mnist-proxy|fashion-mnist]
+                                         [--augment none,affine+stroke+blur+contrast+noise]
+                                         [--images 2000] [--threads N] [--epochs N]
+
+Each entry of --augment is one training (names joined by +, "none" for none), with the
+study's full-profile settings of cnn-fast for the data otherwise; training time is its wall
+time, same data, same threads, one after the other. Goals (issue 35, MNIST proxy: the 5,000
+bundled digits to train, the official 10,000 test digits): mean accuracy over the corruptions
+at least 0.95, on the 8x8 digits at least 0.80, clean at least 0.99, training at most 1.5x
+the time without augmentation. Run nothing else beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deep import race_data  # noqa: E402
+from results import recorded  # noqa: E402
+
+GOALS = {"corrupted mean": 0.95, "8x8 digits": 0.80, "clean": 0.99, "time ratio": 1.5}
+
+
+def _arguments() -> argparse.Namespace:
+    from mnistlab.models.augment import AUGMENTATIONS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=["mnist-proxy", "fashion-mnist"],
+                        default="mnist-proxy")
+    parser.add_argument("--augment", default="none," + "+".join(AUGMENTATIONS))
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its own)")
+    parser.add_argument("--epochs", type=int, default=0,
+                        help="cnn-fast's epochs (0: the study's full profile)")
+    args = parser.parse_args()
+    args.sets = [[] if entry == "none" else entry.split("+") for entry in args.augment.split(",")]
+    for names in args.sets:
+        unknown = sorted(set(names) - set(AUGMENTATIONS))
+        if unknown:
+            parser.error(f"--augment: unknown {', '.join(unknown)}; known: "
+                         f"{', '.join(AUGMENTATIONS)}")
+    return args
+
+
+def main() -> None:
+    from mnistlab import build_config
+    from mnistlab.data.datasets import Dataset
+    from mnistlab.engine.step import call_step
+    from mnistlab.models.deep import TorchClassifier
+    from mnistlab.sections import robustness
+
+    args = _arguments()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    x, y, xt, yt = race_data(args.data)
+    digits = args.data == "mnist-proxy"
+    names = [str(i) for i in range(10)]
+    data = Dataset(args.data, x, y, xt, yt, names, digits=digits)
+    spec = build_config("full").deep.models["cnn-fast"].for_data(data)
+    if args.epochs:
+        spec = spec.model_copy(update={"epochs": args.epochs})
+    variants = call_step(robustness.variants, data, robustness.Params(images=args.images), 0,
+                         fonts=robustness.system_fonts() if digits else (),
+                         small_digits_wanted=True)
+    print(f"data: {args.data}, {len(x):,} training images, {len(xt):,} test images; "
+          f"corruptions on {len(variants.labels):,} of them (stratified); torch threads "
+          f"{torch.get_num_threads()}; cnn-fast: {spec.epochs} epochs, batch {spec.batch_size}, "
+          f"augment_shift {spec.augment_shift}")
+    rows = []
+    for chosen in args.sets:
+        started = time.perf_counter()
+        model = TorchClassifier("cnn-fast", **{**spec.estimator_params(), "augment": chosen,
+                                               "seed": 0}).fit(x, y)
+        seconds = time.perf_counter() - started
+        clean = float((model.predict(xt) == yt).mean())
+        flat = variants.corrupted.reshape(-1, *variants.corrupted.shape[2:])
+        per = (model.predict(flat).reshape(variants.corrupted.shape[:2])
+               == variants.labels).mean(1)
+        typed = (float((model.predict(variants.font_images) == variants.font_labels).mean())
+                 if len(variants.font_labels) else float("nan"))
+        small = (float((model.predict(variants.small_images) == variants.small_labels).mean())
+                 if len(variants.small_labels) else float("nan"))
+        rows.append(("+".join(chosen) or "none", seconds, clean, per, typed, small))
+        print(f"  trained {rows[-1][0]}: {seconds:.1f} s", flush=True)
+    base = rows[0][1]
+    print()
+    print("| augmentation | train s (ratio) | clean test | corrupted mean | typed digits | "
+          "8x8 digits | " + " | ".join(variants.corruptions) + " |")
+    print("|---" * (6 + len(variants.corruptions)) + "|")
+    for label, seconds, clean, per, typed, small in rows:
+        print(f"| {label} | {seconds:.1f} ({seconds / base:.2f}x) | {clean:.4f} | "
+              f"{per.mean():.4f} | {typed:.4f} | {small:.4f} | "
+              + " | ".join(f"{p:.3f}" for p in per) + " |")
+    print()
+    print("Goals (MNIST proxy): " + ", ".join(f"{k} {'>=' if k != 'time ratio' else '<='} {v}"
+                                              for k, v in GOALS.items()))
+
+
+if __name__ == "__main__":
+    with recorded(f"bench/robustness.py {' '.join(sys.argv[1:])}".strip()):
+        main()
