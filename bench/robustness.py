@@ -51,14 +51,13 @@ def _arguments() -> argparse.Namespace:
     return args
 
 
-def main() -> None:
+def main(args: argparse.Namespace) -> None:
     from mnistlab import build_config
     from mnistlab.data.datasets import Dataset
     from mnistlab.engine.step import call_step
     from mnistlab.models.deep import TorchClassifier
     from mnistlab.sections import robustness
 
-    args = _arguments()
     if args.threads:
         torch.set_num_threads(args.threads)
     x, y, xt, yt = race_data(args.data)
@@ -106,5 +105,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with recorded(f"bench/robustness.py {' '.join(sys.argv[1:])}".strip()):
-        main()
+    arguments = _arguments()
+    # one part of RESULTS.md per dataset (and number of epochs, when it is not the study's)
+    with recorded("bench/robustness.py", arguments.data + (f", {arguments.epochs} epochs"
+                                                           if arguments.epochs else "")):
+        main(arguments)
