@@ -173,3 +173,31 @@ def test_predict_prints_each_models_class_and_json_has_the_probabilities(quick_r
     assert logistic["class"] == int(np.argmax(logistic["probabilities"]))
     table = run_cli("predict", str(quick_run), str(tmp_path / "three.png"))
     assert table.returncode == 0 and "cnn-fast" in table.stdout and "svc-rbf" in table.stdout
+
+
+def test_predict_says_which_images_are_far_from_the_training_images(quick_run, tmp_path):
+    """The flag the page and the API show, in the command's JSON, CSV and table."""
+    from PIL import Image
+
+    from mnistlab.sections.robustness import familiarity_scores
+    from mnistlab.study.catalog import familiarity_reference
+
+    data = load_dataset("mnist-5k")
+    Image.fromarray(data.x_test[3]).save(tmp_path / "three.png")
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    files = [str(tmp_path / "three.png"), str(tmp_path / "noise.png")]
+    reference = familiarity_reference(quick_run)
+    expected = familiarity_scores(np.stack([data.x_test[3], noise]), reference)
+    result = run_cli("predict", str(quick_run), *files, "--json", "-m", "best")
+    assert result.returncode == 0, result.stderr
+    three, far = json.loads(result.stdout)
+    assert three["familiarity"]["distance"] == pytest.approx(expected[0], abs=1e-3)
+    assert three["familiarity"]["far"] is False and far["familiarity"]["far"] is True
+    assert far["familiarity"]["threshold"] == pytest.approx(reference.threshold, abs=1e-3)
+    rows = list(csv.DictReader(io.StringIO(run_cli("predict", str(quick_run), *files, "--csv",
+                                                   "-m", "best").stdout)))
+    assert [r["far"] for r in rows] == ["0", "1"]
+    table = run_cli("predict", str(quick_run), *files, "-m", "best").stdout
+    assert "noise.png is far from the training images" in table
+    assert "three.png is far" not in table

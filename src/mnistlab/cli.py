@@ -431,8 +431,9 @@ def predict(
     """
     if as_json and as_csv:
         raise MnistlabError("--json and --csv: choose one")
+    from .sections.robustness import familiarity_scores
     from .serve.predict import gather, predict_all
-    from .study.catalog import choose_models
+    from .study.catalog import choose_models, familiarity_reference
 
     if not run.is_dir():
         raise StoreError(f"{run}: no such run folder")
@@ -443,20 +444,36 @@ def predict(
     models = chosen.load()
     results = predict_all(models, batch)
     classes = models[0].class_names
+    reference = familiarity_reference(run)
+    far = None if reference is None else Far(familiarity_scores(batch.images, reference),
+                                             reference.threshold)
     if as_json:
-        _print_json(batch, results, classes)
+        _print_json(batch, results, classes, far)
     elif as_csv:
-        _print_csv(batch, results, classes)
+        _print_csv(batch, results, classes, far)
     else:
-        _print_table(batch, results, classes, models)
+        _print_table(batch, results, classes, models, far)
 
 
-def _print_json(batch, results, classes) -> None:
+class Far:
+    """How far each image lies from the training images, against the study's threshold."""
+
+    def __init__(self, distances, threshold: float):
+        self.distances, self.threshold = distances, threshold
+
+    def of(self, i: int) -> dict:
+        d = float(self.distances[i])
+        return {"distance": round(d, 4), "threshold": round(self.threshold, 4),
+                "far": d > self.threshold}
+
+
+def _print_json(batch, results, classes, far: Far | None) -> None:
     import json
 
     items = []
     for i, name in enumerate(batch.names):
-        item = {"input": name, "predictions": {}}
+        item = {"input": name, "predictions": {},
+                "familiarity": None if far is None else far.of(i)}
         if batch.labels is not None:
             item["label"] = int(batch.labels[i])
         for model_name, r in results.items():
@@ -469,21 +486,22 @@ def _print_json(batch, results, classes) -> None:
     sys.stdout.write(json.dumps(items, indent=1) + "\n")
 
 
-def _print_csv(batch, results, classes) -> None:
+def _print_csv(batch, results, classes, far: Far | None) -> None:
     import csv
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["input", "label", "model", "class", "name", "kind",
-                     *[f"p_{c}" for c in classes]])
+                     *[f"p_{c}" for c in classes], "distance", "far"])
     for i, name in enumerate(batch.names):
         label = "" if batch.labels is None else int(batch.labels[i])
+        familiar = ["", ""] if far is None else [far.of(i)["distance"], int(far.of(i)["far"])]
         for model_name, r in results.items():
             k = int(r["pred"][i])
             writer.writerow([name, label, model_name, k, classes[k], r["kind"],
-                             *[f"{v:.6g}" for v in r["scores"][i]]])
+                             *[f"{v:.6g}" for v in r["scores"][i]], *familiar])
 
 
-def _print_table(batch, results, classes, models) -> None:
+def _print_table(batch, results, classes, models, far: Far | None) -> None:
     import numpy as np
     from rich.markup import escape  # class and file names are the user's, not markup
 
@@ -500,6 +518,10 @@ def _print_table(batch, results, classes, models) -> None:
                              f"{r['scores'][i][k]:.3f}" + ("" if digits == 2 else " score"),
                              " ".join(f"{v:.{digits}f}" for v in r["scores"][i]))
             out.print(grid)
+            if far is not None and far.of(i)["far"]:
+                out.print(f"{escape(name)} is far from the training images (distance "
+                          f"{far.of(i)['distance']:.1f}, above {far.threshold:.1f}): the "
+                          "predictions above may mean little", highlight=False, soft_wrap=True)
     else:
         grid = Table("input", *[m.name for m in models], title="predicted class (top "
                      "probability or, for SVMs, top decision score)")
@@ -512,6 +534,12 @@ def _print_table(batch, results, classes, models) -> None:
                              f"{'' if r['kind'] == 'probability' else ' score'})")
             grid.add_row(escape(name), *cells)
         out.print(grid)
+        if far is not None and (flagged := [n for i, n in enumerate(batch.names)
+                                            if far.of(i)["far"]]):
+            out.print(f"{len(flagged):,} of {len(batch.names):,} images are far from the "
+                      f"training images (distance above {far.threshold:.1f}), their predictions "
+                      f"may mean little: {', '.join(escape(n) for n in flagged[:5])}"
+                      f"{' ...' if len(flagged) > 5 else ''}", highlight=False, soft_wrap=True)
     if batch.labels is not None:
         accuracy = ", ".join(f"{m.name} {np.mean(results[m.name]['pred'] == batch.labels):.4f}"
                              for m in models)

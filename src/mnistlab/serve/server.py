@@ -26,8 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..data.images import MAX_PIXELS, ImageError, array_to_input, image_to_input
-from ..sections.robustness import Familiarity, familiarity_scores
-from ..study.catalog import TrainedModel, best_name, open_models, resolve_names
+from ..sections.robustness import familiarity_scores
+from ..study.catalog import (
+    TrainedModel,
+    best_name,
+    familiarity_reference,
+    open_models,
+    resolve_names,
+)
 from ..study.results import load_study
 
 log = logging.getLogger("mnistlab")
@@ -230,20 +236,13 @@ def _static(name: str) -> str:
     return resources.files("mnistlab").joinpath("web", name).read_text(encoding="utf-8")
 
 
-def _familiarity(run: Path) -> Familiarity | None:
-    """The study's out-of-distribution reference, when it ran the robustness section."""
-    results = load_study(run, sections={"robustness"}).results.get("robustness", {})
-    found = [r for r in results.values() if isinstance(r, Familiarity)]
-    return found[0] if found else None
-
-
 def create_app(run: str | Path, *, host: str = "127.0.0.1",  # noqa: C901 (its routes)
                max_body: int = MAX_BODY_BYTES) -> FastAPI:
     """The FastAPI application serving the models of the study in ``run``."""
     run = Path(run)
     context = load_study(run, sections=set()).context
     models = {m.name: m for m in open_models(run, ["all"])}
-    reference = _familiarity(run)
+    reference = familiarity_reference(run)
     best = best_name(models)  # open_models keeps the catalog's ranking
     image_shape = tuple(context.image_shape)
     classes = list(context.class_names)

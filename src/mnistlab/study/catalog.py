@@ -29,6 +29,7 @@ from ..models.persistence import load_pipeline
 from ..sections.classic import MODELS, ModelResult
 from ..sections.classic import TRUSTED_TYPES as CLASSIC_TRUSTED_TYPES
 from ..sections.deep import TrainResult, in_seed_order
+from ..sections.robustness import Familiarity
 from .results import StudyContext, StudyResults, load_study
 
 log = logging.getLogger("mnistlab")
@@ -216,6 +217,15 @@ class ChosenModels:
                                        entry.test_acc, entry.val_acc, path, estimator,
                                        self.digits))
         return models
+
+
+def familiarity_reference(run: str | Path) -> Familiarity | None:
+    """What tells how far an image lies from the training images of the study in ``run``
+    (:func:`~mnistlab.sections.robustness.familiarity_scores`), when it ran the robustness
+    section."""
+    results = load_study(run, sections={"robustness"}).results.get("robustness", {})
+    found = [r for r in results.values() if isinstance(r, Familiarity)]
+    return found[0] if found else None
 
 
 def choose_models(run: str | Path, names: list[str] | None = None) -> ChosenModels:
