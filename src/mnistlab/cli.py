@@ -494,7 +494,7 @@ def _print_csv(batch, results, classes, far: Far | None) -> None:
                      *[f"p_{c}" for c in classes], "distance", "far"])
     for i, name in enumerate(batch.names):
         label = "" if batch.labels is None else int(batch.labels[i])
-        familiar = ["", ""] if far is None else [far.of(i)["distance"], int(far.of(i)["far"])]
+        familiar = ["", ""] if far is None else [(f := far.of(i))["distance"], int(f["far"])]
         for model_name, r in results.items():
             k = int(r["pred"][i])
             writer.writerow([name, label, model_name, k, classes[k], r["kind"],

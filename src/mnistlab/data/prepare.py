@@ -7,14 +7,24 @@ from __future__ import annotations
 import numpy as np
 
 
+def stratified_indices(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """The indices of at most ``n`` samples with the class proportions of ``y`` (in
+    scikit-learn's shuffled order); all of them, in order, if n is None."""
+    if n is None or n >= len(y):
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
+    picked, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y,
+                                 random_state=seed)
+    return picked
+
+
 def stratified_subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int):
     """At most ``n`` samples with the class proportions of ``y``; all of them if n is None."""
     if n is None or n >= len(y):
         return x, y
-    from sklearn.model_selection import train_test_split
-
-    x_sub, _, y_sub, _ = train_test_split(x, y, train_size=n, stratify=y, random_state=seed)
-    return x_sub, y_sub
+    picked = stratified_indices(y, n, seed)
+    return x[picked], y[picked]
 
 
 def flat_pixels(images: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..data.corrupt import CORRUPTIONS, corrupt, font_digits, small_digits, system_fonts
 from ..data.datasets import Dataset
+from ..data.prepare import stratified_indices
 from ..engine.step import Step, bind
 from ..models.persistence import load_pipeline
 from . import classic, deep
@@ -137,7 +138,7 @@ def familiarity(data: Dataset, variants: Variants, fit_images: int, n_components
     variants."""
     from sklearn.decomposition import PCA
 
-    picked = _sample(data.y_train, fit_images, seed)
+    picked = np.sort(stratified_indices(data.y_train, fit_images, seed))
     train = data.x_train[picked].reshape(len(picked), -1).astype(np.float32)
     pca = PCA(min(n_components, train.shape[1], len(train)), svd_solver="randomized",
               random_state=seed).fit(train)
@@ -156,26 +157,15 @@ def familiarity(data: Dataset, variants: Variants, fit_images: int, n_components
     return f
 
 
-def _sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` indices of ``y`` (all when it has fewer), stratified by class, ascending."""
-    if n >= len(y):
-        return np.arange(len(y))
-    from sklearn.model_selection import train_test_split
-
-    picked, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y,
-                                 random_state=seed)
-    return np.sort(picked)
-
-
 def variants(data: Dataset, images: int, corruptions: list[str], fonts: tuple,
              small_digits_wanted: bool, seed: int) -> Variants:
     """Corrupted test images, font digits and 8x8 digits (see the module's docstring)."""
-    index = _sample(data.y_test, images, seed)
+    index = np.sort(stratified_indices(data.y_test, images, seed))
     x = data.x_test[index]
     corrupted = np.stack([corrupt(name, x, seed) for name in corruptions]) if corruptions \
         else np.zeros((0, *x.shape), np.uint8)
     shape = tuple(data.image_shape)
-    typed = font_digits(fonts, shape) if data.digits and fonts else font_digits((), shape)
+    typed = font_digits(fonts if data.digits else (), shape)
     if data.digits and small_digits_wanted and shape != (8, 8):
         small_x, small_y = small_digits(shape)
     else:
