@@ -301,3 +301,22 @@ def test_cnn_fast_shifts_mnist_sized_digits_only_and_a_chosen_shift_is_kept(mnis
     assert shifts(dataclasses.replace(mnist5k, digits=False), chosen)["train:cnn-fast"] == 2
     with pytest.raises(ValueError, match="for_data"):
         build_config("full").deep.models["cnn-fast"].estimator_params()
+
+
+def test_cnn_fast_takes_smaller_batches_on_mnist_sized_digits_only(mnist5k):
+    """batch_size "auto" is 64 where the augmentations apply (their images need the steps),
+    256 elsewhere; the other networks keep their own, and a value the config sets is kept."""
+    import dataclasses
+
+    def batches(data, cfg=None):
+        steps = section.plan(data, (cfg or build_config("full")).deep, 0)
+        return {s.name[len("train:"):]: s.arguments["spec"].batch_size for s in steps
+                if s.name.startswith("train:")}
+
+    assert batches(mnist5k) == {"cnn-fast": 64, "cnn-seed": 128, "mlp-2": 128, "mlp-1": 128}
+    assert batches(dataclasses.replace(mnist5k, digits=False))["cnn-fast"] == 256
+    assert batches(load_dataset("digits"))["cnn-fast"] == 256
+    chosen = build_config("full", {"deep": {"models": {"cnn-fast": {"batch_size": 32}}}})
+    assert batches(mnist5k, chosen)["cnn-fast"] == 32
+    with pytest.raises(ConfigError, match="batch_size"):
+        build_config("full", {"deep": {"models": {"cnn-fast": {"batch_size": "big"}}}})

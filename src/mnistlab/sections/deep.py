@@ -52,6 +52,9 @@ class ModelSpec(TrainingParams):
         0, description="train on images moved by up to this many pixels, at random; auto = 1 "
         "on the named digit datasets of 28x28 images or larger, else 0")
 
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        128, description="images per gradient step; auto = 64 on the named digit datasets of "
+        "28x28 images or larger (their augmented images need the steps), else 256")
     augment: list[Augmentation] | Literal["auto"] = Field(
         default_factory=list, description="training augmentations, each drawn per image: "
         f"{', '.join(AUGMENTATION_NAMES)} (models.augment says what each does; section 5 "
@@ -59,9 +62,12 @@ class ModelSpec(TrainingParams):
         "images or larger, else none")
 
     def for_data(self, data: Dataset) -> ModelSpec:
-        """This spec with ``augment_shift`` and ``augment`` "auto" decided for ``data``."""
+        """This spec with ``augment_shift``, ``augment`` and ``batch_size`` "auto" decided for
+        ``data``."""
         mnist_sized = data.digits and min(data.image_shape) >= 28
         update = {}
+        if self.batch_size == "auto":
+            update["batch_size"] = 64 if mnist_sized else 256
         if self.augment_shift == "auto":
             update["augment_shift"] = 1 if mnist_sized else 0
         if self.augment == "auto":
@@ -69,9 +75,9 @@ class ModelSpec(TrainingParams):
         return self.model_copy(update=update) if update else self
 
     def estimator_params(self) -> dict:
-        if "auto" in (self.augment_shift, self.augment):
-            raise ValueError("augment_shift or augment 'auto': decide it for the data first "
-                             "(for_data)")
+        if "auto" in (self.augment_shift, self.augment, self.batch_size):
+            raise ValueError("augment_shift, augment or batch_size 'auto': decide it for the "
+                             "data first (for_data)")
         params = self.model_dump(exclude={"enabled"})
         params["max_train_seconds"] = self.max_train_seconds or None
         params["arch_params"] = self.arch_params or None
