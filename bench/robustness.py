@@ -119,8 +119,8 @@ def main(args: argparse.Namespace) -> None:
     print("|---" * (7 + len(variants.corruptions)) + "|")
     for label, batch, seconds, clean, per, typed, small in rows:
         print(f"| {label} | {batch} | {seconds:.1f} ({seconds / base:.2f}x) | {clean:.4f} | "
-              f"{per.mean():.4f} | {typed:.4f} | {np.mean(small):.4f} "
-              f"({np.min(small):.3f}-{np.max(small):.3f}) | "
+              f"{per.mean():.4f} | {typed:.4f} | {np.mean(small):.4f}"
+              + (f" ({np.min(small):.3f}-{np.max(small):.3f})" if digits else "") + " | "
               + " | ".join(f"{p:.3f}" for p in per) + " |")
     print()
     print("Goals (MNIST proxy): " + ", ".join(f"{k} {'>=' if k != 'time ratio' else '<='} {v}"

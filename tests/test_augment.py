@@ -42,6 +42,15 @@ def test_each_augmentation_is_seeded_per_image_and_keeps_grey_levels(batch, name
         assert not changed.all()
 
 
+@pytest.mark.parametrize("name, share", [("affine", 0.3), ("stroke", 0.5), ("blur", 0.2),
+                                         ("contrast", 0.3), ("noise", 0.2)])
+def test_each_augmentation_changes_the_share_of_images_its_docstring_states(name, share):
+    images = load_dataset("mnist-5k").x_test  # 1,000: a share's sd is at most 0.016
+    pix = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)
+    changed = (AUGMENTATIONS[name](pix, _seeded()) != pix).flatten(1).any(1).float().mean()
+    assert abs(float(changed) - share) < 0.06
+
+
 def test_the_stroke_augmentation_thickens_some_and_thins_others(batch):
     out = AUGMENTATIONS["stroke"](batch, _seeded())
     ink_before, ink_after = (batch > 127).flatten(1).sum(1), (out > 127).flatten(1).sum(1)

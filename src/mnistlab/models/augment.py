@@ -7,6 +7,11 @@ blur, contrast, noise. torch's ``affine_grid``/``grid_sample`` resample the batc
 grey dilation and erosion are max-pools; the blur is one convolution. torchvision's v2
 transforms draw one set of parameters per call (per batch, not per image), and
 per-image calls would be the Python loop this avoids.
+
+How often each applies was measured (bench/robustness.py, MNIST proxy, batches of 64, seeds
+0-2): at 0.6x the chances first chosen (half for the affine map and the contrast, a third for
+blur and noise), clean accuracy 0.9835 -> 0.9865 and the 8x8 digits 0.825 -> 0.840, for 0.959
+-> 0.957 over the corruptions.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ def _chosen(n: int, p: float, generator: torch.Generator, device) -> torch.Tenso
 
 
 def affine(pix: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Half of the images, each through its own affine map: rotation up to 30 degrees either
+    """3 images in 10, each through its own affine map: rotation up to 30 degrees either
     way, scale 0.6 to 1.1, shear up to 0.5 either way, shift up to 4 pixels (of 28) along each
     axis. (All of them: the MNIST proxy's clean test accuracy fell 0.9864 -> 0.9680 in 7
     epochs; bench/robustness.py.)"""
@@ -51,7 +56,7 @@ def affine(pix: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     theta = torch.cat([inverse, -(inverse @ shift.unsqueeze(2))], 2)
     grid = F.affine_grid(theta, list(pix.shape), align_corners=False)
     moved = F.grid_sample(pix, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return torch.where(_chosen(n, 0.5, generator, device), moved, pix)
+    return torch.where(_chosen(n, 0.3, generator, device), moved, pix)
 
 
 def stroke(pix: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -72,25 +77,25 @@ def _gaussian_kernel(sigma: float, device) -> torch.Tensor:
 
 
 def blur(pix: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A third of the images blurred (Gaussian, sigma 1 pixel)."""
+    """A fifth of the images blurred (Gaussian, sigma 1 pixel)."""
     kernel = _gaussian_kernel(1.0, pix.device)
     blurred = F.conv2d(pix, kernel, padding=kernel.shape[-1] // 2)
-    return torch.where(_chosen(len(pix), 1 / 3, generator, pix.device), blurred, pix)
+    return torch.where(_chosen(len(pix), 0.2, generator, pix.device), blurred, pix)
 
 
 def contrast(pix: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Half of the images with their grey levels scaled by 0.3 to 1."""
+    """3 images in 10 with their grey levels scaled by 0.3 to 1."""
     n = len(pix)
     factor = _uniform(n, 0.3, 1.0, generator, pix.device).view(n, 1, 1, 1)
-    return torch.where(_chosen(n, 0.5, generator, pix.device), pix * factor, pix)
+    return torch.where(_chosen(n, 0.3, generator, pix.device), pix * factor, pix)
 
 
 def noise(pix: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A third of the images with Gaussian noise of sd up to 0.2 of the range, clipped."""
+    """A fifth of the images with Gaussian noise of sd up to 0.2 of the range, clipped."""
     n = len(pix)
     sd = _uniform(n, 0.0, 0.2 * 255, generator, pix.device).view(n, 1, 1, 1)
     noisy = (pix + sd * torch.randn(pix.shape, generator=generator).to(pix.device)).clamp(0, 255)
-    return torch.where(_chosen(n, 1 / 3, generator, pix.device), noisy, pix)
+    return torch.where(_chosen(n, 0.2, generator, pix.device), noisy, pix)
 
 
 # The training augmentations by name (training.AUGMENTATION_NAMES, which the configuration
