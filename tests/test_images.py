@@ -288,3 +288,35 @@ def test_a_digit_of_a_small_set_fills_its_whole_field():
     grey = np.full((40, 40), 255.0)
     grey[5:35, 5:35] = 0
     assert np.array_equal(centred_digit(grey, (8, 8)), np.full((8, 8), 255, np.uint8))
+
+
+def test_a_digit_already_in_mnists_form_keeps_its_place_and_its_grey_levels():
+    """A 20-pixel-tall patch whose mass centre is where MNIST puts it comes back unchanged,
+    its anti-aliased grey levels included (nothing rescaled but to the brightest ink)."""
+    patch = np.full((20, 12), 128.0)
+    patch[:, [0, -1]] = patch[[0, -1], :] = 255  # symmetric: its mass centre is its middle
+    field = np.zeros((28, 28))
+    field[4:24, 8:20] = patch  # mass centre (13.5, 13.5): rows 4.., columns 8.. as MNIST's
+    assert np.array_equal(centred_digit(field, (28, 28)), field.astype(np.uint8))
+
+
+def test_resizing_adds_no_ringing_at_an_edge():
+    """Other datasets' images are resized bilinearly (widened when reducing): no grey level
+    beyond the two sides of a sharp edge, as a bicubic or Lanczos kernel would give."""
+    edge = np.full((90, 90), 50, np.uint8)
+    edge[:, 45:] = 200
+    x = image_to_input(_png(Image.fromarray(edge).convert("RGB")), (28, 28), False)
+    assert x.min() == 50 and x.max() == 200 and len(np.unique(x)) > 2
+
+
+def test_an_uploads_name_reaches_every_message():
+    with pytest.raises(NoInk, match=r"^scan\.png: no ink found"):
+        image_to_input(_png(Image.new("RGB", (40, 40), "white")), (28, 28), True, "scan.png")
+
+
+def test_the_field_is_read_from_the_outermost_ring_of_pixels():
+    from mnistlab.data.images import _border
+
+    grey = np.arange(20).reshape(4, 5)  # rows 0-4, 5-9, 10-14, 15-19
+    top, bottom, left, right = [0, 1, 2, 3, 4], [15, 16, 17, 18, 19], [0, 5, 10, 15], [4, 9, 14, 19]
+    assert sorted(_border(grey)) == sorted(top + bottom + left + right)
