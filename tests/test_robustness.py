@@ -236,6 +236,45 @@ def test_the_sentences_follow_the_numbers_and_their_noise():
     assert "within twice the noise of it" in said
 
 
+def test_who_reads_other_writing_best_is_said_only_beyond_the_noise():
+    import dataclasses
+
+    rng = np.random.default_rng(1)
+    labels = np.arange(1000) % 10
+    v = dataclasses.replace(_variants(labels), font_labels=labels, small_labels=labels,
+                            font_images=np.zeros((1000, 4, 4), np.uint8),
+                            small_images=np.zeros((1000, 4, 4), np.uint8),
+                            font_index=np.zeros(1000, np.int64),
+                            font_strokes=np.zeros(1000, np.int64), font_names=["DejaVu Sans"])
+
+    def reader(name, font_share, small_share):
+        wrong = (labels + 1) % 10
+        m = _scored(name, labels, np.ones((2, 1000), bool))
+        m.font_pred = np.where(rng.random(1000) < font_share, labels, wrong).astype(np.int16)
+        m.small_pred = np.where(rng.random(1000) < small_share, labels, wrong).astype(np.int16)
+        return m
+
+    said = _said(v, [reader("sharp", 0.9, 0.8), reader("blunt", 0.6, 0.8)])
+    assert "<b>sharp</b> reads them best (0.89" in said and "ahead of blunt" in said
+    # both read every clean test image right: neither is said to be more accurate alone
+    assert "sharp (1.0000) (blunt, 1.0000, is within twice the noise of it)" in said
+    # the 8x8 digits: a tie within the noise names both, and no single best
+    assert said.count("read them best, within twice the noise of each other") == 1
+    assert said.count("reads them best") == 1
+
+
+def test_the_opening_says_whether_the_models_saw_the_whole_test_set_or_a_sample():
+    import dataclasses
+
+    labels = np.arange(200) % 10
+    model = _scored("m", labels, np.ones((2, 200), bool))
+    whole = _said(dataclasses.replace(_variants(labels), n_test=200), [model])
+    assert "predicts all 200 test images under" in whole and "the sample's" not in whole
+    sample = _said(dataclasses.replace(_variants(labels), n_test=10_000), [model])
+    assert "200 test images (a stratified sample of the 10,000" in sample
+    assert "not the whole test set's" in sample
+
+
 def test_the_familiarity_flag_raises_about_its_quantile_of_clean_images_and_more_of_noise(
         mnist_5k):
     from mnistlab.sections.robustness import familiarity, familiarity_scores

@@ -49,13 +49,16 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     v = the(results, Variants)
     scores = every(results, ModelRobustness)
     names = study.class_names
+    whole = v.n_test == len(v.test_index)
+    images = (f"all {len(v.test_index):,} test images" if whole else
+              f"{len(v.test_index):,} test images (a stratified sample"
+              + (f" of the {v.n_test:,}" if v.n_test else "") + ", the same for every model)")
     blocks = [text(
-        f"Every trained model predicts {len(v.test_index):,} test images (a stratified sample, "
-        f"the same for every model) under each of {len(v.corruptions)} corruptions, one "
-        "severity each, fixed before any model was scored: "
+        f"Every trained model predicts {images} under each of {len(v.corruptions)} "
+        "corruptions, one severity each, fixed before any model was scored: "
         + "; ".join(f"<b>{esc(c)}</b>: {esc(s)}" for c, s in zip(v.corruptions, v.severities))
-        + ". The accuracy on the same images uncorrupted is the reference (the sample's "
-        "accuracy, not the whole test set's).")]
+        + ". The accuracy on the same images uncorrupted is the reference"
+        + ("." if whole else " (the sample's accuracy, not the whole test set's)."))]
     if len(v.corruptions):
         blocks.append(sink.block("robustness-gallery", _gallery(v), "The first sampled test "
                                  "images under each corruption"))
@@ -66,7 +69,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     by_mean = sorted(scores, key=lambda m: -(acc[m.name]["mean"] or 0))
     if len(v.corruptions):
         blocks += _corruption_blocks(v, scores, by_mean, acc, study, sink)
-    blocks += _writing_blocks(v, scores, acc, names, sink)
+    blocks += _writing_blocks(v, scores, acc, names, sink, study.seed)
     f = maybe(results, Familiarity)
     if f is not None:
         blocks += _familiarity_blocks(v, f, scores, acc)
@@ -198,7 +201,7 @@ def _collapses(v: Variants, scores) -> list[tuple[str, str, int, float]]:
     return sorted(found, key=lambda f: -f[3])
 
 
-def _writing_blocks(v, scores, acc, names, sink) -> list[Block]:
+def _writing_blocks(v, scores, acc, names, sink, seed: int) -> list[Block]:
     if not len(v.font_labels) and not len(v.small_labels):
         return []
     rows, columns = [], ["model", "clean test sample"]
@@ -211,7 +214,7 @@ def _writing_blocks(v, scores, acc, names, sink) -> list[Block]:
         rows.append([label(m), round(a["clean"], 4)]
                     + ([round(a["fonts"], 4)] if a["fonts"] is not None else [])
                     + ([round(a["small"], 4)] if a["small"] is not None else []))
-    blocks = [heading("Someone else's writing"), text(_writing_sentences(v, scores, acc)),
+    blocks = [heading("Someone else's writing"), text(_writing_sentences(v, scores, acc, seed)),
               table(columns, rows, "Accuracy on digits from other hands, beside the test "
                     "sample's")]
     images, titles = [], []
@@ -229,26 +232,53 @@ def _writing_blocks(v, scores, acc, names, sink) -> list[Block]:
     return blocks
 
 
-def _writing_sentences(v, scores, acc) -> str:
+def _best_reader(scores, acc, key: str, pred: str, labels: np.ndarray, seed: int) -> str:
+    """Who reads a set of digits best, told apart from the runner-up only beyond twice the
+    noise of their difference (a paired bootstrap over the images)."""
+    ranked = sorted(scores, key=lambda m: -acc[m.name][key])
+    best = ranked[0]
+    said = f"<b>{esc(label(best))}</b> reads them best ({acc[best.name][key]:.4f})"
+    if len(ranked) == 1:
+        return said
+    second = ranked[1]
+    gap = acc[best.name][key] - acc[second.name][key]
+    se = _bootstrap_se((getattr(best, pred) == labels).astype(float)
+                       - (getattr(second, pred) == labels), seed)
+    if gap > 2 * se:
+        return (f"{said}, {gap:.4f} ahead of {esc(label(second))} (bootstrap standard error "
+                f"{se:.4f})")
+    return (f"<b>{esc(label(best))}</b> ({acc[best.name][key]:.4f}) and "
+            f"<b>{esc(label(second))}</b> ({acc[second.name][key]:.4f}) read them best, within "
+            f"twice the noise of each other (standard error of the difference {se:.4f})")
+
+
+def _writing_sentences(v, scores, acc, seed: int) -> str:
     parts = []
     if len(v.font_labels):
-        best = max(scores, key=lambda m: acc[m.name]["fonts"])
         parts.append(
             f"The digits 0-9 typed in each of {len(v.font_names)} system fonts at "
             f"{len(set(v.font_strokes.tolist()))} stroke widths ({len(v.font_labels):,} "
             "images), prepared as <code>mnistlab predict</code> prepares a user's image: "
-            f"<b>{esc(label(best))}</b> reads them best ({acc[best.name]['fonts']:.4f}).")
+            + _best_reader(scores, acc, "fonts", "font_pred", v.font_labels, seed) + ".")
     if len(v.small_labels):
-        best = max(scores, key=lambda m: acc[m.name]["small"])
         parts.append(
             f"scikit-learn's {len(v.small_labels):,} 8x8 digits (other writers, scanned and "
             "reduced otherwise), brought to this size the same way: "
-            f"<b>{esc(label(best))}</b> reads them best ({acc[best.name]['small']:.4f}).")
-    top = max(scores, key=lambda m: acc[m.name]["clean"])
+            + _best_reader(scores, acc, "small", "small_pred", v.small_labels, seed) + ".")
+    ranked = sorted(scores, key=lambda m: -acc[m.name]["clean"])
+    top = ranked[0]
     others = [f"{k} {acc[top.name][key]:.4f}" for k, key in (("typed", "fonts"), ("8x8", "small"))
               if acc[top.name][key] is not None]
+    tied = ""
+    if len(ranked) > 1:
+        second = ranked[1]
+        se = _bootstrap_se((top.clean_pred == v.labels).astype(float)
+                           - (second.clean_pred == v.labels), seed)
+        if acc[top.name]["clean"] - acc[second.name]["clean"] <= 2 * se:
+            tied = (f" ({esc(label(second))}, {acc[second.name]['clean']:.4f}, is within twice "
+                    "the noise of it)")
     parts.append(f"The most accurate on the test sample, {esc(label(top))} "
-                 f"({acc[top.name]['clean']:.4f}), scores {', '.join(others)}.")
+                 f"({acc[top.name]['clean']:.4f}){tied}, scores {', '.join(others)}.")
     return " ".join(parts)
 
 

@@ -78,6 +78,7 @@ class Variants:
     font_names: list[str]
     small_images: np.ndarray  # scikit-learn's 8x8 digits brought to the image size
     small_labels: np.ndarray
+    n_test: int = 0  # the test set's size (0: a run stored before it was kept)
 
 
 @dataclass
@@ -172,7 +173,7 @@ def variants(data: Dataset, images: int, corruptions: list[str], fonts: tuple,
         small_x, small_y = np.zeros((0, *shape), np.uint8), np.zeros(0, np.int64)
     return Variants(index, data.y_test[index].astype(np.int64), x, list(corruptions),
                     [CORRUPTIONS[c].severity for c in corruptions], corrupted, *typed[:4],
-                    typed[4], small_x, small_y)
+                    typed[4], small_x, small_y, len(data.y_test))
 
 
 def _load(model, files_dir: Path):
