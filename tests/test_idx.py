@@ -18,7 +18,8 @@ def test_roundtrip_plain_and_gzipped(tmp_path, name):
 def test_bad_magic_names_the_file(tmp_path):
     path = tmp_path / "x-idx3-ubyte"
     path.write_bytes(b"\x12\x34\x08\x03" + bytes(100))
-    with pytest.raises(DatasetError, match=r"x-idx3-ubyte: not an IDX file \(magic number 12340803"):
+    with pytest.raises(DatasetError,
+                       match=r"x-idx3-ubyte: not an IDX file \(magic number 12340803, expected"):
         read_idx(path)
 
 

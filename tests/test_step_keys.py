@@ -270,3 +270,31 @@ def test_a_sweeps_gathering_gets_the_data_params_seed_and_the_arguments_it_takes
                      values=[1, 2], label="a", shift=10)  # shift: the points' only
     assert out == {"data": "data", "seed": 7, "scale": 2.5, "label": "a",
                    "rows": [{"k": 11, "label": "a"}, {"k": 12, "label": "a"}]}
+
+
+class _SweepParams(pydantic.BaseModel):
+    alpha: float = 0.5
+
+
+def _point(data, k: int, alpha: float, seed: int):
+    return k * alpha + seed
+
+
+def _gather(data, points: dict, alpha: float, seed: int):
+    return points
+
+
+def test_a_sweep_binds_each_point_and_its_gathering_with_the_params_and_seed():
+    from mnistlab.engine.step import sweep
+
+    steps = sweep("s", _point, _gather, _SweepParams(alpha=0.25), 7, over="k", values=[3, 10],
+                  one_core=True)
+    *points, gather = steps
+    assert [p.name for p in points] == ["s:3", "s:10"] and gather.name == "s"
+    assert [p.arguments for p in points] == [{"k": 3, "alpha": 0.25, "seed": 7},
+                                             {"k": 10, "alpha": 0.25, "seed": 7}]
+    assert [p.one_core for p in points] == [True, True] and gather.one_core is False
+    assert gather.arguments == {"alpha": 0.25, "seed": 7}
+    assert gather.needs == {"points": {"3": "s:3", "10": "s:10"}}
+    assert all(not p.one_core for p in sweep("s", _point, _gather, _SweepParams(), 0, over="k",
+                                             values=[1]))
