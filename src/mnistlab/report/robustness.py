@@ -38,6 +38,12 @@ def _bootstrap_se(per_image: np.ndarray, seed: int) -> float:
     return float(per_image[rows].mean(1).std(ddof=1))
 
 
+def _lead(a_right: np.ndarray, b_right: np.ndarray, seed: int) -> tuple[float, float]:
+    """How much more often model a is right than b on the same images, and its noise."""
+    per_image = a_right.astype(float) - b_right
+    return float(per_image.mean()), _bootstrap_se(per_image, seed)
+
+
 def _mean_gap_se(v: Variants, a: ModelRobustness, b: ModelRobustness, seed: int) -> float:
     """Noise of the difference between two models' mean accuracy over the corruptions (the
     same images resampled for every corruption)."""
@@ -241,9 +247,7 @@ def _best_reader(scores, acc, key: str, pred: str, labels: np.ndarray, seed: int
     if len(ranked) == 1:
         return said
     second = ranked[1]
-    gap = acc[best.name][key] - acc[second.name][key]
-    se = _bootstrap_se((getattr(best, pred) == labels).astype(float)
-                       - (getattr(second, pred) == labels), seed)
+    gap, se = _lead(getattr(best, pred) == labels, getattr(second, pred) == labels, seed)
     if gap > 2 * se:
         return (f"{said}, {gap:.4f} ahead of {esc(label(second))} (bootstrap standard error "
                 f"{se:.4f})")
@@ -272,9 +276,8 @@ def _writing_sentences(v, scores, acc, seed: int) -> str:
     tied = ""
     if len(ranked) > 1:
         second = ranked[1]
-        se = _bootstrap_se((top.clean_pred == v.labels).astype(float)
-                           - (second.clean_pred == v.labels), seed)
-        if acc[top.name]["clean"] - acc[second.name]["clean"] <= 2 * se:
+        gap, se = _lead(top.clean_pred == v.labels, second.clean_pred == v.labels, seed)
+        if gap <= 2 * se:
             tied = (f" ({esc(label(second))}, {acc[second.name]['clean']:.4f}, is within twice "
                     "the noise of it)")
     parts.append(f"The most accurate on the test sample, {esc(label(top))} "
