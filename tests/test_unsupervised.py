@@ -32,6 +32,10 @@ def test_hungarian_accuracy_on_a_hand_made_contingency():
     assert accuracy == pytest.approx(8 / 10)
     assert columns.tolist() == [7, 5, 9]
     assert table.tolist() == [[3, 1, 0], [0, 3, 0], [1, 0, 2]] and table.dtype.kind == "i"  # counts
+    # columns in the order of the classes they are matched to, whatever the clusters' own order
+    table, columns, _ = matched_contingency(np.array([0, 0, 1, 1, 2, 2]),
+                                            np.array([10, 10, 30, 30, 20, 20]), 3)
+    assert columns.tolist() == [10, 30, 20] and np.array_equal(table, 2 * np.eye(3))
     # A permutation of the labels is a perfect partition.
     assert cluster_accuracy(y_true, (y_true + 1) % 3) == 1.0
 
