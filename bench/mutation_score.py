@@ -23,7 +23,10 @@ SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|CREATE|ALTER|FROM|WHERE|ORDER BY|SET)
 
 def _only(pattern: str, old: str, new: str) -> bool:
     """Old and new lines are the same once every match of ``pattern`` is removed."""
-    return old != new and re.sub(pattern, "", old) == re.sub(pattern, "", new)
+    def without(line: str) -> str:  # mutmut writes a dropped argument as "f(a, )"
+        return re.sub(r",\s*\)", ")", re.sub(pattern, "", line))
+
+    return old != new and without(old) == without(new)
 
 
 # (reason, test on the changed lines). Conservative: a message, a name, a number that reaches a
@@ -40,6 +43,12 @@ EQUIVALENT = [
     ("allow_pickle=False is np.load's default: the loader never unpickles either way",
      lambda old, new: "np.load(" in old and _only(r",?\s*allow_pickle=(True|False|None)", old,
                                                    new)),
+    ("copy=True dropped from an astype: True is astype's default",
+     lambda old, new: ".astype(" in old and "copy=True" in old
+     and _only(r",?\s*copy=True", old, new)),
+    ("a float literal's or a hashlib algorithm's name in other letter case: both are read "
+     "case-insensitively",
+     lambda old, new: old.lower() == new.lower() and ('float("' in old or "hashlib." in old)),
     ("copy flag of an astype turned into bytes: the bytes are the same either way",
      lambda old, new: ".astype(" in old and ".tobytes()" in old
      and _only(r",?\s*copy=(True|False|None)", old, new)),
