@@ -298,3 +298,13 @@ def test_a_sweep_binds_each_point_and_its_gathering_with_the_params_and_seed():
     assert gather.needs == {"points": {"3": "s:3", "10": "s:10"}}
     assert all(not p.one_core for p in sweep("s", _point, _gather, _SweepParams(), 0, over="k",
                                              values=[1]))
+
+
+def test_the_key_of_a_step_is_stable_across_versions():
+    """The key names the stored result: a change to how it is derived makes every run folder
+    recompute everything, so it is pinned here (change it only with CODE_VERSION, on purpose)."""
+    from mnistlab.engine.step import Step
+    from mnistlab.sections.explore import summarize
+
+    step = Step("summary", summarize, {"a": 1, "b": [2.5, "x"]})
+    assert step.key("fingerprint", {"points": "abc"}) == "b4dc0f83b215997faeedd07a"
