@@ -308,3 +308,22 @@ def test_the_key_of_a_step_is_stable_across_versions():
 
     step = Step("summary", summarize, {"a": 1, "b": [2.5, "x"]})
     assert step.key("fingerprint", {"points": "abc"}) == "b4dc0f83b215997faeedd07a"
+
+
+def _takes_options(data, alpha: float, **options):
+    return alpha, options
+
+
+def _takes_rest(data, *rest, seed: int):
+    return seed
+
+
+def test_bind_passes_extras_only_to_a_function_that_takes_them():
+    from mnistlab.engine.step import bind
+
+    step = bind("s", _takes_options, _SweepParams(), 0, colour="red")
+    assert step.arguments == {"alpha": 0.5, "colour": "red"}
+    with pytest.raises(TypeError, match=r"takes no argument\(s\) \['colour'\]"):
+        bind("s", _point, _SweepParams(), 0, k=1, colour="red")
+    # parameters after *rest are bound too
+    assert bind("s", _takes_rest, None, 4).arguments == {"seed": 4}
