@@ -39,16 +39,10 @@ def _bootstrap_se(per_image: np.ndarray, seed: int) -> float:
 
 
 def _lead(a_right: np.ndarray, b_right: np.ndarray, seed: int) -> tuple[float, float]:
-    """How much more often model a is right than b on the same images, and its noise."""
+    """How much more often model a is right than b on the same images (booleans, or shares
+    per image), and its noise."""
     per_image = a_right.astype(float) - b_right
     return float(per_image.mean()), _bootstrap_se(per_image, seed)
-
-
-def _mean_gap_se(v: Variants, a: ModelRobustness, b: ModelRobustness, seed: int) -> float:
-    """Noise of the difference between two models' mean accuracy over the corruptions (the
-    same images resampled for every corruption)."""
-    return _bootstrap_se((a.corrupted_pred == v.labels).mean(0)
-                         - (b.corrupted_pred == v.labels).mean(0), seed)
 
 
 def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
@@ -148,7 +142,10 @@ def _corruption_blocks(v, scores, by_mean, acc, study, sink) -> list[Block]:
     if len(by_mean) > 1:
         second = by_mean[1]
         gap = b["mean"] - acc[second.name]["mean"]
-        se = _mean_gap_se(v, best, second, study.seed)
+        # per image, the share of the corruptions each gets right: the same images are
+        # resampled for every corruption
+        se = _lead((best.corrupted_pred == v.labels).mean(0),
+                   (second.corrupted_pred == v.labels).mean(0), study.seed)[1]
         verdict = ("beyond twice the noise" if gap > 2 * se else
                    "within twice the noise: the two are not told apart on these images")
         sentence += (f"; next comes {esc(label(second))} ({acc[second.name]['mean']:.4f}), "
