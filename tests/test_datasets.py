@@ -431,3 +431,39 @@ def test_a_format_prefix_splits_at_the_first_colon(tmp_path):
         load_dataset("mnits")
     assert str(info.value) == ("--dataset mnits: unknown dataset (known: mnist, fashion-mnist, "
                                "kmnist, mnist-5k, digits; or idx:PATH, npz:FILE, folder:PATH)")
+
+
+def _one_class_folder(root: Path) -> Path:
+    shutil.rmtree(_write_image_folder(root) / "train" / "dog")
+    return root
+
+
+def _extra_test_class(root: Path) -> Path:
+    _write_image_folder(root)
+    (root / "test" / "dog").rename(root / "test" / "eel")
+    return root
+
+
+def _test_images_other_size(root: Path) -> Path:
+    _write_image_folder(root)
+    shutil.rmtree(root / "test")
+    (_write_image_folder(root.with_name("square"), size=(12, 12)) / "test").rename(root / "test")
+    return root
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda root: (_write_image_folder(root), shutil.rmtree(root / "test"))[0],
+     "{root}: missing test/ subfolder (folder: expects train/ and test/, each with one folder of "
+     "images per class)"),
+    (_one_class_folder, "{root}/train: 1 class subfolder(s); a classification needs at least 2"),
+    (_extra_test_class, "{root}/test: class folder 'eel' has no counterpart in train/"),
+    (_test_images_other_size,
+     "{root}: train images are (10, 12) but test images are (12, 12)"),
+], ids=["no-test-split", "one-class", "test-class-not-in-train", "sizes-differ"])
+def test_image_folder_errors_name_the_folder_and_the_problem(tmp_path, damage, message):
+    from mnistlab.data.datasets import load_image_folder
+
+    root = damage(tmp_path / "pets")
+    with pytest.raises(DatasetError) as error:
+        load_image_folder(root)
+    assert str(error.value) == message.format(root=root)
