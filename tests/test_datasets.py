@@ -467,3 +467,44 @@ def test_image_folder_errors_name_the_folder_and_the_problem(tmp_path, damage, m
     with pytest.raises(DatasetError) as error:
         load_image_folder(root)
     assert str(error.value) == message.format(root=root)
+
+
+@pytest.mark.parametrize("n", [4, 10, 50, 996, 999])
+def test_a_stratified_subset_holds_each_class_even_a_rare_one(n):
+    from mnistlab.data.prepare import stratified_indices
+
+    y = np.repeat([0, 1, 2, 3], [710, 190, 70, 30])  # 10 in proportion would leave class 3 out
+    picked = stratified_indices(y, n, seed=0)
+    assert len(picked) == n == len(np.unique(picked))
+    assert set(y[picked]) == {0, 1, 2, 3}
+    if n >= 10:  # the proportions, but for the one place a missing class takes
+        shares = np.bincount(y[picked], minlength=4) / n
+        assert np.abs(shares - [0.71, 0.19, 0.07, 0.03]).max() <= 2 / n + 0.01
+    assert np.array_equal(picked, stratified_indices(y, n, seed=0))
+
+
+def test_a_stratified_subset_of_a_common_case_is_scikit_learns():
+    from sklearn.model_selection import train_test_split
+
+    from mnistlab.data.prepare import stratified_indices
+
+    y = np.repeat(np.arange(10), 100)
+    want, _ = train_test_split(np.arange(1000), train_size=200, stratify=y, random_state=3)
+    assert np.array_equal(stratified_indices(y, 200, seed=3), want)
+
+
+def test_a_stratified_subset_smaller_than_the_classes_is_refused():
+    from mnistlab.data.prepare import stratified_indices
+
+    with pytest.raises(ValueError, match="^a subset of 3 sample.s. cannot hold one of each of "
+                                         "the 4 classes$"):
+        stratified_indices(np.repeat([0, 1, 2, 3], 5), 3, seed=0)
+
+
+def test_a_stratified_subset_keeps_a_class_of_one_sample():
+    # a cluster of one point, as k-means may leave, once stopped the silhouette's sampling
+    from mnistlab.data.prepare import stratified_indices
+
+    y = np.array([0] * 30 + [1] * 20 + [2])
+    picked = stratified_indices(y, 10, seed=1)
+    assert len(picked) == 10 == len(np.unique(picked)) and set(y[picked]) == {0, 1, 2}

@@ -164,6 +164,41 @@ def test_the_torch_free_shape_check_agrees_with_building_and_running_the_network
             assert problem is None and out.shape == (2, 3), shape
 
 
+def test_overfit_demo_on_unbalanced_classes_sees_each_class(mnist5k):
+    # 4 classes in shares 71/19/7/3 %: ten images drawn in proportion leave the last out,
+    # and the test set's images of it once broke the demo's test loss
+    from mnistlab.data.datasets import Dataset
+
+    y = np.repeat([0, 1, 2, 3], [355, 95, 35, 15])
+    x = np.concatenate([mnist5k.x_train[mnist5k.y_train == c][:k] for c, k in
+                        zip(range(4), (355, 95, 35, 15))])
+    test = np.isin(mnist5k.y_test, [0, 1, 2, 3])
+    data = Dataset("unbalanced", x, y, mnist5k.x_test[test], mnist5k.y_test[test],
+                   ["0", "1", "2", "3"], digits=True)
+    params = build_config("quick").deep
+    result = call_step(section.overfit, data, params, name="mlp-1", spec=params.models["mlp-1"])
+    assert result.n_images == 10 and result.train_acc == 1.0
+    assert np.isfinite(result.test_loss) and result.test_loss < 10
+
+
+def test_the_plan_refuses_an_overfitting_demo_with_fewer_images_than_classes(mnist5k):
+    params = build_config("full", {"deep": {"overfit_images": 9}}).deep
+    with pytest.raises(ConfigError) as info:
+        section.plan(mnist5k, params, seed=0)
+    assert str(info.value) == ("deep.overfit_images=9: fewer than the 10 classes of mnist-5k "
+                               "(the overfitting demo trains on at least one image of each)")
+
+
+def test_log_loss_refuses_labels_the_model_never_saw(mnist5k):
+    keep = mnist5k.y_train[:600] != 7
+    clf = TorchClassifier("mlp-1", epochs=1, validation_fraction=0).fit(
+        mnist5k.x_train[:600][keep], mnist5k.y_train[:600][keep])
+    assert clf.log_loss(mnist5k.x_test[:50][mnist5k.y_test[:50] != 7],
+                        mnist5k.y_test[:50][mnist5k.y_test[:50] != 7]) > 0
+    with pytest.raises(ValueError, match=r"^log_loss: labels \[7\] were not among the classes "):
+        clf.log_loss(mnist5k.x_test[:50], mnist5k.y_test[:50])
+
+
 def test_the_plan_refuses_a_network_the_images_are_too_small_for():
     data = load_dataset("digits")  # 8x8: 28x28 passes the config check, 8x8 not the plan's
     params = build_config("full", {"deep": {"models": {

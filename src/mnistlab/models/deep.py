@@ -339,6 +339,11 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
     def log_loss(self, X: np.ndarray, y: np.ndarray) -> float:
         """Mean cross-entropy on (X, y), as Keras' ``evaluate`` reports it."""
+        y = np.asarray(y)
+        unseen = np.setdiff1d(y, self.classes_)
+        if len(unseen):  # their probability is not defined, and searchsorted would pick another
+            raise ValueError(f"log_loss: labels {unseen.tolist()} were not among the classes "
+                             "seen in fit")
         proba = self.predict_proba(X)
         index = np.searchsorted(self.classes_, y)
         return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), index], 1e-12, None))))

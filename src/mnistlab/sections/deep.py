@@ -317,6 +317,10 @@ def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn",
         if problem:
             raise ConfigError(f"deep.models.{name}: cannot work on images of "
                               f"{data.image_shape[0]}x{data.image_shape[1]} ({problem})")
+    if params.overfit_models and params.overfit_images < data.n_classes:
+        raise ConfigError(f"deep.overfit_images={params.overfit_images}: fewer than the "
+                          f"{data.n_classes} classes of {data.name} (the overfitting demo "
+                          "trains on at least one image of each)")
 
     # On two cores each network trains on one thread, two at once, when it trains in a process
     # of its own: a second thread made them little faster (Fashion-MNIST, one epoch, 2 -> 1
