@@ -308,3 +308,31 @@ def test_an_image_far_from_the_training_images_is_flagged_and_a_test_image_is_no
     noise = np.random.default_rng(0).integers(0, 256, (28, 28))
     far = client.post("/api/predict.json", json=noise.tolist()).json()["familiarity"]
     assert far["far"] is True and far["distance"] > far["threshold"]
+
+
+def test_the_guard_replays_a_whole_body_and_drops_a_request_whose_client_left():
+    import asyncio
+
+    from mnistlab.serve.server import Guard
+
+    async def call(messages):
+        seen, sent, incoming = [], [], iter(messages)
+
+        async def route(scope, receive, send):
+            seen.append((await receive())["body"])
+
+        async def receive():
+            return next(incoming)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/api/predict", "headers": []}
+        await Guard(route, limit=100)(scope, receive, send)
+        return seen, sent
+
+    whole = [{"type": "http.request", "body": b"ab", "more_body": True},
+             {"type": "http.request", "body": b"cd", "more_body": False}]
+    assert asyncio.run(call(whole)) == ([b"abcd"], [])
+    gone = [{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}]
+    assert asyncio.run(call(gone)) == ([], [])  # no route runs for a client that left
