@@ -103,3 +103,8 @@ class FigureSink:
 
 def esc(value) -> str:
     return str(escape(str(value)))
+
+
+def nouns(count: int, noun: str) -> str:
+    """``noun`` as ``count`` of it reads: "1 epoch", "5 epochs" (the noun only)."""
+    return noun if count == 1 else noun + "s"

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..sections.deep import Architectures, OverfitResult, TrainResult, in_seed_order
 from ..study.results import StudyContext
-from .blocks import Block, FigureSink, every, heading, new_figure, table, text, the
+from .blocks import Block, FigureSink, every, heading, new_figure, nouns, table, text, the
 from .figures import confusion_figure, image_grid, legend
 
 
@@ -252,7 +252,8 @@ def _demo_answer(demos: list[OverfitResult], arch: Architectures, runs: list[Tra
         part = (f"{d.name} ({arch.params.get(d.name, 0):,} parameters) "
                 + ("memorises them all" if d.train_acc >= 1.0 else
                    f"reaches {d.train_acc:.0%} training accuracy")
-                + f" after {d.epochs} epochs and scores {d.test_acc:.3f} on the test set")
+                + f" after {d.epochs} {nouns(d.epochs, 'epoch')} and scores {d.test_acc:.3f} on "
+                  "the test set")
         if d.name in full:
             part += f" (against {full[d.name]:.3f} when trained on all the images)"
         parts.append(part)

@@ -119,10 +119,10 @@ def _balance_answer(s: Summary) -> str:
                   f"{s.test_imbalance:.3f}. ")
     else:
         answer = (f"The training set is <b>{verdict}</b>: its largest class ({esc(names[hi])}, "
-                  f"{tr[hi]:,} images, {pct_hi:.2f} %) is {s.train_imbalance:.3f} times its "
+                  f"{tr[hi]:,} images, {pct_hi:.2f} %) is {s.train_imbalance:.4g} times its "
                   f"smallest ({esc(names[lo])}, {tr[lo]:,}, {pct_lo:.2f} %), against "
                   f"{100 / len(names):.2f} % each for a uniform split; the test set's ratio is "
-                  f"{s.test_imbalance:.3f}. ")
+                  f"{s.test_imbalance:.4g}. ")
     p_uniform = s.uniform_chi2_p["train"]
     if s.train_imbalance > 1.0:
         test = (f"A chi-square test {'rejects' if p_uniform < 0.05 else 'does not reject'} "
@@ -131,13 +131,25 @@ def _balance_answer(s: Summary) -> str:
             answer += test + (f"A {s.train_imbalance:.2f} ratio is mild: accuracy stays a "
                               "meaningful score and no re-weighting is needed. ")
         else:
-            answer += test + (f"With a {s.train_imbalance:.2f} ratio, accuracy weighs the large "
+            answer += test + (f"With a {s.train_imbalance:.4g} ratio, accuracy weighs the large "
                               "classes more than the small ones: read each class's recall in "
                               "the confusion matrices too. ")
     answer += (f"Train and test class distributions differ by a total-variation distance of "
                f"{s.train_test_tv:.4f} (chi-square test of equal distributions: "
-               f"p = {s.train_test_chi2_p:.2g}), so a model's test accuracy is measured on the "
-               "class mix it was trained on. The seed printed only the pixel standard deviations "
+               f"p = {s.train_test_chi2_p:.2g})")
+    if s.train_test_chi2_p < 0.05:
+        te = np.array(s.test_counts)
+        share_tr, share_te = tr / tr.sum(), te / te.sum()
+        moved = int(np.abs(share_te - share_tr).argmax())
+        answer += (f": the test set mixes the classes otherwise ({esc(names[moved])} is "
+                   f"{100 * share_tr[moved]:.2f} % of the training images and "
+                   f"{100 * share_te[moved]:.2f} % of the test images), so the test accuracy "
+                   "weighs the classes otherwise than the validation accuracy, whose images "
+                   "come from the training set. ")
+    else:
+        answer += (", a difference the test cannot tell from chance: the test accuracy is "
+                   "measured on the class mix the models were trained on. ")
+    answer += ("The seed printed only the pixel standard deviations "
                f"(here {s.pixel_std['train']:.2f} train, {s.pixel_std['test']:.2f} test), which "
                "say nothing about balance.")
     return answer

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..core.files import atomic_write_bytes
 from ..sections.quality import KINDS, SPLITS, IssueTable, LabelIssues, LeakEffect, NeighbourIssues
 from ..study.results import StudyContext
-from .blocks import Block, FigureSink, heading, maybe, table, text
+from .blocks import Block, FigureSink, heading, maybe, nouns, table, text
 from .figures import image_grid
 from .leaderboard import no_nan
 
@@ -255,11 +255,12 @@ def _label_blocks(c: LabelIssues, n: NeighbourIssues | None, found: dict, names:
         f"of {checker} on {c.features}; for the test images, the same "
         "model fitted on the training set. Its out-of-fold accuracy is "
         f"<b>{c.oof_accuracy:.4f}</b> and its test accuracy <b>{c.test_accuracy:.4f}</b>. "
-        f"It flags <b>{flagged_train:,}</b> training labels{share} and "
-        f"<b>{flagged_test:,}</b> test labels: the images whose given label the checker finds "
-        f"least probable. {100 * (1 - c.oof_accuracy):.1f} % of the checker's own out-of-fold "
-        "predictions are wrong, so a flag may be the checker's error rather than the "
-        "label's: the gallery shows the strongest ones.")]
+        f"It flags <b>{flagged_train:,}</b> training {nouns(flagged_train, 'label')}{share} "
+        f"and <b>{flagged_test:,}</b> test {nouns(flagged_test, 'label')}: the images whose "
+        "given label the checker finds least probable. "
+        f"{100 * (1 - c.oof_accuracy):.1f} % of the checker's own out-of-fold predictions are "
+        "wrong, so a flag may be the checker's error rather than the label's: the gallery "
+        "shows the strongest ones.")]
     fig = _gallery(c, "label-issue", names)
     if fig is not None:
         blocks.append(sink.block("quality-label-issue", fig,

@@ -180,11 +180,11 @@ def _corruption_blocks(v, scores, by_mean, acc, study, sink) -> list[Block]:
     collapsed = _collapses(v, scores)
     if collapsed:
         said = "; ".join(f"{esc(m)} answers \"{esc(study.class_names[k])}\" for "
-                         f"{100 * share:.0f} % of the images under {esc(c)}"
+                         f"{100 * share:.0f} % of the images under {esc(c)} (the class of "
+                         f"{100 * np.mean(v.labels == k):.0f} % of them)"
                          for m, c, k, share in collapsed[:6])
-        sentences.append(f"Some models answer one class for most images of a corruption "
-                         f"(every class is about {100 / len(study.class_names):.0f} % of the "
-                         f"sample): {said}.")
+        sentences.append(f"Some models answer one class for most images of a corruption, most "
+                         f"images of the other classes included: {said}.")
     blocks.append(text(" ".join(sentences)))
     return blocks
 
@@ -199,7 +199,9 @@ def _collapses(v: Variants, scores) -> list[tuple[str, str, int, float]]:
             counts = np.bincount(pred, minlength=n_classes)
             k = int(counts.argmax())
             share = counts[k] / len(pred)
-            if share > COLLAPSE:
+            # most of the other classes' images too: a class that is most of the sample is
+            # not taken over by being answered most
+            if share > COLLAPSE and np.mean(pred[v.labels != k] == k) > COLLAPSE:
                 found.append((label(m), c, k, float(share)))
     return sorted(found, key=lambda f: -f[3])
 

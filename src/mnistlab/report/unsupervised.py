@@ -349,19 +349,25 @@ def kmeans_k_answer(sweep: KMeansSweep) -> str:
 def pca2_answer(explained: float, s2: dict, r0: dict, n_components: int) -> str:
     """Seed 2.4: the partition on 2 PCA components against the one in n components."""
     higher = s2["silhouette"] > r0["silhouette"]
-    worse = s2["ari"] < r0["ari"] - SCORE_NOISE
+    verdict = compare_partitions(s2, r0, SCORE_NOISE)  # on accuracy, ARI and AMI together
     text_ = (f"Two components keep {explained:.1%} of the variance. The silhouette is "
              f"{_silhouette(s2)}, {'higher' if higher else 'not higher'} than in {n_components} "
              f"dimensions ({_silhouette(r0)})")
     text_ += (": k-means cuts a 2-D cloud into compact convex cells that look well separated "
               "there, which says nothing of the classes. " if higher else ". ")
-    text_ += (f"Against the labels the partition is {'worse' if worse else 'no worse'} (ARI "
-              f"{_f(s2['ari'])} vs {_f(r0['ari'])}, accuracy {_f(s2['accuracy'])} vs "
-              f"{_f(r0['accuracy'])}): ")
-    return text_ + ("the classes overlap in this plane (right panel); the silhouette judges the "
-                    "geometry of the clusters, the external scores their agreement with the "
-                    "classes." if worse else "two components already separate these classes "
-                    "as well as many do.")
+    scores = _scores_pair(s2, r0).replace(" against ", " vs ")
+    if verdict == "worse":
+        return text_ + (f"Against the labels the partition is worse ({scores}): the classes "
+                        "overlap in this plane (right panel); the silhouette judges the "
+                        "geometry of the clusters, the external scores their agreement with the "
+                        "classes.")
+    if verdict == "mixed":
+        return text_ + (f"Against the labels the scores point different ways ({scores}; a "
+                        f"difference under {SCORE_NOISE} counts as none): neither partition "
+                        "matches the classes better on all three.")
+    judged = "better" if verdict == "better" else "no worse"
+    return text_ + (f"Against the labels the partition is {judged} ({scores}): two components "
+                    "already separate these classes as well as many do.")
 
 
 def _repeats(study: StudyContext) -> str:
@@ -474,9 +480,11 @@ def _gmm_answer(gmm: GmmResult, bic: BicCurve, inits: KMeansInits, pca: PcaResul
                else ". ")
     slowest = max(r["fit_s"] for r in gmm.rows)
     if gmm.space == "pca":
+        full_params = next((f"{r['n_parameters']:,}" for r in gmm.rows
+                            if r["covariance"] == "full"), "n/a")
         answer += (f"That is why the default space is the {pca.n_chosen}-component PCA "
                    f"({pca.variance_target:.0%} of the variance): the 'full' model there has "
-                   f"{next((r['n_parameters'] for r in gmm.rows if r['covariance'] == 'full'), 'n/a')} "
+                   f"{full_params} "
                    f"parameters and the slowest fit above took {slowest:.1f} s. The raw-pixel "
                    "configuration stays available (<code>gmm_space = \"raw\"</code>).")
     else:
@@ -516,8 +524,12 @@ def _embedding_evidence(emb: EmbeddingResult | None, best_gmm: dict) -> str:
         return (f", and the same images cluster far better after the nonlinear embedding "
                 f"below ({pair} for the best mixture)")
     if verdict == "mixed":
-        return (f" (the nonlinear embedding below is better on some scores, not on all: "
-                f"{pair} for the best mixture)")
+        ahead = [AGREEING_LABELS[k] for k in AGREEING_SCORES
+                 if emb.row[k] > best_gmm[k] + CLEARLY_BETTER]
+        rest = [AGREEING_LABELS[k] for k in AGREEING_SCORES if AGREEING_LABELS[k] not in ahead]
+        return (f" (the nonlinear embedding below is ahead by more than {CLEARLY_BETTER} on "
+                f"{' and '.join(ahead)}, not on {' and '.join(rest)}: {pair} for the best "
+                "mixture)")
     return (f" (though the nonlinear embedding below does not cluster them clearly better "
             f"either: {pair} for the best mixture)")
 
