@@ -248,9 +248,12 @@ def test_the_c_sweep_says_barely_moves_only_when_accuracy_barely_moves():
     assert "barely" not in text and "C matters here (a spread of 0.0285" in text
     assert "At C = 100000 libsvm stopped at its iteration cap" in text
     assert "which is why its accuracy is the lowest" in text
+    assert "on classes that overlap (training accuracy 0.9900)" in text
     text = c_accuracy_answer(_c_rows([0.99, 0.991, 0.991, 0.995], capped={3}, train=1.0), 100)
     assert "barely moves" in text and "are linearly separable" in text
     assert "which is why" not in text
+    # the training images are all right: "overlapping points" would be false (mnist-5k, 0 vs 1)
+    assert "even on separable classes" in text and "overlap" not in text
 
 
 def _sweep_rows(fit, train, test, ns=(10, 50, 100), support=(900, 700, 500)):

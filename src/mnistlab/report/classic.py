@@ -408,9 +408,11 @@ def c_accuracy_answer(rows: list[CRow], n_test: int) -> str:
                  f"C matters here (a spread of {spread:.4f} among the converged fits). ")
     for r in capped:
         lowest = r["test_acc"] == min(accs) and len(rows) > 1
+        overlap = (f"on classes that overlap (training accuracy {r['train_acc']:.4f})"
+                   if r["train_acc"] < 1 else "even on separable classes")
         text_ += (f"At C = {r['C']:g} libsvm stopped at its iteration cap ({r['n_iter']:,} "
-                  "iterations) before the exact optimum: a nearly hard margin on overlapping "
-                  "points is an ill-conditioned problem"
+                  f"iterations) before the exact optimum: a nearly hard margin {overlap} is an "
+                  "ill-conditioned problem for its solver"
                   + (", which is why its accuracy is the lowest. " if lowest else ". "))
     return text_.rstrip()
 
