@@ -504,14 +504,25 @@ def test_a_curve_that_rises_then_falls_is_not_read_from_its_ends():
     from mnistlab.report.unsupervised import course, kmeans_k_answer
     from mnistlab.sections.unsupervised import KMeansSweep
 
-    assert course([0.5, 0.7, 0.45]) == ("rises then falls", 1)
-    assert course([0.5, 0.3, 0.52]) == ("falls then rises", 1)
-    assert course([0.5, 0.505, 0.49]) == ("barely moves", -1)
+    assert course([0.5, 0.7, 0.45]) == ("rises then falls", [1])
+    assert course([0.5, 0.3, 0.52]) == ("falls then rises", [1])
+    assert course([0.5, 0.505, 0.49]) == ("barely moves", [])
+    assert course([0.1, 0.3, 0.295, 0.6]) == ("rises", [])  # a dip within the noise
+    # scikit-learn's 8x8 digits: completeness fell, rose by 0.12, fell again (said "falls")
+    digits = [1.0, 0.832, 0.615, 0.652, 0.684, 0.726, 0.736, 0.734, 0.710, 0.722, 0.672,
+              0.555, 0.496, 0.457]
+    assert course(digits, 0.02) == ("falls, rises, then falls", [2, 6])
+    assert course(digits, 0.01)[1] == [2, 6, 8, 9]  # 0.710 -> 0.722 -> 0.672: beyond 0.01
     rows = [{"k": k, "homogeneity": h, "completeness": c, "accuracy": 0.5, "inertia": i}
             for k, h, c, i in zip((2, 10, 50), (0.2, 0.5, 0.8), (0.5, 0.7, 0.4), (9, 6, 3))]
     text = kmeans_k_answer(KMeansSweep(5, rows))
     assert "Completeness rises then falls (0.500 at K = 2, 0.700 at K = 10 on the way" in text
     assert "split over more clusters" not in text
+    rows = [{"k": k, "homogeneity": 0.1 * k, "completeness": c, "accuracy": 0.5, "inertia": 9 - k}
+            for k, c in zip((1, 2, 3, 4, 5), (1.0, 0.6, 0.75, 0.7, 0.4))]
+    text = kmeans_k_answer(KMeansSweep(5, rows))
+    assert ("Completeness falls, rises, then falls (1.000 at K = 1, 0.600 at K = 2 and 0.750 at "
+            "K = 3 on the way, 0.400 at K = 5)") in text
 
 
 def test_a_gap_widest_in_the_middle_is_not_called_steady():
@@ -572,3 +583,29 @@ def test_the_validation_column_is_compared_with_the_test_column_not_said_to_trac
     assert "SVC (RBF kernel), ranks 2 of 3 on the test column" in said
     assert "differ by at most 0.041 (Bernoulli naive Bayes: 0.851 validation, 0.810 test)" in said
     assert "tracks" not in said
+
+
+def test_the_pixel_transform_sentence_says_linear_plainly_and_names_a_tie():
+    from mnistlab.report.classic import _representation_text
+    from mnistlab.sections.classic import Representation
+
+    tie = _representation_text(Representation("linear", {"linear": 0.9792, "sqrt": 0.9792}, 1293))
+    assert "the pixels are used as they are (<b>linear</b>), chosen on the validation split" in tie
+    assert "(a tie: the first tried, linear, is kept)." in tie and "square root" not in tie
+    sqrt = _representation_text(Representation("sqrt", {"linear": 0.9467, "sqrt": 0.9567}, 2000))
+    assert "are transformed by <b>sqrt</b>" in sqrt and "tie" not in sqrt
+    assert "The square root spreads the faint end" in sqrt
+
+
+def test_the_label_check_mentions_a_gallery_only_when_it_flags_labels(full_digits_run,
+                                                                      quick_run):
+    import re
+
+    for run in (full_digits_run, quick_run):
+        html = (run / "report.html").read_text()
+        found = re.search(r"It flags <b>([\d,]+)</b> training labels? .*?and <b>([\d,]+)</b> "
+                          r"test labels?: .*?rather than the label's([^<]*)", html)
+        assert found, run
+        flagged = int(found.group(1).replace(",", "")) + int(found.group(2).replace(",", ""))
+        said = found.group(3)
+        assert said.startswith(": the gallery shows" if flagged else "; here its estimate is 0")

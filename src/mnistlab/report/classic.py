@@ -224,9 +224,12 @@ def _representation_text(rep) -> str:
     if not rep.val_acc:
         return f" Their pixels are transformed by <code>{rep.transform}</code> (set in the config)."
     scores = ", ".join(f"{k} {v:.4f}" for k, v in rep.val_acc.items())
-    return (f" Before that PCA the pixels are transformed by <b>{rep.transform}</b>, chosen on "
-            f"the validation split: an RBF SVC fitted on {rep.n_train:,} training images scores "
-            f"{scores} there."
+    how = ("are used as they are (<b>linear</b>)" if rep.transform == "linear"
+           else f"are transformed by <b>{rep.transform}</b>")
+    tie = len(set(rep.val_acc.values())) == 1
+    return (f" Before that PCA the pixels {how}, chosen on the validation split: an RBF SVC "
+            f"fitted on {rep.n_train:,} training images scores {scores} there"
+            + (f" (a tie: the first tried, {rep.transform}, is kept)." if tie else ".")
             + (" The square root spreads the faint end of the grey scale and compresses the "
                "bright end (a grey level of 16 of 255 becomes 0.25 instead of 0.06), so faint "
                "pixels weigh more in the PCA's distances." if rep.transform == "sqrt"

@@ -259,8 +259,9 @@ def _label_blocks(c: LabelIssues, n: NeighbourIssues | None, found: dict, names:
         f"and <b>{flagged_test:,}</b> test {nouns(flagged_test, 'label')}: the images whose "
         "given label the checker finds least probable. "
         f"{100 * (1 - c.oof_accuracy):.1f} % of the checker's own out-of-fold predictions are "
-        "wrong, so a flag may be the checker's error rather than the label's: the gallery "
-        "shows the strongest ones.")]
+        "wrong, so a flag may be the checker's error rather than the label's"
+        + (": the gallery shows the strongest ones." if flagged_train + flagged_test else
+           "; here its estimate is 0: no image is flagged."))]
     fig = _gallery(c, "label-issue", names)
     if fig is not None:
         blocks.append(sink.block("quality-label-issue", fig,

@@ -304,29 +304,47 @@ def _moves(first: float, last: float, up: str = "rises", down: str = "falls",
     return up if last > first + noise else down if last < first - noise else flat
 
 
-def course(values: list[float], noise: float = SCORE_NOISE) -> tuple[str, int]:
-    """How a curve moves over its whole length, not only between its ends: ("rises", -1),
-    ("falls", -1), ("barely moves", -1), or ("rises then falls", i) / ("falls then rises", i)
-    when a point inside it (index i) lies beyond ``noise`` above (below) both ends."""
-    top, bottom = int(np.argmax(values)), int(np.argmin(values))
-    ends_high, ends_low = max(values[0], values[-1]), min(values[0], values[-1])
-    if 0 < top < len(values) - 1 and values[top] > ends_high + noise:
-        return "rises then falls", top
-    if 0 < bottom < len(values) - 1 and values[bottom] < ends_low - noise:
-        return "falls then rises", bottom
-    return _moves(values[0], values[-1], noise=noise), -1
+def course(values: list[float], noise: float = SCORE_NOISE) -> tuple[str, list[int]]:
+    """How a curve moves over its whole length, not only between its ends: "rises", "falls",
+    "barely moves", or its runs ("rises then falls", "falls, rises, then falls"...) with the
+    index of each turn. A turn is a point the curve then leaves by more than ``noise`` the
+    other way; smaller wiggles are not turns."""
+    turns: list[int] = []
+    first = direction = 0  # the first run's direction; the current one's (0: none yet)
+    extreme = 0  # where the current run has got furthest
+    for i, value in enumerate(values[1:], 1):
+        if direction == 0:
+            if value > values[0] + noise or value < values[0] - noise:
+                first = direction = 1 if value > values[0] else -1
+                extreme = i
+        elif (value - values[extreme]) * direction >= 0:
+            extreme = i
+        elif value < values[extreme] - noise if direction > 0 else value > values[extreme] + noise:
+            turns.append(extreme)
+            direction, extreme = -direction, i
+    if not first:
+        return "barely moves", []
+    runs = ["rises" if (first if k % 2 == 0 else -first) > 0 else "falls"
+            for k in range(len(turns) + 1)]
+    if len(runs) <= 2:
+        return " then ".join(runs), turns
+    return ", ".join(runs[:-1]) + ", then " + runs[-1], turns
 
 
 def kmeans_k_answer(sweep: KMeansSweep) -> str:
     """Seed 2.1 (K): how homogeneity and completeness move with K, from the sweep."""
     first, last = sweep.rows[0], sweep.rows[-1]
     best_acc = max(sweep.rows, key=lambda r: r["accuracy"])
-    h, h_at = course([r["homogeneity"] for r in sweep.rows])
-    c, c_at = course([r["completeness"] for r in sweep.rows])
+    # a turn is a move back by more than twice the scores' noise, as every verdict here
+    h, h_at = course([r["homogeneity"] for r in sweep.rows], 2 * SCORE_NOISE)
+    c, c_at = course([r["completeness"] for r in sweep.rows], 2 * SCORE_NOISE)
 
-    def turn(name: str, at: int) -> str:
-        return (f", {_f(sweep.rows[at][name])} at K = {sweep.rows[at]['k']} on the way"
-                if at >= 0 else "")
+    def turn(name: str, at: list[int]) -> str:
+        if not at:
+            return ""
+        points = [f"{_f(sweep.rows[i][name])} at K = {sweep.rows[i]['k']}" for i in at]
+        listed = points[0] if len(points) == 1 else ", ".join(points[:-1]) + " and " + points[-1]
+        return f", {listed} on the way"
 
     text_ = (f"Homogeneity {h} with K ({_f(first['homogeneity'])} at K = {first['k']}"
              f"{turn('homogeneity', h_at)}, {_f(last['homogeneity'])} at K = {last['k']})")
