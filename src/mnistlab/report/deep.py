@@ -7,6 +7,7 @@ import numpy as np
 from ..sections.deep import Architectures, OverfitResult, TrainResult, in_seed_order
 from ..study.results import StudyContext
 from .blocks import Block, FigureSink, every, heading, new_figure, nouns, table, text, the
+from .classic import gain_noise
 from .figures import confusion_figure, image_grid, legend
 
 
@@ -304,25 +305,48 @@ def _cost_answer(runs: list[TrainResult], arch: Architectures) -> str:
     return " ".join(parts)
 
 
+# One run's time per epoch is one measurement on a machine the run shares: a quarter more
+# or less is not read as faster or slower.
+SPEED_MARGIN = 1.25
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.1f}" if s >= 1 else f"{s:.2g}"
+
+
 def cnn_vs_mlp(c: TrainResult, mlp: TrainResult) -> str:
-    """The seed's CNN against an MLP: parameters, time per epoch, accuracy, each compared."""
+    """The seed's CNN against an MLP: parameters, time per epoch, accuracy, each compared,
+    the accuracies beyond twice the noise of the test set's size, the times beyond
+    SPEED_MARGIN."""
     c_s, m_s = c.train_s / max(c.epochs_run, 1), mlp.train_s / max(mlp.epochs_run, 1)
+    n_test = int(np.sum(c.confusion))
+    noise = gain_noise([c.test_acc, mlp.test_acc], n_test) if n_test else 0.0
     text_ = (f"The seed's CNN reaches {c.test_acc:.4f} against {mlp.test_acc:.4f} for "
              f"{mlp.name}, with {c.n_params:,} parameters against {mlp.n_params:,} and "
-             f"{c_s:.1f} s per epoch against {m_s:.1f} s. ")
-    if c.n_params < mlp.n_params and c_s > m_s:
+             f"{_seconds(c_s)} s per epoch against {_seconds(m_s)} s. ")
+    faster = ("cnn" if c_s * SPEED_MARGIN < m_s else "mlp" if m_s * SPEED_MARGIN < c_s
+              else "neither")
+    better = ("cnn" if c.test_acc > mlp.test_acc + noise else
+              "mlp" if mlp.test_acc > c.test_acc + noise else "neither")
+    if c.n_params < mlp.n_params and faster == "mlp":
         text_ += ("A convolution reuses each weight at every position of the image: fewer "
                   "parameters, more computation. ")
     elif c.n_params >= mlp.n_params:
         text_ += ("The CNN has the more parameters here: its convolution shares weights, but "
                   "the dense layer after it reads every position of every feature map. ")
-    cnn_more_accurate = c.test_acc > mlp.test_acc + 0.001
-    if m_s < c_s:
+    speed = {"cnn": "the CNN is faster per epoch", "mlp": "the MLP is faster per epoch",
+             "neither": f"the two take about as long per epoch (within {SPEED_MARGIN:g}x)"}
+    accuracy = {"cnn": "the CNN more accurate", "mlp": "the MLP more accurate",
+                "neither": f"the two as accurate within twice the noise of {n_test:,} test "
+                           f"images ({noise:.4f})"}
+    if faster == "mlp" and better == "cnn":
         return text_ + ("The seed concluded the MLP was \"more efficient\"; per second of "
-                        "training it is, per error avoided it is not." if cnn_more_accurate else
-                        "Here the MLP is faster per epoch and as accurate or more: the seed's "
-                        "\"more efficient\" holds on this data.")
-    return text_ + ("Here the CNN is both faster per epoch and more accurate: the seed's "
-                    "\"more efficient\" does not hold on this data." if cnn_more_accurate else
-                    "Here the CNN is faster per epoch and the MLP more accurate: neither is "
-                    "simply \"more efficient\".")
+                        "training it is, per error avoided it is not.")
+    said = (f"Here the {faster.upper()} is both faster per epoch and more accurate"
+            if faster == better != "neither" else f"Here {speed[faster]} and {accuracy[better]}")
+    if faster == better == "neither":
+        return text_ + f"{said}: these numbers do not tell which is \"more efficient\"."
+    if {faster, better} == {"cnn", "mlp"}:
+        return text_ + f"{said}: neither is simply \"more efficient\"."
+    holds = "holds" if "mlp" in (faster, better) else "does not hold"
+    return text_ + f"{said}: the seed's \"more efficient\" {holds} on this data."
