@@ -320,6 +320,7 @@ def test_the_guard_replays_a_whole_body_and_drops_a_request_whose_client_left():
 
         async def route(scope, receive, send):
             seen.append((await receive())["body"])
+            seen.append((await receive())["type"])  # then it waits for the client to go
 
         async def receive():
             return next(incoming)
@@ -332,7 +333,25 @@ def test_the_guard_replays_a_whole_body_and_drops_a_request_whose_client_left():
         return seen, sent
 
     whole = [{"type": "http.request", "body": b"ab", "more_body": True},
-             {"type": "http.request", "body": b"cd", "more_body": False}]
-    assert asyncio.run(call(whole)) == ([b"abcd"], [])
+             {"type": "http.request", "body": b"cd", "more_body": False},
+             {"type": "http.disconnect"}]
+    assert asyncio.run(call(whole)) == ([b"abcd", "http.disconnect"], [])
     gone = [{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}]
     assert asyncio.run(call(gone)) == ([], [])  # no route runs for a client that left
+
+
+def test_each_prediction_names_its_top_value_and_is_unsure_only_as_a_low_probability(
+        client, mnist5k):
+    from mnistlab.serve.server import LOW_CONFIDENCE
+
+    noise = np.random.default_rng(1).integers(0, 256, (28, 28))
+    unsure = set()
+    for image in (mnist5k.x_test[1], noise):
+        answer = client.post("/api/predict.json?model=all", json=image.tolist()).json()
+        for p in answer["predictions"]:
+            assert p["top"] == pytest.approx(max(p["values"]), abs=1e-6)
+            assert p["class"] == int(np.argmax(p["values"]))
+            assert p["unsure"] is (p["kind"] == "probability" and p["top"] < LOW_CONFIDENCE)
+            unsure.add((p["kind"], p["unsure"]))
+    # the cases the rule tells apart all occur: scores (never unsure), sure and unsure answers
+    assert {("score", False), ("probability", True), ("probability", False)} <= unsure
