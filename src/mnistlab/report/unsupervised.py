@@ -435,12 +435,17 @@ def _inits_answer(inits: KMeansInits, class_names: list[str],
         others = [r for r in inits.rows if r["init"] != "fixed"]
         verdicts = {compare_partitions(fixed, r, SCORE_NOISE) for r in others}
         scores = ", ".join(f"{AGREEING_LABELS[k]} {_f(fixed[k])}" for k in AGREEING_SCORES)
-        text_ += ("Starting from one real image per class (fixed) uses the labels "
-                  + ("and reaches the classes best on every score, " if verdicts == {"better"}
-                     else "yet does not reach the classes better than the others, "
-                     if verdicts <= {"worse", "alike"} else
-                     "and is better on some scores than the other starts, not on all, ")
-                  + f"with {scores}. ")
+        if verdicts == {"better"} or verdicts <= {"worse", "alike"}:
+            text_ += ("Starting from one real image per class (fixed) uses the labels "
+                      + ("and reaches the classes best on every score, " if verdicts == {"better"}
+                         else "yet does not reach the classes better than the others, ")
+                      + f"with {scores}. ")
+        else:  # the scores disagree: say where, start by start
+            against = "; ".join(f"against {r['init']}, {_against(fixed, r, SCORE_NOISE)}"
+                                for r in others)
+            text_ += (f"Starting from one real image per class (fixed) uses the labels; with "
+                      f"{scores} it is {against} (a difference under {SCORE_NOISE} counts as "
+                      "none). ")
     groups = shared_clusters(inits.contingency[0], class_names)
     text_ += (f"With the labels, {first['accuracy']:.0%} of the images land in the cluster "
               f"matched to their class ({first['init']})")
@@ -526,6 +531,18 @@ def compare_partitions(a: dict, b: dict, margin: float) -> str:
     behind = [a[k] < b[k] - margin for k in AGREEING_SCORES]
     return "better" if all(ahead) else "worse" if not any(ahead) and any(behind) else \
         "alike" if not any(ahead) else "mixed"
+
+
+def _against(a: dict, b: dict, margin: float) -> str:
+    """Where partition ``a`` is ahead of ``b`` and where behind, beyond ``margin``."""
+    ahead = [AGREEING_LABELS[k] for k in AGREEING_SCORES if a[k] > b[k] + margin]
+    behind = [AGREEING_LABELS[k] for k in AGREEING_SCORES if a[k] < b[k] - margin]
+    def listed(names: list[str]) -> str:
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+    parts = ([f"ahead on {listed(ahead)}"] if ahead else []) + (
+        [f"behind on {listed(behind)}"] if behind else [])
+    return ", ".join(parts) or "alike on every score"
 
 
 def _scores_pair(a: dict, b: dict) -> str:
