@@ -66,7 +66,13 @@ def test_shared_clusters_are_read_from_the_contingency_table():
     # Pullover and Coat both put >= 20 % of their images in cluster 0; Sandal is alone.
     text = _inits_answer(_inits([0.40, 0.41, 0.42], [0.5, 0.5, 0.5],
                                 [[60, 40, 0], [50, 50, 0], [0, 5, 95]]), names)
-    assert "classes sharing a cluster: Pullover/Coat" in text and "4/9" not in text
+    assert "classes sharing a cluster: Pullover/Coat (see" in text and "4/9" not in text
+    # two clusters hold the same group: named once; the share of pairs of two classes measured
+    assert "(67% of the pairs here are of two different classes)" in text
+    two = _inits_answer(_inits([0.0, 0.0, 0.0], [0.52, 0.52, 0.52], [[450, 450], [300, 300]]),
+                        ["0", "1"])
+    assert "(48% of the pairs here are of two different classes)" in two
+    assert "most pairs" not in two
     assert "within 0.020 ARI" in text and "50% of the images" in text
     text = _inits_answer(_inits([0.2, 0.5, 0.9], [0.4, 0.6, 0.95],
                                 [[90, 5, 5], [5, 90, 5], [5, 5, 90]], rand=0.3), names)
@@ -158,6 +164,9 @@ def test_the_2d_partition_is_compared_as_measured():
     assert ("the scores point different ways (accuracy 0.583 vs 0.600, ARI 0.413 vs 0.400, "
             "AMI 0.473 vs 0.500; a difference under 0.01 counts as none)") in text
     assert "no worse" not in text and "as well as many do" not in text
+    chance = {**row, "ari": -0.003, "ami": 0.007, "accuracy": 0.517}
+    text = pca2_answer(0.47, {**chance, "ami": 0.008}, chance, 53)
+    assert "neither partition finds the classes" in text and "separate" not in text
 
 
 # ------------------------------------------------------------------ mixtures and embedding
@@ -207,12 +216,22 @@ def test_the_embedding_text_cites_the_seed_on_mnist_only():
 
     *_, emb = _gmm_parts(emb_acc=0.7)
     emb.row.update(ari=0.5, homogeneity=0.6)
-    kmeans = {"accuracy": 0.69, "homogeneity": 0.5}
+    kmeans = {"accuracy": 0.69, "ari": 0.5, "ami": 0.5, "homogeneity": 0.5}
     text = _embedding_text(emb, 10, kmeans)
     assert "no better than" in text and "0.485" not in text and "deskewed" not in text
-    kmeans["accuracy"] = 0.5
+    kmeans.update(accuracy=0.5, ari=0.3, ami=0.3)
     text = _embedding_text(emb, 10, kmeans, seed_comparable=True)
     assert "better than k-means" in text and "no better" not in text and "0.485" in text
+    # two garment classes: accuracy 0.613 against 0.517 where one class is 60 % of the images,
+    # ARI 0.046 against -0.003, was "finds the classes better"
+    emb.row.update(accuracy=0.613, ari=0.046, ami=0.022)
+    text = _embedding_text(emb, 2, {"accuracy": 0.517, "ari": -0.003, "ami": 0.007,
+                                    "homogeneity": 0.008})
+    assert "Neither it nor k-means on PCA finds the classes (an ARI under 0.05" in text
+    assert "better" not in text
+    emb.row.update(accuracy=0.6, ari=0.5, ami=0.5)  # behind on accuracy, ahead on ARI and AMI
+    text = _embedding_text(emb, 10, {"accuracy": 0.7, "ari": 0.4, "ami": 0.4, "homogeneity": 0.5})
+    assert "Against k-means on PCA it is ahead on ARI and AMI, behind on accuracy" in text
     assert "epochs" not in text  # umap-learn's default: nothing to say
     assert "200 layout epochs where umap-learn would give 500" in _embedding_text(
         emb, 10, kmeans, epochs=200)
@@ -254,6 +273,9 @@ def test_the_c_sweep_says_barely_moves_only_when_accuracy_barely_moves():
     assert "which is why" not in text
     # the training images are all right: "overlapping points" would be false (mnist-5k, 0 vs 1)
     assert "even on separable classes" in text and "overlap" not in text
+    # two garment classes: the capped fit at 0.500, and so the converged C = 0.0001 one
+    text = c_accuracy_answer(_c_rows([0.5, 0.6833, 0.5, 0.6167], capped={2, 3}, train=0.6), 60)
+    assert "At C = 100 libsvm stopped" in text and "which is why" not in text
 
 
 def _sweep_rows(fit, train, test, ns=(10, 50, 100), support=(900, 700, 500)):

@@ -258,6 +258,9 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
 
 # A change of a score smaller than this is no change (a few images in a thousand).
 SCORE_NOISE = 0.01
+# An adjusted Rand index under this is read as no agreement with the classes: chance scores 0,
+# and a partition this close to it puts few pairs of a class together beyond chance.
+CHANCE_ARI = 0.05
 
 
 def pca_answer(pca: PcaResult, seed_comparable: bool) -> str:
@@ -374,6 +377,9 @@ def pca2_answer(explained: float, s2: dict, r0: dict, n_components: int) -> str:
     text_ += (": k-means cuts a 2-D cloud into compact convex cells that look well separated "
               "there, which says nothing of the classes. " if higher else ". ")
     scores = _scores_pair(s2, r0).replace(" against ", " vs ")
+    if max(s2["ari"], r0["ari"]) < CHANCE_ARI:
+        return text_ + (f"Against the labels neither partition finds the classes ({scores}; an "
+                        f"ARI under {CHANCE_ARI} is close to the 0 of a chance partition).")
     if verdict == "worse":
         return text_ + (f"Against the labels the partition is worse ({scores}): the classes "
                         "overlap in this plane (right panel); the silhouette judges the "
@@ -406,7 +412,7 @@ def shared_clusters(contingency: np.ndarray, class_names: list[str]) -> list[lis
     groups = []
     for column in share.T:
         members = [class_names[i] for i in np.flatnonzero(column >= SHARE_THRESHOLD)]
-        if len(members) > 1:
+        if len(members) > 1 and members not in groups:  # two clusters may hold one group
             groups.append(members)
     return groups
 
@@ -452,10 +458,13 @@ def _inits_answer(inits: KMeansInits, class_names: list[str],
     text_ += ("; classes sharing a cluster: " + ", ".join(esc("/".join(g)) for g in groups)
               + " (see the heatmaps). " if groups else "; no two classes share a cluster. ")
     gap = first["rand"] - first["ari"]
+    counts = inits.contingency[0].sum(axis=1)
+    apart = 1 - float(np.sum((counts / max(counts.sum(), 1)) ** 2))  # pairs of two classes
     text_ += (f"The Rand index ({_f(first['rand'])}) is "
               + ("much higher than" if gap > 0.2 else "close to")
               + f" the adjusted Rand index ({_f(first['ari'])}): Rand counts the pairs kept "
-              "apart, which most pairs of a K-class problem are, and ARI corrects for chance.")
+              f"apart as agreements ({apart:.0%} of the pairs here are of two different "
+              "classes), and ARI corrects for chance.")
     if seed_comparable:
         text_ += (" The seed's MNIST table gave an adjusted Rand equal to its Rand index for "
                   "one init and to the homogeneity for the other: a copying error.")
@@ -572,7 +581,12 @@ def _embedding_evidence(emb: EmbeddingResult | None, best_gmm: dict) -> str:
 def _embedding_text(emb: EmbeddingResult, k: int, kmeans_row: dict,
                     seed_comparable: bool = False, epochs: int = 0) -> str:
     e = emb.row
-    better = e["accuracy"] > kmeans_row["accuracy"] + SCORE_NOISE
+    verdict = compare_partitions(e, kmeans_row, SCORE_NOISE)
+    finds = ("Neither it nor k-means on PCA finds the classes (an ARI under "
+             f"{CHANCE_ARI} is close to chance's 0)" if max(e["ari"], kmeans_row["ari"]) < CHANCE_ARI
+             else "It finds the classes better than k-means on PCA" if verdict == "better"
+             else f"Against k-means on PCA it is {_against(e, kmeans_row, SCORE_NOISE)}"
+             if verdict == "mixed" else "It finds the classes no better than k-means on PCA")
     prep = ("each image is first deskewed (sheared upright by its second moments and centred on "
             "its centre of mass, the classic MNIST preprocessing, so that slanted and upright "
             "writings of a digit become neighbours); then " if emb.deskewed else "")
@@ -583,11 +597,11 @@ def _embedding_text(emb: EmbeddingResult, k: int, kmeans_row: dict,
     return (f"Here {prep}{emb.method} (n_neighbors from the config, min_dist 0{layout}) maps the "
             f"{emb.input_dim} first PCA components to {emb.dim} dimensions that keep each "
             f"image's nearest neighbours together, and a {emb.cluster.upper()} with {k} "
-            f"components (best of several starts) clusters that space. It finds the classes "
-            f"{'better than' if better else 'no better than'} k-means on PCA: accuracy "
-            f"<b>{_f(e['accuracy'])}</b>, ARI {_f(e['ari'])}, homogeneity "
+            f"components (best of several starts) clusters that space. {finds}: accuracy "
+            f"<b>{_f(e['accuracy'])}</b>, ARI {_f(e['ari'])}, AMI {_f(e['ami'])}, homogeneity "
             f"{_f(e['homogeneity'])} (k-means on PCA: accuracy {_f(kmeans_row['accuracy'])}, "
-            f"homogeneity {_f(kmeans_row['homogeneity'])}{seed}). The embedding took "
+            f"ARI {_f(kmeans_row['ari'])}, AMI {_f(kmeans_row['ami'])}, homogeneity "
+            f"{_f(kmeans_row['homogeneity'])}{seed}). The embedding took "
             f"{emb.embed_s:.1f} s.")
 
 
