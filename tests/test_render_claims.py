@@ -273,6 +273,11 @@ def test_the_c_sweep_says_barely_moves_only_when_accuracy_barely_moves():
     assert "which is why" not in text
     # the training images are all right: "overlapping points" would be false (mnist-5k, 0 vs 1)
     assert "even on separable classes" in text and "overlap" not in text
+    # random labels: a flat accuracy at 0.54 with training accuracy 0.51 is no separability
+    text = c_accuracy_answer(_c_rows([0.5405, 0.5405, 0.5405, 0.3784], capped={3}, train=0.5144),
+                             111)
+    assert "barely moves, and no C separates the two classes in 2-D (training accuracy at most "\
+           "0.5144)" in text and "separable" not in text
     # two garment classes: the capped fit at 0.500, and so the converged C = 0.0001 one
     text = c_accuracy_answer(_c_rows([0.5, 0.6833, 0.5, 0.6167], capped={2, 3}, train=0.6), 60)
     assert "At C = 100 libsvm stopped" in text and "which is why" not in text
@@ -298,11 +303,18 @@ def test_pca_influence_is_measured_against_the_raw_pixels():
 
     svc = _sweep_rows([1, 2, 4], [1, 1, 1], [1, 1, 1])
     text = pca_influence_answer(_sweep_rows([1, 1, 1], [1, 1, 1], [0.3, 0.85, 0.8]), 0.8, svc)
-    assert text.startswith("Yes: the tree scores 0.300 on 10") and "above 0.800" in text
-    assert "fit time rising" in text
+    assert text.startswith("Yes: the tree scores from 0.300 (10 components) to 0.850 (50)")
+    assert "above 0.800" in text and "fit time rising" in text
     text = pca_influence_answer(_sweep_rows([1, 1, 1], [1, 1, 1], [0.70, 0.702, 0.701]), 0.8,
                                 _sweep_rows([4, 2, 1], [1, 1, 1], [1, 1, 1]))
-    assert text.startswith("Barely") and "below 0.800" in text and "fit time falling" in text
+    assert text.startswith("Not measurably") and "below 0.800" in text
+    assert "fit time falling" in text
+    # random labels, 500 test images: 0.138 against 0.102 was "above", with a reason
+    rows = _sweep_rows([1, 1, 1], [1, 1, 1], [0.082, 0.138, 0.1])
+    text = pca_influence_answer(rows, 0.102, svc, n_test=500)
+    assert text.startswith("Yes: the tree scores from 0.082 (10 components) to 0.138 (50)")
+    assert "its best within twice the noise of its 0.102 on the raw pixels (0.041)" in text
+    assert "above 0.102" not in text and "summarise" not in text
 
 
 def test_the_tree_depth_answer_quotes_the_seed_on_digits_only():
@@ -520,6 +532,13 @@ def test_kernels_run_at_different_c_are_not_ranked_as_kernels():
     assert "different C" in text and "ranks these settings, not the kernels" in text
     same = kernel_answer(_kernels(("linear", 1.0, 2.0, 0.85), ("rbf", 1.0, 3.0, 0.86)))
     assert "At the same C, rbf scores highest here" in same
+    # random labels on 500 test images: 0.114 against 0.108 is no ranking
+    chance = kernel_answer(_kernels(("poly", 1.0, 1.0, 0.114), ("sigmoid", 1.0, 1.0, 0.108),
+                                    ("rbf", 10.0, 1.0, 0.09), ("linear", 1.0, 1.0, 0.088)), 500)
+    assert ("poly, sigmoid, rbf and linear score highest, within twice the noise of the 500 "
+            "test images of each other") in chance
+    apart = kernel_answer(_kernels(("linear", 1.0, 2.0, 0.85), ("rbf", 10.0, 3.0, 0.95)), 10_000)
+    assert "rbf scores highest, but" in apart
 
 
 def test_a_loss_that_rose_then_fell_back_at_the_last_epoch_still_rose():

@@ -187,7 +187,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
                       for r in kernels.rows],
                      f"On {kernels.n_train:,} training images (stratified sample), "
                      f"{kernels.n_components} PCA components"),
-               text(kernel_answer(kernels))]
+               text(kernel_answer(kernels, int(best.confusion.sum())))]
     blocks += [heading(f"Regularisation C: classes {esc(names[c.classes[0]])} vs "
                        f"{esc(names[c.classes[1]])} on 2 PCA components"),
                sink.block("classic-c-sweep", _c_figure(c, names),
@@ -202,7 +202,8 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
                sink.block("classic-tree-pca", _accuracy_vs_components(tree_pca.rows, False),
                           f"Decision tree (max_depth {tree_pca.max_depth}, chosen above) on the "
                           "first n principal components"),
-               text(pca_influence_answer(tree_pca.rows, raw_tree_acc, svc_pca.rows))]
+               text(pca_influence_answer(tree_pca.rows, raw_tree_acc, svc_pca.rows,
+                                         int(best.confusion.sum())))]
 
     # best model -----------------------------------------------------------------------
     row = by_name[best.name]
@@ -351,7 +352,7 @@ def _validation_against_test(models: list[ModelResult]) -> str:
             "is only scored, never used to choose.")
 
 
-def kernel_answer(k: SvcKernels) -> str:
+def kernel_answer(k: SvcKernels, n_test: int = 0) -> str:
     """Seed 3.2-3.3 on SVM kernels: what was measured, at the C each kernel was given. The
     comparison is of these settings, not of the kernels at their best C, and it is on the
     test column: the sentence says so instead of naming a best kernel."""
@@ -361,12 +362,18 @@ def kernel_answer(k: SvcKernels) -> str:
     settings = ", ".join(f"{r['kernel']} {r['test_acc']:.3f} (C = {r['C']:g})" for r in
                          sorted(k.rows, key=lambda r: -r["test_acc"]))
     same_c = len({r["C"] for r in k.rows}) == 1
+    # the settings within twice the test set's noise of the top one share its place
+    tied = [r["kernel"] for r in sorted(k.rows, key=lambda r: -r["test_acc"])
+            if r is top or n_test and top["test_acc"] - r["test_acc"]
+            <= gain_noise([top["test_acc"], r["test_acc"]], n_test)]
+    leader = (f"{top['kernel']} scores highest" if len(tied) == 1 else
+              f"{', '.join(tied[:-1])} and {tied[-1]} score highest, within twice the noise of "
+              f"the {n_test:,} test images of each other")
     text_ = (f"Test accuracy per kernel: {settings}; fastest to fit: {fastest['kernel']} "
              f"({fastest['fit_s']:.2f} s). "
-             + (f"At the same C, {top['kernel']} scores highest here. " if same_c else
-                f"{top['kernel']} scores highest, but the kernels ran with different C, each "
-                "at one value, not each at its best: this ranks these settings, not the "
-                "kernels. "))
+             + (f"At the same C, {leader} here. " if same_c else
+                f"{leader}, but the kernels ran with different C, each at one value, not each "
+                "at its best: this ranks these settings, not the kernels. "))
     if "sigmoid" in rows:
         text_ += (f"The sigmoid kernel scores {rows['sigmoid']['test_acc']:.3f}. The seed's "
                   "reason (\"the sigmoid kernel is adapted to binary classification\") is not "
@@ -393,6 +400,11 @@ def _c_answer(c: CSweep) -> str:
     return text_ + c_accuracy_answer(c.rows, c.n_test)
 
 
+# A line that fits this share of the training points leaves few inside the margin: "almost
+# separable"; below it the two classes overlap and the C sweep's flat accuracy has another cause.
+ALMOST_SEPARABLE = 0.95
+
+
 def c_accuracy_answer(rows: list[CRow], n_test: int) -> str:
     """How test accuracy moves with C, and which points libsvm left unconverged."""
     accs = [r["test_acc"] for r in rows]
@@ -402,10 +414,13 @@ def c_accuracy_answer(rows: list[CRow], n_test: int) -> str:
     spread = max(converged) - min(converged)
     best_train = max(r["train_acc"] for r in rows)
     if spread < ACCURACY_NOISE:
+        why = (f"because the two classes are {'almost ' if best_train < 1 else ''}linearly "
+               f"separable even in 2-D (training accuracy up to {best_train:.4f})"
+               if best_train >= ALMOST_SEPARABLE else
+               f"and no C separates the two classes in 2-D (training accuracy at most "
+               f"{best_train:.4f})")
         text_ = (f"Test accuracy on the {n_test:,} test images of these two classes goes {path}"
-                 + (" (converged fits)" if capped else "") + f": it barely moves, because the "
-                 f"two classes are {'almost ' if best_train < 1 else ''}linearly separable even "
-                 f"in 2-D (training accuracy up to {best_train:.4f}). ")
+                 + (" (converged fits)" if capped else "") + f": it barely moves, {why}. ")
     else:
         text_ = (f"Test accuracy on the {n_test:,} test images of these two classes goes {path}: "
                  f"C matters here (a spread of {spread:.4f} among the converged fits). ")
@@ -453,25 +468,32 @@ def svc_pca_answer(rows: list[SweepRow]) -> str:
 
 
 def pca_influence_answer(rows: list[SweepRow], raw_tree_acc: float,
-                         svc_rows: list[SweepRow]) -> str:
-    """Seed 3.4: how the tree's accuracy moves with the number of PCA components."""
+                         svc_rows: list[SweepRow], n_test: int = 0) -> str:
+    """Seed 3.4: how the tree's accuracy moves with the number of PCA components, each
+    difference read against twice the binomial noise of ``n_test`` test images (a stated
+    ACCURACY_NOISE when the size is unknown)."""
+    def noise(a: float, b: float) -> float:
+        return gain_noise([a, b], n_test) if n_test else ACCURACY_NOISE
+
     top = max(rows, key=lambda r: r["test_acc"])
     low = min(rows, key=lambda r: r["test_acc"])
-    spread = top["test_acc"] - low["test_acc"]
-    text_ = ((f"Yes: the tree scores {low['test_acc']:.3f} on {low['n_components']} "
-              f"component(s) and peaks at {top['n_components']} ({top['test_acc']:.3f}), ")
-             if spread > ACCURACY_NOISE else
-             (f"Barely: the tree scores between {low['test_acc']:.3f} and "
-              f"{top['test_acc']:.3f} whatever the number of components, "))
-    if top["test_acc"] > raw_tree_acc + ACCURACY_NOISE:
-        text_ += (f"above {raw_tree_acc:.3f} on the raw pixels: the principal axes summarise "
-                  "many correlated pixels in one feature, which suits axis-aligned splits, and "
-                  "the discarded components are mostly noise. ")
-    elif top["test_acc"] < raw_tree_acc - ACCURACY_NOISE:
+    if top["test_acc"] - low["test_acc"] > noise(top["test_acc"], low["test_acc"]):
+        text_ = (f"Yes: the tree scores from {low['test_acc']:.3f} ({low['n_components']} "
+                 f"components) to {top['test_acc']:.3f} ({top['n_components']}), ")
+    else:
+        text_ = (f"Not measurably: the tree scores between {low['test_acc']:.3f} and "
+                 f"{top['test_acc']:.3f} whatever the number of components, within twice the "
+                 "noise of the test set, ")
+    margin = noise(top["test_acc"], raw_tree_acc)
+    if top["test_acc"] > raw_tree_acc + margin:
+        text_ += (f"above {raw_tree_acc:.3f} on the raw pixels: on this data the tree finds "
+                  "better splits on the principal axes than on single pixels. ")
+    elif top["test_acc"] < raw_tree_acc - margin:
         text_ += (f"below {raw_tree_acc:.3f} on the raw pixels: on this data the tree finds "
                   "better splits on single pixels than on the principal axes. ")
     else:
-        text_ += f"about its {raw_tree_acc:.3f} on the raw pixels. "
+        text_ += (f"its best within twice the noise of its {raw_tree_acc:.3f} on the raw pixels "
+                  f"({margin:.3f}). ")
     first, last = svc_rows[0], svc_rows[-1]
     trend = ("rising" if last["fit_s"] > first["fit_s"] * 1.1 else
              "falling" if last["fit_s"] < first["fit_s"] / 1.1 else "flat")
