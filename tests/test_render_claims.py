@@ -671,3 +671,36 @@ def test_the_label_check_mentions_a_gallery_only_when_it_flags_labels(full_digit
         flagged = int(found.group(1).replace(",", "")) + int(found.group(2).replace(",", ""))
         said = found.group(3)
         assert said.startswith(": the gallery shows" if flagged else "; here its estimate is 0")
+
+
+def _label_check(oof_accuracy, n_train=2000):
+    from mnistlab.sections.quality import LabelIssues, NeighbourIssues, _empty_table
+
+    empty = _empty_table((28, 28))
+    checks = LabelIssues(**empty, checker="svc+mlp", features="a PCA", folds=5,
+                         oof_accuracy=oof_accuracy, test_accuracy=oof_accuracy, n_leaked=0,
+                         accuracy_without_leaked=oof_accuracy, accuracy_on_leaked=float("nan"),
+                         n_removed=10, accuracy_cleaned=oof_accuracy,
+                         accuracy_random_removed=oof_accuracy, cleaned_delta_se=0.01,
+                         random_delta_se=0.01, bootstrap=200)
+    neighbours = NeighbourIssues(**empty, n_train=n_train, n_test=500, n_components=50,
+                                 explained_variance=0.8, nearest_rms_median=40.0,
+                                 near_threshold=10.0, near_factor=0.25, outlier_neighbours=5,
+                                 outlier_iqr=3.0)
+    return checks, neighbours
+
+
+def test_a_label_checker_no_better_than_guessing_flags_nothing_about_the_labels():
+    from mnistlab.report.quality import _label_blocks
+
+    names = [str(k) for k in range(10)]
+    found = {"label-issue": {"train": 1835, "test": 438}}
+    # random labels: the checker is right 8 % of the time out of fold, 10 classes
+    said = " ".join(b.html for b in _label_blocks(*_label_check(0.0825), found, names, None)
+                    if b.kind == "text")
+    assert ("here it does no better than guessing one of the 10 classes (0.1000, within twice "
+            "the noise of 2,000 images), so its flags say nothing about the labels") in said
+    assert "gallery" not in said
+    said = " ".join(b.html for b in _label_blocks(*_label_check(0.9), found, names, None)
+                    if b.kind == "text")
+    assert "the gallery shows the strongest ones" in said and "guessing" not in said

@@ -134,11 +134,23 @@ def _corruption_blocks(v, scores, by_mean, acc, study, sink) -> list[Block]:
     blocks.append(sink.block("robustness-heatmap", fig, "Accuracy of each model under each "
                              "corruption"))
     sentences = []
+    # Answering the sample's largest class every time scores its share: a model no better than
+    # that on the clean images has nothing for a corruption to take away.
+    chance = float(np.bincount(v.labels).max() / len(v.labels))
+    top_clean = max(acc[m.name]["clean"] for m in scores)
+    if top_clean <= chance + 2 * np.sqrt(chance * (1 - chance) / len(v.labels)):
+        sentences.append(
+            f"No model reads the clean images better than answering the largest class every "
+            f"time would ({top_clean:.4f} at best, against {chance:.4f}, within twice the "
+            "noise of the sample): the corruptions have nothing to take away, and no model "
+            "is ranked.")
+        blocks.append(text(" ".join(sentences)))
+        return blocks
     best = by_mean[0]
     b = acc[best.name]
-    sentence = (f"<b>{esc(label(best))}</b> holds up best: {b['mean']:.4f} on average over the "
-                f"corruptions, {b['mean'] - b['clean']:+.4f} from its {b['clean']:.4f} on the "
-                "same images clean")
+    drop = (f"{b['mean']:.4f} on average over the corruptions, {b['mean'] - b['clean']:+.4f} "
+            f"from its {b['clean']:.4f} on the same images clean")
+    sentence = f"<b>{esc(label(best))}</b> holds up best: {drop}"
     if len(by_mean) > 1:
         second = by_mean[1]
         gap = b["mean"] - acc[second.name]["mean"]
@@ -146,10 +158,15 @@ def _corruption_blocks(v, scores, by_mean, acc, study, sink) -> list[Block]:
         # resampled for every corruption
         se = _lead((best.corrupted_pred == v.labels).mean(0),
                    (second.corrupted_pred == v.labels).mean(0), study.seed)[1]
-        verdict = ("beyond twice the noise" if gap > 2 * se else
-                   "within twice the noise: the two are not told apart on these images")
-        sentence += (f"; next comes {esc(label(second))} ({acc[second.name]['mean']:.4f}), "
-                     f"{gap:.4f} behind (bootstrap standard error {se:.4f}, {verdict})")
+        if gap > 2 * se:
+            sentence += (f"; next comes {esc(label(second))} ({acc[second.name]['mean']:.4f}), "
+                         f"{gap:.4f} behind (bootstrap standard error {se:.4f}, beyond twice "
+                         "the noise)")
+        else:
+            sentence = (f"<b>{esc(label(best))}</b> and <b>{esc(label(second))}</b> "
+                        f"({acc[second.name]['mean']:.4f}) hold up best, {gap:.4f} apart "
+                        f"(bootstrap standard error {se:.4f}, within twice the noise: the two "
+                        f"are not told apart on these images); {esc(label(best))}: {drop}")
     sentences.append(sentence + ".")
     per_corruption = np.array([acc[m.name]["per"] for m in scores])  # models x corruptions
     clean = np.array([acc[m.name]["clean"] for m in scores])
