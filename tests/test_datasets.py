@@ -508,3 +508,10 @@ def test_a_stratified_subset_keeps_a_class_of_one_sample():
     y = np.array([0] * 30 + [1] * 20 + [2])
     picked = stratified_indices(y, 10, seed=1)
     assert len(picked) == 10 == len(np.unique(picked)) and set(y[picked]) == {0, 1, 2}
+
+
+def test_scikit_learns_digits_become_uint8_images_on_the_0_255_scale():
+    data = load_dataset("digits")
+    assert data.x_train.dtype == np.uint8 and data.x_test.dtype == np.uint8
+    assert data.x_train.max() == 255 and data.x_train.shape[1:] == (8, 8)
+    assert data.class_names == [str(d) for d in range(10)]

@@ -258,9 +258,14 @@ def test_a_running_study_is_read_by_its_id(store):
 def test_step_rows_follow_the_keys_given(store):
     _save(store, "b", NoArrays(1))
     store.mark_running("a", "explore", "summary", {"fn": "mnistlab.x.f", "arguments": {}})
-    rows = store.step_rows(["a", "missing", "b"])
-    assert [r["key"] for r in rows] == ["a", "b"]
+    store.mark_running("c", "classic", "model:svc-rbf", {
+        "fn": "mnistlab.x.g", "own_process": True, "arguments": {"engine": "sklearnex"}})
+    rows = store.step_rows(["a", "missing", "b", "c"])
+    assert [r["key"] for r in rows] == ["a", "b", "c"]
     assert rows[0]["fn"] == "mnistlab.x.f" and rows[0]["status"] == "running"
+    # the cost table names the engine that fitted a model and a step of its own process
+    assert (rows[0]["engine"], rows[0]["own_process"]) == (None, False)
+    assert (rows[2]["engine"], rows[2]["own_process"]) == ("sklearnex", True)
     assert (rows[1]["wall_s"], rows[1]["peak_rss_mb"], rows[1]["rss_delta_mb"]) == \
         (1.5, 100.0, 10.0)
     assert rows[1]["section"] == "classic" and rows[1]["name"] == "b"
