@@ -6,7 +6,7 @@ import numpy as np
 
 from ..sections.deep import Architectures, OverfitResult, TrainResult, in_seed_order
 from ..study.results import StudyContext
-from .blocks import Block, FigureSink, every, heading, new_figure, nouns, table, text, the
+from .blocks import SPEED_MARGIN, Block, FigureSink, every, heading, new_figure, nouns, table, text, the
 from .classic import gain_noise
 from .figures import confusion_figure, image_grid, legend
 
@@ -303,11 +303,6 @@ def _cost_answer(runs: list[TrainResult], arch: Architectures) -> str:
         parts.append(f"cnn-fast ({', '.join(tricks + [f'{f.n_params:,} parameters'])}) "
                      f"reaches {f.test_acc:.4f} in {f.train_s:.1f} s of training.")
     return " ".join(parts)
-
-
-# One run's time per epoch is one measurement on a machine the run shares: a quarter more
-# or less is not read as faster or slower.
-SPEED_MARGIN = 1.25
 
 
 def _seconds(s: float) -> str:
