@@ -416,6 +416,7 @@ class Where:
     idle_priority: bool
     blas: list
     openmp: int  # the threads of scikit-learn's OpenMP runtime, loaded during the step
+    n_train: int  # the training images it was handed: the data reached the other process
 
 
 def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None):
@@ -441,7 +442,8 @@ def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None):
 
     return Where(os.getpid(), os.sched_getscheduler(0) == os.SCHED_IDLE,
                  sorted({lib["num_threads"] for lib in threadpool_info()
-                         if lib["user_api"] == "blas"}), _openmp_effective_n_threads())
+                         if lib["user_api"] == "blas"}), _openmp_effective_n_threads(),
+                 len(data.y_train))
 
 
 def meets_the_apart(data, *, meet_at):
@@ -483,7 +485,7 @@ def test_a_step_that_holds_the_gil_computes_in_a_process_of_its_own_beside_the_r
     finally:
         store.close()
     assert apart.pid != os.getpid() and apart.idle_priority and set(apart.blas) <= {1}
-    assert apart.openmp == 1
+    assert apart.openmp == 1 and apart.n_train == len(tiny.y_train) > 0
     assert [(r["name"], r["own_process"], r["beside"]) for r in rows] == [
         ("apart", True, ["here"]), ("here", False, ["apart"])]
     assert ("advance", "Fake first steps") in progress.events  # its section's bar, whenever
