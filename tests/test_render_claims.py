@@ -601,11 +601,11 @@ def test_the_fixed_start_is_called_best_only_when_every_score_says_so():
     mixed = _inits_answer(_inits([0.5, 0.5, 0.3], [0.5, 0.5, 0.8], table), names)
     # ahead of one start, behind the other (Fashion-MNIST: the lowest accuracy of the three
     # was "better on some scores than the other starts")
-    assert ("with accuracy 0.800, ARI 0.300, AMI 0.300 it is against k-means++, ahead on "
-            "accuracy, behind on ARI and AMI; against random, ahead on accuracy, behind on ARI "
+    assert ("(accuracy 0.800, ARI 0.300, AMI 0.300); it is against k-means++ ahead on "
+            "accuracy, behind on ARI and AMI; against random ahead on accuracy, behind on ARI "
             "and AMI") in mixed
     split = _inits_answer(_inits([0.5, 0.3, 0.4], [0.6, 0.45, 0.45], table), names)
-    assert ("against k-means++, behind on accuracy, ARI and AMI; against random, ahead on "
+    assert ("against k-means++ behind on accuracy, ARI and AMI; against random ahead on "
             "ARI and AMI") in split
     assert "reaches the classes best" not in mixed
     alike = _inits_answer(_inits([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], table), names)

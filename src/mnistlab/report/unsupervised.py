@@ -447,11 +447,10 @@ def _inits_answer(inits: KMeansInits, class_names: list[str],
                          else "yet does not reach the classes better than the others, ")
                       + f"with {scores}. ")
         else:  # the scores disagree: say where, start by start
-            against = "; ".join(f"against {r['init']}, {_against(fixed, r, SCORE_NOISE)}"
+            against = "; ".join(f"against {r['init']} {_against(fixed, r, SCORE_NOISE)}"
                                 for r in others)
-            text_ += (f"Starting from one real image per class (fixed) uses the labels; with "
-                      f"{scores} it is {against} (a difference under {SCORE_NOISE} counts as "
-                      "none). ")
+            text_ += (f"Starting from one real image per class (fixed) uses the labels ({scores}); "
+                      f"it is {against} (a difference under {SCORE_NOISE} counts as none). ")
     groups = shared_clusters(inits.contingency[0], class_names)
     text_ += (f"With the labels, {first['accuracy']:.0%} of the images land in the cluster "
               f"matched to their class ({first['init']})")
