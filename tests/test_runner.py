@@ -340,7 +340,8 @@ def meets_the_other(data, *, n_samples, label):
 
     MEETING["barrier"].wait(timeout=20)
     blas = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
-    CALLS.append((label, threading.current_thread() is threading.main_thread(), blas))
+    thread = threading.current_thread()
+    CALLS.append((label, thread is threading.main_thread(), blas, thread.name, thread.daemon))
     if label == "broken":
         raise ZeroDivisionError("a bug beside another step")
     return Count(n_samples, np.zeros(1))
@@ -380,8 +381,10 @@ def test_one_core_steps_compute_side_by_side_and_others_alone(tiny, fake_section
              after=("after", "left"))
     outcome = run_study(tiny, build_config("full"), tmp_path / "run")
     assert [r.name for r in outcome.computed] == ["left", "right", "after"]
-    beside = {label: (main, blas) for label, main, blas in CALLS[:2]}
+    beside = {label: (main, blas) for label, main, blas, *_ in CALLS[:2]}
     assert beside["left"] == beside["right"] == (False, {1})  # in threads, BLAS on one thread
+    # named after their step, and daemons: Ctrl-C does not wait for a step's thread
+    assert sorted(c[3:] for c in CALLS[:2]) == [("mnistlab left", True), ("mnistlab right", True)]
     assert CALLS[2] == ("alone", True, blas_before)  # here, once both ended, every BLAS thread
     store = RunStore(tmp_path / "run", create=False)
     try:
