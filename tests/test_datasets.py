@@ -69,6 +69,8 @@ def test_the_mnist_5k_split_is_kept_and_anything_wrong_with_it_is_split_again(tm
     assert cached.is_file()
     y = np.repeat(np.arange(10), 30)
     want = train_test_split(np.arange(300), test_size=0.2, stratify=y, random_state=3)
+    uncached = _stratified_split(y, 3)  # no cache: made each time, the same split
+    assert all(np.array_equal(a, b) for a, b in zip(uncached, want, strict=True))
     for attempt in ("made", "read"):
         got = _stratified_split(y, 3, cache=tmp_path)
         assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)), attempt
