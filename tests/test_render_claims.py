@@ -710,3 +710,27 @@ def test_a_label_checker_no_better_than_guessing_flags_nothing_about_the_labels(
     said = " ".join(b.html for b in _label_blocks(*_label_check(0.9), found, names, None)
                     if b.kind == "text")
     assert "the gallery shows the strongest ones" in said and "guessing" not in said
+
+
+def test_a_class_with_no_test_image_has_no_ratio_and_no_recall():
+    """A test set without class 3 gave 'the test set's ratio is inf' and 'the class recognised
+    least often is 3 (recall 0.000)'."""
+    from mnistlab import load_dataset
+    from mnistlab.data.datasets import Dataset
+    from mnistlab.report.classic import _confusion_answer
+    from mnistlab.report.explore import _balance_answer
+    from mnistlab.sections.classic import BestModel
+    from mnistlab.sections.explore import summarize
+
+    digits = load_dataset("digits")
+    keep = digits.y_test != 3
+    data = Dataset("digits", digits.x_train, digits.y_train, digits.x_test[keep],
+                   digits.y_test[keep], digits.class_names)
+    said = _balance_answer(summarize(data))
+    assert "the test set has no image of 3" in said and "inf" not in said
+    confusion = np.diag([50, 40, 30, 0]) + np.array([[0, 2, 0, 0], [0, 0, 5, 0], [1, 0, 0, 0],
+                                                     [0, 0, 0, 0]])
+    best = BestModel("svc-rbf", "validation", confusion, *([np.zeros(0)] * 4))
+    said = _confusion_answer(best, ["a", "b", "c", "d"])
+    assert "the class recognised least often is b (recall 0.889)" in said
+    assert "the test set has no image of d, so its recall is not measured" in said

@@ -524,11 +524,16 @@ def _confusion_answer(best: BestModel, names: list[str]) -> str:
     off = conf.copy()
     np.fill_diagonal(off, 0)
     i, j = np.unravel_index(off.argmax(), off.shape)
-    recall = np.diag(conf) / np.maximum(conf.sum(axis=1), 1)
+    present = conf.sum(axis=1) > 0  # a class with no test image has no recall
+    recall = np.where(present, np.diag(conf) / np.maximum(conf.sum(axis=1), 1), np.inf)
     worst = int(recall.argmin())
+    absent = [esc(names[k]) for k in np.flatnonzero(~present)]
     return (f"The most frequent confusion is true {esc(names[i])} predicted as "
             f"{esc(names[j])} ({int(off[i, j])} images); the class recognised least often is "
-            f"{esc(names[worst])} (recall {recall[worst]:.3f}).")
+            f"{esc(names[worst])} (recall {recall[worst]:.3f})"
+            + (f"; the test set has no image of {', '.join(absent)}, so "
+               f"{'its recall is' if len(absent) == 1 else 'their recalls are'} not measured."
+               if absent else "."))
 
 
 # A change of accuracy smaller than this is "flat" (a few images of a thousand).

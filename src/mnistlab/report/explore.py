@@ -61,7 +61,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
                 round(s.train_imbalance, 3)],
                ["test", str(tuple(s.test_shape)), s.dtype, f"({n_te},)", len(s.class_names),
                 round(s.pixel_mean["test"], 2), round(s.pixel_std["test"], 2),
-                round(s.test_imbalance, 3)]],
+                "a class has no image" if 0 in s.test_counts else round(s.test_imbalance, 3)]],
               "Dataset summary (pixel statistics on the raw 0-255 scale)"),
         heading("1.1 What is the shape of the data?"),
         text(f"The training set holds {n_tr:,} images and the test set {n_te:,}, each a "
@@ -106,6 +106,14 @@ def holdout_answer(h: HoldoutDemo) -> str:
             f"{h.train_accuracy - h.test_accuracy:.3f} gap is what training accuracy hides.")
 
 
+def _test_ratio(s: Summary, called: str) -> str:
+    """The test set's largest/smallest class ratio, or the classes it has no image of."""
+    missing = [esc(name) for name, n in zip(s.class_names, s.test_counts) if n == 0]
+    if missing:
+        return f"the test set has no image of {', '.join(missing)}"
+    return f"the test set's {called} is {s.test_imbalance:.4g}"
+
+
 def _balance_answer(s: Summary) -> str:
     tr = np.array(s.train_counts)
     names = s.class_names
@@ -115,14 +123,13 @@ def _balance_answer(s: Summary) -> str:
                "close to balanced" if s.train_imbalance < 1.5 else "imbalanced")
     if s.train_imbalance == 1.0:
         answer = (f"The training set is <b>perfectly balanced</b>: every class has {tr[0]:,} "
-                  f"images ({pct_hi:.2f} %); the test set's largest/smallest ratio is "
-                  f"{s.test_imbalance:.3f}. ")
+                  f"images ({pct_hi:.2f} %); {_test_ratio(s, 'largest/smallest ratio')}. ")
     else:
         answer = (f"The training set is <b>{verdict}</b>: its largest class ({esc(names[hi])}, "
                   f"{tr[hi]:,} images, {pct_hi:.2f} %) is {s.train_imbalance:.4g} times its "
                   f"smallest ({esc(names[lo])}, {tr[lo]:,}, {pct_lo:.2f} %), against "
-                  f"{100 / len(names):.2f} % each for a uniform split; the test set's ratio is "
-                  f"{s.test_imbalance:.4g}. ")
+                  f"{100 / len(names):.2f} % each for a uniform split; "
+                  f"{_test_ratio(s, 'ratio')}. ")
     p_uniform = s.uniform_chi2_p["train"]
     if s.train_imbalance > 1.0:
         test = (f"A chi-square test {'rejects' if p_uniform < 0.05 else 'does not reject'} "
