@@ -9,6 +9,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+# loaded before any step runs, as the study's sections load it: a BLAS or OpenMP library a
+# step loads for the first time is not under the limits already set
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
 from conftest import make_images
 from mnistlab import build_config
 from mnistlab.core.errors import ConfigError, DatasetError, StepFailed
@@ -338,10 +342,13 @@ def meets_the_other(data, *, n_samples, label):
 
     from threadpoolctl import threadpool_info
 
+    from mnistlab.engine.measure import cores_given
+
     MEETING["barrier"].wait(timeout=20)
     blas = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
     thread = threading.current_thread()
-    CALLS.append((label, thread is threading.main_thread(), blas, thread.name, thread.daemon))
+    CALLS.append((label, thread is threading.main_thread(), blas, thread.name, thread.daemon,
+                  _openmp_effective_n_threads(), cores_given()))
     if label == "broken":
         raise ZeroDivisionError("a bug beside another step")
     return Count(n_samples, np.zeros(1))
@@ -384,7 +391,10 @@ def test_one_core_steps_compute_side_by_side_and_others_alone(tiny, fake_section
     beside = {label: (main, blas) for label, main, blas, *_ in CALLS[:2]}
     assert beside["left"] == beside["right"] == (False, {1})  # in threads, BLAS on one thread
     # named after their step, and daemons: Ctrl-C does not wait for a step's thread
-    assert sorted(c[3:] for c in CALLS[:2]) == [("mnistlab left", True), ("mnistlab right", True)]
+    assert sorted(c[3:5] for c in CALLS[:2]) == [("mnistlab left", True),
+                                                 ("mnistlab right", True)]
+    # each on one OpenMP thread, and told it has one core
+    assert [c[5:] for c in CALLS[:2]] == [(1, 1), (1, 1)]
     assert CALLS[2] == ("alone", True, blas_before)  # here, once both ended, every BLAS thread
     store = RunStore(tmp_path / "run", create=False)
     try:
@@ -420,11 +430,13 @@ class Where:
     blas: list
     openmp: int  # the threads of scikit-learn's OpenMP runtime, loaded during the step
     n_train: int  # the training images it was handed: the data reached the other process
+    process: str  # its process's name
 
 
 def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None):
     """Meets the step computing in the study's process (through files: it is another
     process), then says where it computed."""
+    import multiprocessing
     import os
     import time
     from pathlib import Path
@@ -446,7 +458,7 @@ def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None):
     return Where(os.getpid(), os.sched_getscheduler(0) == os.SCHED_IDLE,
                  sorted({lib["num_threads"] for lib in threadpool_info()
                          if lib["user_api"] == "blas"}), _openmp_effective_n_threads(),
-                 len(data.y_train))
+                 len(data.y_train), multiprocessing.current_process().name)
 
 
 def meets_the_apart(data, *, meet_at):
@@ -489,6 +501,7 @@ def test_a_step_that_holds_the_gil_computes_in_a_process_of_its_own_beside_the_r
         store.close()
     assert apart.pid != os.getpid() and apart.idle_priority and set(apart.blas) <= {1}
     assert apart.openmp == 1 and apart.n_train == len(tiny.y_train) > 0
+    assert apart.process == "mnistlab apart"
     assert [(r["name"], r["own_process"], r["beside"]) for r in rows] == [
         ("apart", True, ["here"]), ("here", False, ["apart"])]
     assert ("advance", "Fake first steps") in progress.events  # its section's bar, whenever
