@@ -125,9 +125,9 @@ BAD = [
     ("no ink", "/api/predict", {"content": "blank", "headers": {"Content-Type": "image/png"}},
      422, "no ink"),
     ("wrong shape", "/api/predict.json", {"json": np.zeros((27, 28)).tolist()}, 422,
-     "shape (28, 28), got (27, 28)"),
+     "image: expected an array of shape (28, 28), got (27, 28)"),
     ("out of range", "/api/predict.json", {"json": {"image": np.full((28, 28), 300).tolist()}},
-     422, "0..255"),
+     422, "image: grey levels must be finite numbers in 0..255"),
     ("not an array", "/api/predict.json", {"json": {"picture": 1}}, 422, "body"),
     ("not JSON", "/api/predict.json", {"content": b"\x87{[", "headers": {
         "Content-Type": "application/json"}}, 400, "parsing the body"),
@@ -181,6 +181,8 @@ def test_the_openapi_schema_names_the_api(client):
             assert responses[status]["content"]["application/json"]["schema"] == error
         for status in statuses:  # each says what it means
             assert len(responses[status]["description"]) > 10
+    json_responses = schema["paths"]["/api/predict.json"]["post"]["responses"]
+    assert json_responses["400"]["description"] == "the body is not valid JSON"
     array = schema["components"]["schemas"]["ArrayRequest"]["properties"]["image"]
     row = {"type": "array", "minItems": 28, "maxItems": 28,  # the study's shape
            "items": {"type": "number", "minimum": 0.0, "maximum": 255.0}}

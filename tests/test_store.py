@@ -97,7 +97,9 @@ def test_a_damaged_arrays_file_makes_the_step_not_done(store, damage, caplog):
         payload = bytearray(path.read_bytes())
         payload[len(payload) // 3] ^= 0x01
         path.write_bytes(bytes(payload))
-        with pytest.raises(StoreError, match="arrays of step k4 changed since they were stored"):
+        with pytest.raises(StoreError, match="arrays of step k4 changed since they were stored; "
+                                             "run the same `mnistlab study` again to recompute "
+                                             "them$"):
             store.load_result("k4")
     with caplog.at_level(logging.WARNING, logger="mnistlab.engine.store"):
         assert not store.is_done("k4")
