@@ -615,7 +615,8 @@ def test_the_fixed_start_is_called_best_only_when_every_score_says_so():
 def test_which_model_gains_more_is_said_beyond_the_test_sets_noise_only():
     """A 0.016 difference between the two gains was 'much less' (a fixed 0.005 threshold); on
     10,000 test images two standard errors of that difference are about 0.017."""
-    from mnistlab.report.classic import gain_noise, nb_vs_logistic
+    from mnistlab.report.classic import nb_vs_logistic
+    from mnistlab.report.noise import gain_noise
 
     sizes, nb, lr = [100, 50000], [0.55, 0.566], [0.84, 0.872]
     assert gain_noise([0.55, 0.566, 0.84, 0.872], 10_000) == pytest.approx(0.0172, abs=5e-4)

@@ -108,8 +108,3 @@ def esc(value) -> str:
 def nouns(count: int, noun: str) -> str:
     """``noun`` as ``count`` of it reads: "1 epoch", "5 epochs" (the noun only)."""
     return noun if count == 1 else noun + "s"
-
-
-# A time is one measurement on a machine the run shares: a quarter more or less is not read as
-# faster or slower.
-SPEED_MARGIN = 1.25

@@ -21,21 +21,9 @@ from ..sections.classic import (
     TreePca,
 )
 from ..study.results import StudyContext
-from .blocks import (
-    SPEED_MARGIN,
-    Block,
-    FigureSink,
-    esc,
-    every,
-    heading,
-    maybe,
-    new_figure,
-    nouns,
-    table,
-    text,
-    the,
-)
+from .blocks import Block, FigureSink, esc, every, heading, maybe, new_figure, nouns, table, text, the
 from .figures import confusion_figure, error_gallery, legend
+from .noise import SPEED_MARGIN, gain_noise
 
 NAMES = {name: info.label for name, info in MODELS.items()}
 
@@ -274,12 +262,6 @@ def generative_answer(curve: LearningCurve, n_test: int | None = None) -> str:
     return text_ + "Measured: " + nb_vs_logistic(
         [r["size"] for r in nb], [r["test_acc"] for r in nb], [r["test_acc"] for r in lr],
         n_test)
-
-
-def gain_noise(accuracies: list[float], n_test: int) -> float:
-    """Twice the standard error of (a1 - a0) - (b1 - b0) when each accuracy is a binomial share
-    of ``n_test`` test images (taken as independent: the models err on different images)."""
-    return 2 * float(np.sqrt(sum(a * (1 - a) for a in accuracies) / n_test))
 
 
 def nb_vs_logistic(sizes: list[int], nb: list[float], lr: list[float],

@@ -6,9 +6,9 @@ import numpy as np
 
 from ..sections.deep import Architectures, OverfitResult, TrainResult, in_seed_order
 from ..study.results import StudyContext
-from .blocks import SPEED_MARGIN, Block, FigureSink, every, heading, new_figure, nouns, table, text, the
-from .classic import gain_noise
+from .blocks import Block, FigureSink, every, heading, new_figure, nouns, table, text, the
 from .figures import confusion_figure, image_grid, legend
+from .noise import SPEED_MARGIN, gain_noise
 
 
 def _curves_figure(runs: list[TrainResult]):

@@ -16,6 +16,7 @@ from ..study.results import StudyContext
 from .blocks import Block, FigureSink, heading, maybe, nouns, table, text
 from .figures import image_grid
 from .leaderboard import no_nan
+from .noise import within_chance
 
 COLUMNS = ["split", "index", "kind", "score", "given_label", "suggested_label", "other_split",
            "other_index", "other_label"]
@@ -239,14 +240,6 @@ def _pct(count: int, total: int) -> str:
     return f"{100 * count / total:.2f} %" if total else "-"
 
 
-def _guessing(accuracy: float, n_classes: int, n_images: int | None) -> bool:
-    """An accuracy within twice the binomial noise of guessing one class of ``n_classes``."""
-    if not n_images or n_classes < 2:
-        return False
-    guess = 1 / n_classes
-    return accuracy <= guess + 2 * math.sqrt(guess * (1 - guess) / n_images)
-
-
 def _label_blocks(c: LabelIssues, n: NeighbourIssues | None, found: dict, names: list[str],
                   sink: FigureSink) -> list[Block]:
     checker = {"svc+mlp": "an RBF SVC (C=10, libsvm's probabilities) and an MLP (256 hidden "
@@ -270,7 +263,8 @@ def _label_blocks(c: LabelIssues, n: NeighbourIssues | None, found: dict, names:
         "wrong, so a flag may be the checker's error rather than the label's"
         + (f"; here it does no better than guessing one of the {len(names)} classes "
            f"({1 / len(names):.4f}, within twice the noise of {n_train:,} images), so its flags "
-           "say nothing about the labels." if _guessing(c.oof_accuracy, len(names), n_train)
+           "say nothing about the labels."
+           if n_train and within_chance(c.oof_accuracy, 1 / len(names), n_train)
            else ": the gallery shows the strongest ones." if flagged_train + flagged_test else
            "; here its estimate is 0: no image is flagged."))]
     fig = _gallery(c, "label-issue", names)

@@ -9,6 +9,7 @@ from ..sections.robustness import Familiarity, ModelRobustness, Variants
 from ..study.results import StudyContext
 from .blocks import Block, FigureSink, esc, every, heading, maybe, new_figure, table, text, the
 from .figures import image_grid
+from .noise import within_chance
 
 BOOTSTRAP = 1000
 COLLAPSE = 0.5  # a model "collapses" under a corruption when one class takes this share
@@ -138,7 +139,7 @@ def _corruption_blocks(v, scores, by_mean, acc, study, sink) -> list[Block]:
     # that on the clean images has nothing for a corruption to take away.
     chance = float(np.bincount(v.labels).max() / len(v.labels))
     top_clean = max(acc[m.name]["clean"] for m in scores)
-    if top_clean <= chance + 2 * np.sqrt(chance * (1 - chance) / len(v.labels)):
+    if within_chance(top_clean, chance, len(v.labels)):
         sentences.append(
             f"No model reads the clean images better than answering the largest class every "
             f"time would ({top_clean:.4f} at best, against {chance:.4f}, within twice the "
