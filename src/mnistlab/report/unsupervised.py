@@ -346,8 +346,7 @@ def kmeans_k_answer(sweep: KMeansSweep) -> str:
         if not at:
             return ""
         points = [f"{_f(sweep.rows[i][name])} at K = {sweep.rows[i]['k']}" for i in at]
-        listed = points[0] if len(points) == 1 else ", ".join(points[:-1]) + " and " + points[-1]
-        return f", {listed} on the way"
+        return f", {_listed(points)} on the way"
 
     text_ = (f"Homogeneity {h} with K ({_f(first['homogeneity'])} at K = {first['k']}"
              f"{turn('homogeneity', h_at)}, {_f(last['homogeneity'])} at K = {last['k']})")
@@ -541,15 +540,17 @@ def compare_partitions(a: dict, b: dict, margin: float) -> str:
         "alike" if not any(ahead) else "mixed"
 
 
+def _listed(items: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def _against(a: dict, b: dict, margin: float) -> str:
     """Where partition ``a`` is ahead of ``b`` and where behind, beyond ``margin``."""
     ahead = [AGREEING_LABELS[k] for k in AGREEING_SCORES if a[k] > b[k] + margin]
     behind = [AGREEING_LABELS[k] for k in AGREEING_SCORES if a[k] < b[k] - margin]
-    def listed(names: list[str]) -> str:
-        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-    parts = ([f"ahead on {listed(ahead)}"] if ahead else []) + (
-        [f"behind on {listed(behind)}"] if behind else [])
+    parts = ([f"ahead on {_listed(ahead)}"] if ahead else []) + (
+        [f"behind on {_listed(behind)}"] if behind else [])
     return ", ".join(parts) or "alike on every score"
 
 
