@@ -3,6 +3,8 @@ and the results it needs, a finished step is never recomputed, a failure names i
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -17,6 +19,8 @@ from conftest import make_images
 from mnistlab import build_config
 from mnistlab.core.errors import ConfigError, DatasetError, StepFailed
 from mnistlab.data.datasets import Dataset, load_dataset
+from mnistlab.engine.executors import run_here
+from mnistlab.engine.plan import StudyGraph
 from mnistlab.engine.step import bind, call_step
 from mnistlab.engine.store import RunStore
 from mnistlab.study.runner import plan_study, run_study
@@ -431,6 +435,12 @@ class Where:
     openmp: int  # the threads of scikit-learn's OpenMP runtime, loaded during the step
     n_train: int  # the training images it was handed: the data reached the other process
     process: str  # its process's name
+    daemon: bool  # a daemon: the study's end never waits for it
+    fresh: bool  # spawned (imported this module anew), not forked from a process with threads
+
+
+# Set by the tests in this process; a spawned process imports this module anew and sees None.
+PARENT_MARK: int | None = None
 
 
 def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None):
@@ -458,7 +468,8 @@ def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None):
     return Where(os.getpid(), os.sched_getscheduler(0) == os.SCHED_IDLE,
                  sorted({lib["num_threads"] for lib in threadpool_info()
                          if lib["user_api"] == "blas"}), _openmp_effective_n_threads(),
-                 len(data.y_train), multiprocessing.current_process().name)
+                 len(data.y_train), multiprocessing.current_process().name,
+                 multiprocessing.current_process().daemon, PARENT_MARK is None)
 
 
 def meets_the_apart(data, *, meet_at):
@@ -477,6 +488,7 @@ def meets_the_apart(data, *, meet_at):
 
 def _apart(fake_sections, monkeypatch, meet_at, *, cores=2, **apart):
     monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: cores)
+    monkeypatch.setattr(f"{__name__}.PARENT_MARK", os.getpid())
     meet_at.mkdir(exist_ok=True)
     CALLS.clear()
     fake_sections.plan = lambda data, params, seed, **_: [
@@ -486,12 +498,12 @@ def _apart(fake_sections, monkeypatch, meet_at, *, cores=2, **apart):
 
 
 def test_a_step_that_holds_the_gil_computes_in_a_process_of_its_own_beside_the_rest(
-        tiny, fake_sections, tmp_path, monkeypatch):
-    import os
-
+        tiny, fake_sections, tmp_path, monkeypatch, caplog):
     _apart(fake_sections, monkeypatch, tmp_path / "meet")
     progress = Recorder()
-    outcome = run_study(tiny, build_config("full"), tmp_path / "run", progress=progress)
+    with caplog.at_level(logging.INFO, logger="mnistlab"):
+        outcome = run_study(tiny, build_config("full"), tmp_path / "run", progress=progress)
+    assert "computing explore.apart" in caplog.text and "recomputing" not in caplog.text
     assert CALLS == [("here", os.getpid(), True)]  # here, while "apart" computed
     store = RunStore(tmp_path / "run", create=False)
     try:
@@ -501,12 +513,22 @@ def test_a_step_that_holds_the_gil_computes_in_a_process_of_its_own_beside_the_r
         store.close()
     assert apart.pid != os.getpid() and apart.idle_priority and set(apart.blas) <= {1}
     assert apart.openmp == 1 and apart.n_train == len(tiny.y_train) > 0
-    assert apart.process == "mnistlab apart"
+    assert apart.process == "mnistlab apart" and apart.daemon and apart.fresh
     assert [(r["name"], r["own_process"], r["beside"]) for r in rows] == [
         ("apart", True, ["here"]), ("here", False, ["apart"])]
     assert ("advance", "Fake first steps") in progress.events  # its section's bar, whenever
-    again = run_study(tiny, build_config("full"), tmp_path / "run")
+    progress = Recorder()
+    again = run_study(tiny, build_config("full"), tmp_path / "run", progress=progress)
     assert CALLS == [("here", os.getpid(), True)] and all(r.cached for r in again.records)
+    assert ("advance", "Fake first steps") in progress.events  # found done, its bar still moves
+    # a graph without titles (the engine's own default) names each section by its name
+    store, progress = RunStore(tmp_path / "run", create=False), Recorder()
+    try:
+        run_here(StudyGraph(store, tiny, plan_study(tiny, build_config("full"))), progress)
+    finally:
+        store.close()
+    assert ("section", "explore", 2) in progress.events
+    assert ("advance", "explore") in progress.events and len(CALLS) == 1  # nothing recomputed
 
 
 def test_a_step_failing_in_its_own_process_names_itself_and_loses_nothing(
@@ -680,7 +702,7 @@ def threads_seen(data, *, n_samples):
     # process left behind may set back while this step runs; a spawned process starts clean.
     # OpenMP's is this thread's own.)
     return (os.environ["NUMBA_NUM_THREADS"], os.environ["OMP_NUM_THREADS"], n_samples,
-            _openmp_effective_n_threads())
+            _openmp_effective_n_threads(), len(data.y_train))
 
 
 def raises_a_users_mistake(data, *, n_samples):
@@ -720,7 +742,7 @@ def test_a_step_computed_apart_sends_back_its_result_or_its_cause(tiny, monkeypa
     worker.join(60)
     outcome, cost = here.recv()
     if expected is None:
-        assert outcome == ("1", "1", 3, 1)
+        assert outcome == ("1", "1", 3, 1, len(tiny.y_train))
         # in a process of its own, its peak is the process's high-water mark, not a sample
         assert cost.wall_s >= 0 and cost.peak_mb >= high_water and cost.ended > 0
         assert isinstance(cost.delta_mb, float) and cost.delta_mb >= 0
