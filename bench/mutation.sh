@@ -25,4 +25,4 @@ start=$(date +%s)
 .venv/bin/mutmut run --max-children "${JOBS:-2}" "$@" > mutants.log 2>&1 || {
     tail -n 30 mutants.log; exit 1; }
 echo "mutmut run: $(( $(date +%s) - start )) s"
-.venv/bin/python bench/mutation_score.py
+.venv/bin/python bench/mutation_score.py --record "bash bench/mutation.sh $*"

@@ -3,13 +3,20 @@
 Score = killed / (killed + survived + untested); a timeout counts as killed (the mutant made the
 tests hang, which a run notices). Survivors whose change cannot alter behaviour are listed apart,
 each with the reason, and a second score leaves them out; every other survivor is listed for
-review. Uses mutmut's own data (pinned: mutmut 3.8.1).
+review. "checked" counts the mutants with a verdict, "not checked" those a stopped run or a
+run limited to some modules left. With ``--record COMMAND`` the table also replaces its part of
+bench/RESULTS.md. Uses mutmut's own data (pinned: mutmut 3.8.1).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import re
+import sys
 from collections import Counter, defaultdict
+from pathlib import Path
 
 from mutmut.mutation.data import SourceFileMutationData
 from mutmut.mutation.diff_apply import get_diff_for_mutant
@@ -78,6 +85,7 @@ def classify(name: str, path) -> str | None:
 
 def main() -> None:
     counts: dict[str, Counter] = defaultdict(Counter)
+    unchecked: Counter = Counter()
     survivors, equivalent = [], defaultdict(list)
     for path in walk_mutatable_files():
         data = SourceFileMutationData(path=path)
@@ -87,6 +95,7 @@ def main() -> None:
             status = status_by_exit_code[exit_code]
             status = "killed" if status in KILLED else status
             if status == "not checked":
+                unchecked[module] += 1
                 continue
             if status != "killed":
                 reason = classify(name, path) if status == "survived" else None
@@ -96,13 +105,13 @@ def main() -> None:
                 else:
                     survivors.append(f"{name}: {status}")
             counts[module][status] += 1
-    print(f"{'module':<20}{'mutants':>8}{'killed':>8}{'survived':>10}{'untested':>9}"
-          f"{'equiv.':>8}{'score':>8}{'w/o equiv.':>12}")
+    print(f"{'module':<38}{'checked':>8}{'killed':>8}{'survived':>10}{'untested':>9}"
+          f"{'equiv.':>8}{'score':>8}{'w/o equiv.':>12}{'not checked':>13}")
     total = Counter()
-    for module, c in sorted(counts.items()):
-        total.update(c)
-        _row(module, c)
-    _row("all", total)
+    for module in sorted(set(counts) | set(unchecked)):
+        total.update(counts[module])
+        _row(module, counts[module], unchecked[module])
+    _row("all", total, sum(unchecked.values()))
     print("\nJudged equivalent (left out of the second score):")
     for reason, names in equivalent.items():
         print(f"- {reason}: {len(names)}: {', '.join(n.split('.', 1)[1] for n in names)}")
@@ -110,13 +119,28 @@ def main() -> None:
     print("\n".join(survivors) or "(none)")
 
 
-def _row(name: str, c: Counter) -> None:
+def _row(name: str, c: Counter, not_checked: int) -> None:
     judged = c["killed"] + c["survived"] + c["no tests"]
-    every = c["killed"] / (judged + c["equivalent"]) if judged else float("nan")
-    without_equivalent = c["killed"] / judged if judged else float("nan")
-    print(f"{name:<20}{sum(c.values()):>8}{c['killed']:>8}{c['survived']:>10}{c['no tests']:>9}"
-          f"{c['equivalent']:>8}{every:>8.1%}{without_equivalent:>12.1%}")
+    every = f"{c['killed'] / (judged + c['equivalent']):.1%}" if judged else "-"
+    without_equivalent = f"{c['killed'] / judged:.1%}" if judged else "-"
+    print(f"{name:<38}{sum(c.values()):>8}{c['killed']:>8}{c['survived']:>10}{c['no tests']:>9}"
+          f"{c['equivalent']:>8}{every:>8}{without_equivalent:>12}{not_checked:>13}")
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--record", metavar="COMMAND",
+                        help="also rewrite bench/RESULTS.md's part with this output, as made by "
+                             "COMMAND (bench/mutation.sh passes its own command line)")
+    arguments = parser.parse_args()
+    if arguments.record is None:
+        main()
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from results import rewrite
+
+        copy = io.StringIO()
+        with contextlib.redirect_stdout(copy):
+            main()
+        print(copy.getvalue(), end="")
+        rewrite("bench/mutation.sh", copy.getvalue(), arguments.record)
