@@ -420,6 +420,42 @@ def test_a_step_failing_beside_another_loses_nothing_that_finished(tiny, fake_se
     assert CALLS == [] and again.records[0].cached  # "fine" was saved although "broken" failed
 
 
+def test_a_step_whose_thread_ends_without_a_result_fails_instead_of_hanging(
+        tiny, fake_sections, tmp_path, monkeypatch):
+    import queue
+    import threading
+
+    from mnistlab.engine import executors
+
+    compute_beside = executors._compute_beside
+
+    def loses_its_result(item, data, inputs, finished):  # a bug of the executor, not the step
+        compute_beside(item, data, inputs,
+                       queue.Queue() if item.step.name == "lost" else finished)
+
+    monkeypatch.setattr(executors, "_compute_beside", loses_its_result)
+    _meeting(fake_sections, monkeypatch, cores=2, labels=["lost", "fine"],
+             after=("never", "fine"))
+    raised = []
+
+    def study():
+        try:
+            run_study(tiny, build_config("full"), tmp_path / "run")
+        except StepFailed as exc:
+            raised.append(str(exc))
+
+    runner = threading.Thread(target=study, daemon=True)  # the test fails, not hangs
+    runner.start()
+    runner.join(60)
+    assert not runner.is_alive(), "the study waits for ever for a step that ended"
+    assert raised == ["explore.lost: RuntimeError: its thread ended without a result"]
+    assert sorted(c[0] for c in CALLS) == ["fine", "lost"]  # "never" did not start
+    monkeypatch.setattr(executors, "_compute_beside", compute_beside)
+    _meeting(fake_sections, monkeypatch, cores=2, labels=["fine"])
+    again = run_study(tiny, build_config("full"), tmp_path / "run")
+    assert CALLS == [] and again.records[0].cached  # "fine" was saved
+
+
 def test_on_one_core_every_step_computes_here_one_after_another(tiny, fake_sections, tmp_path,
                                                                 monkeypatch):
     _meeting(fake_sections, monkeypatch, cores=1, labels=["left", "right"])

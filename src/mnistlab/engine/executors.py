@@ -12,6 +12,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -137,24 +138,29 @@ class _Beside:
         self.finished: queue.Queue = queue.Queue()
         self.running: dict[str, PlannedStep] = {}
         self.failure: BaseException | None = None
+        self.threads: dict[str, threading.Thread] = {}
         self._one_blas_thread: threadpool_limits | None = None
 
     def start(self, item: PlannedStep, data: Any, inputs: dict) -> None:
         if self._one_blas_thread is None:  # OpenBLAS's thread count is the process's
             self._one_blas_thread = threadpool_limits(limits=1, user_api="blas")
         self.running[item.key] = item
-        threading.Thread(target=_compute_beside, args=(item, data, inputs, self.finished),
-                         name=f"mnistlab {item.step.name}", daemon=True).start()
+        thread = threading.Thread(target=_compute_beside,
+                                  args=(item, data, inputs, self.finished),
+                                  name=f"mnistlab {item.step.name}", daemon=True)
+        self.threads[item.key] = thread
+        thread.start()
 
     def collect(self, block: bool, timeout: float | None = None) -> None:
         """Save what has finished (waiting for one first, at most ``timeout`` seconds, if
         ``block``); once none runs, BLAS gets its threads back."""
         while self.running:
             try:
-                key, outcome, cost = self.finished.get(block=block, timeout=timeout)
+                key, outcome, cost = self._next_finished(block, timeout)
             except queue.Empty:
                 return
             item = self.running.pop(key)
+            del self.threads[key]
             if isinstance(outcome, BaseException):
                 self.failure = self.failure or outcome
             else:
@@ -164,6 +170,27 @@ class _Beside:
         if self._one_blas_thread is not None:
             self._one_blas_thread.restore_original_limits()
             self._one_blas_thread = None
+
+    def _next_finished(self, block: bool, timeout: float | None) -> tuple:
+        """The next (key, result or exception, cost) a step's thread handed back. Waiting, it
+        looks every second for a thread that ended without handing anything back (a bug
+        here, not in the step, which cannot raise past ``_compute_beside``): that step fails
+        instead of the study waiting for it for ever."""
+        if not block:
+            return self.finished.get(block=False)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            try:
+                return self.finished.get(timeout=max(wait, 0.0))
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+            silent = [key for key, thread in self.threads.items() if not thread.is_alive()]
+            if silent and self.finished.empty():  # a thread hands its result back, then ends
+                item = self.running[silent[0]]
+                cause = RuntimeError("its thread ended without a result")
+                return silent[0], StepFailed(item.where, cause), None
 
 
 class _Apart:
