@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -355,6 +356,8 @@ def meets_the_other(data, *, n_samples, label):
                   _openmp_effective_n_threads(), cores_given()))
     if label == "broken":
         raise ZeroDivisionError("a bug beside another step")
+    if label == "slow":
+        time.sleep(1.5)  # longer than the executor's wait between two looks at its threads
     return Count(n_samples, np.zeros(1))
 
 
@@ -434,8 +437,8 @@ def test_a_step_whose_thread_ends_without_a_result_fails_instead_of_hanging(
                        queue.Queue() if item.step.name == "lost" else finished)
 
     monkeypatch.setattr(executors, "_compute_beside", loses_its_result)
-    _meeting(fake_sections, monkeypatch, cores=2, labels=["lost", "fine"],
-             after=("never", "fine"))
+    _meeting(fake_sections, monkeypatch, cores=2, labels=["lost", "slow"],
+             after=("never", "slow"))
     raised = []
 
     def study():
@@ -449,11 +452,11 @@ def test_a_step_whose_thread_ends_without_a_result_fails_instead_of_hanging(
     runner.join(60)
     assert not runner.is_alive(), "the study waits for ever for a step that ended"
     assert raised == ["explore.lost: RuntimeError: its thread ended without a result"]
-    assert sorted(c[0] for c in CALLS) == ["fine", "lost"]  # "never" did not start
+    assert sorted(c[0] for c in CALLS) == ["lost", "slow"]  # "never" did not start
     monkeypatch.setattr(executors, "_compute_beside", compute_beside)
-    _meeting(fake_sections, monkeypatch, cores=2, labels=["fine"])
+    _meeting(fake_sections, monkeypatch, cores=2, labels=["slow"])
     again = run_study(tiny, build_config("full"), tmp_path / "run")
-    assert CALLS == [] and again.records[0].cached  # "fine" was saved
+    assert CALLS == [] and again.records[0].cached  # "slow", still computing then, was saved
 
 
 def test_on_one_core_every_step_computes_here_one_after_another(tiny, fake_sections, tmp_path,

@@ -12,7 +12,6 @@ import os
 import queue
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,6 +128,10 @@ def _next_step(pending: list[PlannedStep], records: dict[str, StepRecord],
     return ready[0]
 
 
+# How often a wait for the steps computing beside looks for a thread that ended silently.
+_LOOK_EVERY_S = 1.0
+
+
 class _Beside:
     """The one-core steps computing in threads of their own; their results come back here,
     to the thread that owns the store."""
@@ -172,19 +175,16 @@ class _Beside:
             self._one_blas_thread = None
 
     def _next_finished(self, block: bool, timeout: float | None) -> tuple:
-        """The next (key, result or exception, cost) a step's thread handed back. Waiting, it
-        looks every second for a thread that ended without handing anything back (a bug
-        here, not in the step, which cannot raise past ``_compute_beside``): that step fails
-        instead of the study waiting for it for ever."""
-        if not block:
-            return self.finished.get(block=False)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """The next (key, result or exception, cost) a step's thread handed back. Waiting with
+        no timeout, it looks every ``_LOOK_EVERY_S`` for a thread that ended without handing
+        anything back (a bug here, not in the step, which cannot raise past
+        ``_compute_beside``): that step fails instead of the study waiting for it for ever."""
         while True:
-            wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
             try:
-                return self.finished.get(timeout=max(wait, 0.0))
+                return self.finished.get(block=block,
+                                         timeout=_LOOK_EVERY_S if timeout is None else timeout)
             except queue.Empty:
-                if deadline is not None and time.monotonic() >= deadline:
+                if not block or timeout is not None:
                     raise
             silent = [key for key, thread in self.threads.items() if not thread.is_alive()]
             if silent and self.finished.empty():  # a thread hands its result back, then ends
