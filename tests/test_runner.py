@@ -357,7 +357,7 @@ def meets_the_other(data, *, n_samples, label):
     if label == "broken":
         raise ZeroDivisionError("a bug beside another step")
     if label == "slow":
-        time.sleep(1.5)  # longer than the executor's wait between two looks at its threads
+        time.sleep(2.5)  # longer than two of the executor's waits between looks at its threads
     return Count(n_samples, np.zeros(1))
 
 
@@ -437,21 +437,28 @@ def test_a_step_whose_thread_ends_without_a_result_fails_instead_of_hanging(
                        queue.Queue() if item.step.name == "lost" else finished)
 
     monkeypatch.setattr(executors, "_compute_beside", loses_its_result)
-    _meeting(fake_sections, monkeypatch, cores=2, labels=["lost", "slow"],
-             after=("never", "slow"))
-    raised = []
 
-    def study():
-        try:
-            run_study(tiny, build_config("full"), tmp_path / "run")
-        except StepFailed as exc:
-            raised.append(str(exc))
+    def study_raises(labels, after=None):
+        _meeting(fake_sections, monkeypatch, cores=2, labels=labels, after=after)
+        raised = []
 
-    runner = threading.Thread(target=study, daemon=True)  # the test fails, not hangs
-    runner.start()
-    runner.join(60)
-    assert not runner.is_alive(), "the study waits for ever for a step that ended"
-    assert raised == ["explore.lost: RuntimeError: its thread ended without a result"]
+        def study():
+            try:
+                run_study(tiny, build_config("full"), tmp_path / "run")
+            except StepFailed as exc:
+                raised.append(str(exc))
+
+        runner = threading.Thread(target=study, daemon=True)  # the test fails, not hangs
+        runner.start()
+        runner.join(60)
+        assert not runner.is_alive(), "the study waits for ever for a step that ended"
+        return raised
+
+    assert study_raises(["lost"]) == [
+        "explore.lost: RuntimeError: its thread ended without a result"]
+    # beside a step that outlasts two looks at the threads: that one is waited for, and saved
+    assert study_raises(["lost", "slow"], after=("never", "slow")) == [
+        "explore.lost: RuntimeError: its thread ended without a result"]
     assert sorted(c[0] for c in CALLS) == ["lost", "slow"]  # "never" did not start
     monkeypatch.setattr(executors, "_compute_beside", compute_beside)
     _meeting(fake_sections, monkeypatch, cores=2, labels=["slow"])
