@@ -405,10 +405,46 @@ def test_one_core_steps_compute_side_by_side_and_others_alone(tiny, fake_section
     assert CALLS[2] == ("alone", True, blas_before)  # here, once both ended, every BLAS thread
     store = RunStore(tmp_path / "run", create=False)
     try:
-        rows = {r["name"]: r["beside"] for r in store.step_rows([r.key for r in outcome.records])}
+        rows = store.step_rows([r.key for r in outcome.records])
     finally:
         store.close()
-    assert rows == {"left": ["right"], "right": ["left"], "after": []}
+    assert {r["name"]: r["beside"] for r in rows} == {"left": ["right"], "right": ["left"],
+                                                      "after": []}
+    # each step's measured cost is stored and recorded, beside or alone
+    assert all(r["peak_rss_mb"] > 0 and r["rss_delta_mb"] >= 0 for r in rows)
+    assert all(r.cached is False and r.wall_s == row["wall_s"] > 0
+               for r, row in zip(outcome.records, rows, strict=True))
+
+
+def waits_for(data, *, n_samples, meet_at, label, wait_for=None):
+    """Says it started (a file named ``label``); then, if ``wait_for``, waits until that step
+    has started too."""
+    from pathlib import Path
+
+    Path(meet_at, label).touch()
+    deadline = time.monotonic() + 10
+    while wait_for and not Path(meet_at, wait_for).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{wait_for} did not start while {label} computed")
+        time.sleep(0.01)
+    return Count(1, np.zeros(1))
+
+
+def test_a_core_a_step_beside_frees_goes_at_once_to_the_next_one_core_step(
+        tiny, fake_sections, tmp_path, monkeypatch):
+    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
+    meet_at = tmp_path / "meet"
+    meet_at.mkdir()
+    fake_sections.plan = lambda data, params, seed, **_: [
+        bind("first", waits_for, params, seed, one_core=True, meet_at=str(meet_at),
+             label="first"),
+        bind("waiting", waits_for, params, seed, one_core=True, meet_at=str(meet_at),
+             label="waiting", wait_for="third"),
+        bind("third", waits_for, params, seed, one_core=True, meet_at=str(meet_at),
+             label="third")]
+    # "third" starts once "first" ends, while "waiting" (which waits for it) still computes
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run")
+    assert [r.name for r in outcome.computed] == ["first", "waiting", "third"]
 
 
 def test_a_step_failing_beside_another_loses_nothing_that_finished(tiny, fake_sections, tmp_path,
@@ -418,6 +454,11 @@ def test_a_step_failing_beside_another_loses_nothing_that_finished(tiny, fake_se
     with pytest.raises(StepFailed, match="explore.broken: ZeroDivisionError: a bug beside"):
         run_study(tiny, build_config("full"), tmp_path / "run")
     assert sorted(c[0] for c in CALLS) == ["broken", "fine"]  # "never" did not start
+    store = RunStore(tmp_path / "run", create=False)
+    try:  # the study stays unfinished: no report reads it as done
+        assert store.study(1)["status"] != "done" and store.study(1)["step_keys"] == []
+    finally:
+        store.close()
     _meeting(fake_sections, monkeypatch, cores=2, labels=["fine"])
     again = run_study(tiny, build_config("full"), tmp_path / "run")
     assert CALLS == [] and again.records[0].cached  # "fine" was saved although "broken" failed
@@ -489,7 +530,7 @@ class Where:
 PARENT_MARK: int | None = None
 
 
-def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None):
+def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None, linger=0.0):
     """Meets the step computing in the study's process (through files: it is another
     process), then says where it computed."""
     import multiprocessing
@@ -507,6 +548,7 @@ def in_a_process_of_its_own(data, *, n_samples, meet_at, exit_status=None):
         time.sleep(0.01)
     if not Path(meet_at, "here").exists():
         raise TimeoutError("the study's own steps did not compute at the same time")
+    time.sleep(linger)  # still computing when the study's own steps have ended
     if n_samples == 0:
         raise ZeroDivisionError("a bug in a process of its own")
     from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
@@ -545,7 +587,7 @@ def _apart(fake_sections, monkeypatch, meet_at, *, cores=2, **apart):
 
 def test_a_step_that_holds_the_gil_computes_in_a_process_of_its_own_beside_the_rest(
         tiny, fake_sections, tmp_path, monkeypatch, caplog):
-    _apart(fake_sections, monkeypatch, tmp_path / "meet")
+    _apart(fake_sections, monkeypatch, tmp_path / "meet", linger=0.5)
     progress = Recorder()
     with caplog.at_level(logging.INFO, logger="mnistlab"):
         outcome = run_study(tiny, build_config("full"), tmp_path / "run", progress=progress)
@@ -563,6 +605,7 @@ def test_a_step_that_holds_the_gil_computes_in_a_process_of_its_own_beside_the_r
     assert [(r["name"], r["own_process"], r["beside"]) for r in rows] == [
         ("apart", True, ["here"]), ("here", False, ["apart"])]
     assert ("advance", "Fake first steps") in progress.events  # its section's bar, whenever
+    assert ("step", "waiting for apart") in progress.events  # once nothing else computes
     progress = Recorder()
     again = run_study(tiny, build_config("full"), tmp_path / "run", progress=progress)
     assert CALLS == [("here", os.getpid(), True)] and all(r.cached for r in again.records)
@@ -639,6 +682,26 @@ def test_each_section_is_handed_over_once_all_its_steps_are_stored(
     assert handed == [(outcome.study_id, {"explore": [None]}),  # stored, nothing wrong
                       (outcome.study_id, {"unsupervised": [None]})]
     assert [r.name for r in outcome.computed] == ["count", "apart"]
+
+
+def test_a_study_whose_later_section_fails_is_not_recorded_as_done(
+        tiny, fake_sections, tmp_path, monkeypatch):
+    fake_sections.plan = lambda data, params, seed, **_: [
+        bind("count", count_pixels, params, seed)]
+    failing = SimpleNamespace(NAME="unsupervised", TITLE="Fake second section",
+                              plan=lambda data, params, seed, **_: [
+                                  bind("boom", fails, params, seed, n_samples=5)])
+    monkeypatch.setattr("mnistlab.study.runner.SECTIONS", [fake_sections, failing])
+    handed = []
+    with pytest.raises(StepFailed, match="unsupervised.boom"):
+        run_study(tiny, build_config("full"), tmp_path / "run",
+                  section_done=lambda study_id, keys: handed.append(keys))
+    assert [list(keys) for keys in handed] == [["explore"]]  # the first one was handed over
+    store = RunStore(tmp_path / "run", create=False)
+    try:  # but the study is not finished: no report reads it as done
+        assert store.study(1)["status"] != "done" and store.study(1)["step_keys"] == []
+    finally:
+        store.close()
 
 
 def _wait_for(path, what):
