@@ -704,6 +704,44 @@ def test_a_study_whose_later_section_fails_is_not_recorded_as_done(
         store.close()
 
 
+def holds_a_core(data, *, meet_at):
+    """Computes apart until the study's own steps are done."""
+    from pathlib import Path
+
+    Path(meet_at, "apart").touch()
+    _wait_for(Path(meet_at, "right.done"), "the steps here did not end")
+    return Count(1, np.zeros(1))
+
+
+def once_apart_runs(data, *, meet_at, label):
+    from pathlib import Path
+
+    _wait_for(Path(meet_at, "apart"), "the step apart did not start")
+    time.sleep(0.3)  # long enough for two such steps to overlap, if both were started
+    Path(meet_at, f"{label}.done").touch()
+    return Count(1, np.zeros(1))
+
+
+def test_a_core_a_step_apart_holds_is_not_offered_to_a_one_core_step(
+        tiny, fake_sections, tmp_path, monkeypatch):
+    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
+    meet_at = tmp_path / "meet"
+    meet_at.mkdir()
+    fake_sections.plan = lambda data, params, seed, **_: [
+        bind("apart", holds_a_core, params, seed, own_process=True, meet_at=str(meet_at)),
+        *(bind(label, once_apart_runs, params, seed, one_core=True, meet_at=str(meet_at),
+               label=label) for label in ("left", "right"))]
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=False)
+    try:
+        rows = store.step_rows([r.key for r in outcome.records])
+    finally:
+        store.close()
+    # two cores: one for the step apart, one for the one-core steps here, one after the other
+    assert {r["name"]: r["beside"] for r in rows} == {
+        "apart": ["left", "right"], "left": ["apart"], "right": ["apart"]}
+
+
 def _wait_for(path, what):
     import time
 
