@@ -251,8 +251,27 @@ def test_a_recomputed_step_is_logged_with_its_reason(tiny, fake_sections, tmp_pa
     (tmp_path / "run" / "arrays" / f"{first.records[1].key}.npz").unlink()
     with caplog.at_level(logging.INFO, logger="mnistlab.engine.executors"):
         run_study(tiny, build_config("full"), tmp_path / "run")
-    assert "explore.add has a missing or corrupt arrays file; recomputing it" in caplog.text
-    assert "computing explore.add" in caplog.text and "computing explore.count" not in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "explore.add has a missing or corrupt arrays file; recomputing it",
+        "computing explore.add"]
+
+
+def fits_with(data, *, engine):
+    return Count(1, np.zeros(1))
+
+
+def test_the_stored_step_says_which_function_and_library_computed_it(tiny, fake_sections,
+                                                                     tmp_path):
+    fake_sections.plan = lambda data, params, seed, **_: [
+        bind("fit", fits_with, params, seed, engine="sklearnex")]
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=False)
+    try:
+        [row] = store.step_rows([outcome.records[0].key])
+    finally:
+        store.close()
+    assert (row["fn"], row["engine"], row["own_process"]) == (
+        f"{__name__}.fits_with", "sklearnex", False)
 
 
 def test_a_step_called_alone_names_itself_in_a_binding_error():
@@ -416,12 +435,13 @@ def test_one_core_steps_compute_side_by_side_and_others_alone(tiny, fake_section
                for r, row in zip(outcome.records, rows, strict=True))
 
 
-def waits_for(data, *, n_samples, meet_at, label, wait_for=None):
+def waits_for(data, *, n_samples, meet_at, label, wait_for=None, pause=0.0):
     """Says it started (a file named ``label``); then, if ``wait_for``, waits until that step
     has started too."""
     from pathlib import Path
 
     Path(meet_at, label).touch()
+    time.sleep(pause)
     deadline = time.monotonic() + 10
     while wait_for and not Path(meet_at, wait_for).exists():
         if time.monotonic() > deadline:
@@ -437,7 +457,7 @@ def test_a_core_a_step_beside_frees_goes_at_once_to_the_next_one_core_step(
     meet_at.mkdir()
     fake_sections.plan = lambda data, params, seed, **_: [
         bind("first", waits_for, params, seed, one_core=True, meet_at=str(meet_at),
-             label="first"),
+             label="first", pause=0.3),
         bind("waiting", waits_for, params, seed, one_core=True, meet_at=str(meet_at),
              label="waiting", wait_for="third"),
         bind("third", waits_for, params, seed, one_core=True, meet_at=str(meet_at),
@@ -445,6 +465,13 @@ def test_a_core_a_step_beside_frees_goes_at_once_to_the_next_one_core_step(
     # "third" starts once "first" ends, while "waiting" (which waits for it) still computes
     outcome = run_study(tiny, build_config("full"), tmp_path / "run")
     assert [r.name for r in outcome.computed] == ["first", "waiting", "third"]
+    store = RunStore(tmp_path / "run", create=False)
+    try:  # two cores, never three steps at once
+        rows = store.step_rows([r.key for r in outcome.records])
+    finally:
+        store.close()
+    assert {r["name"]: r["beside"] for r in rows} == {
+        "first": ["waiting"], "waiting": ["first", "third"], "third": ["waiting"]}
 
 
 def test_a_step_failing_beside_another_loses_nothing_that_finished(tiny, fake_sections, tmp_path,
