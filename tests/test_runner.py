@@ -769,6 +769,22 @@ def test_a_core_a_step_apart_holds_is_not_offered_to_a_one_core_step(
         "apart": ["left", "right"], "left": ["apart"], "right": ["apart"]}
 
 
+def test_a_step_apart_starts_once_the_results_it_needs_are_stored(tiny, fake_sections,
+                                                                 tmp_path, monkeypatch):
+    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
+    fake_sections.plan = lambda data, params, seed, **_: [
+        bind("count", count_pixels, params, seed),
+        bind("add", add_one, params, seed, own_process=True, needs={"counted": "count"})]
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=False)
+    try:
+        added = store.load_result(outcome.records[1].key)
+    finally:
+        store.close()
+    n_samples = build_config("full").explore.n_samples
+    assert added.total == int(tiny.x_train[:n_samples].sum()) + 1  # computed apart, from "count"
+
+
 def _wait_for(path, what):
     import time
 
