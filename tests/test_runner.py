@@ -173,6 +173,20 @@ def test_a_users_mistake_passes_through_unchanged(tiny, fake_sections, tmp_path)
         run_study(tiny, build_config("full"), tmp_path / "run")
 
 
+def test_the_study_runs_on_the_executor_it_is_given(tiny, fake_sections, tmp_path):
+    from mnistlab.engine.executors import InProcess
+
+    class Counting(InProcess):
+        graphs = 0
+
+        def run(self, graphs, progress):
+            Counting.graphs += len(graphs)
+            return super().run(graphs, progress)
+
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run", executor=Counting())
+    assert Counting.graphs == 1 and len(outcome.computed) == 3
+
+
 def test_unknown_sections_are_a_config_error(tiny, fake_sections):
     with pytest.raises(ConfigError, match="sections: unknown section 'clasic' \\(use explore\\)"):
         plan_study(tiny, build_config("full"), ["clasic"])
@@ -637,14 +651,16 @@ def test_a_step_that_holds_the_gil_computes_in_a_process_of_its_own_beside_the_r
     again = run_study(tiny, build_config("full"), tmp_path / "run", progress=progress)
     assert CALLS == [("here", os.getpid(), True)] and all(r.cached for r in again.records)
     assert ("advance", "Fake first steps") in progress.events  # found done, its bar still moves
-    # a graph without titles (the engine's own default) names each section by its name
-    store, progress = RunStore(tmp_path / "run", create=False), Recorder()
-    try:
-        run_here(StudyGraph(store, tiny, plan_study(tiny, build_config("full"))), progress)
-    finally:
-        store.close()
-    assert ("section", "explore", 2) in progress.events
-    assert ("advance", "explore") in progress.events and len(CALLS) == 1  # nothing recomputed
+    # a graph without titles (the engine's own default) names each section by its name,
+    # for a step apart found done and for one computed
+    for folder, computed in (("run", 0), ("other run", 1)):
+        store, progress = RunStore(tmp_path / folder), Recorder()
+        try:
+            run_here(StudyGraph(store, tiny, plan_study(tiny, build_config("full"))), progress)
+        finally:
+            store.close()
+        assert ("section", "explore", 2) in progress.events
+        assert ("advance", "explore") in progress.events and len(CALLS) == 1 + computed
 
 
 def test_a_step_failing_in_its_own_process_names_itself_and_loses_nothing(
@@ -658,6 +674,21 @@ def test_a_step_failing_in_its_own_process_names_itself_and_loses_nothing(
         assert store.load_result(plan_study(tiny, build_config("full"))[1].key).total == 1
     finally:
         store.close()
+
+
+def a_users_mistake_apart(data, *, meet_at):
+    raise ConfigError("unsupervised.k: not a number")
+
+
+def test_a_users_mistake_in_a_process_of_its_own_passes_through_unchanged(
+        tiny, fake_sections, tmp_path, monkeypatch):
+    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
+    fake_sections.plan = lambda data, params, seed, **_: [
+        bind("apart", a_users_mistake_apart, params, seed, own_process=True,
+             meet_at=str(tmp_path))]
+    with pytest.raises(ConfigError) as info:
+        run_study(tiny, build_config("full"), tmp_path / "run")
+    assert type(info.value) is ConfigError and str(info.value) == "unsupervised.k: not a number"
 
 
 def test_a_process_that_dies_is_a_failure_of_its_step(tiny, fake_sections, tmp_path,
