@@ -173,6 +173,43 @@ def test_a_users_mistake_passes_through_unchanged(tiny, fake_sections, tmp_path)
         run_study(tiny, build_config("full"), tmp_path / "run")
 
 
+def test_only_the_sections_named_are_planned_and_an_unknown_one_names_them_all(
+        tiny, fake_sections, monkeypatch):
+    second = SimpleNamespace(NAME="unsupervised", TITLE="Fake second section",
+                             plan=lambda data, params, seed, **_: [
+                                 bind("count", count_pixels, params, seed, n_samples=3)])
+    monkeypatch.setattr("mnistlab.study.runner.SECTIONS", [fake_sections, second])
+    with pytest.raises(ConfigError) as info:
+        plan_study(tiny, build_config("full"), ["clasic"])
+    assert str(info.value) == "sections: unknown section 'clasic' (use explore, unsupervised)"
+    assert [(p.section, p.step.name) for p in plan_study(tiny, build_config("full"),
+                                                         ["unsupervised"])] == [
+        ("unsupervised", "count")]
+
+
+def test_each_section_plans_with_the_engine_the_study_resolved():
+    from mnistlab.models.fitting import resolve_engine
+
+    config = build_config("quick")
+    engines = {item.step.arguments["engine"]
+               for item in plan_study(load_dataset("digits"), config)
+               if "engine" in item.step.arguments}
+    assert engines == {resolve_engine(config.engine).name}
+
+
+def test_the_study_records_its_profile(tiny, fake_sections, tmp_path):
+    from mnistlab.study.runner import run_studies
+
+    quick = run_study(tiny, build_config("quick"), tmp_path / "quick", profile="quick")
+    [full] = run_studies([(tiny, build_config("full"), tmp_path / "full")])
+    for outcome, profile in ((quick, "quick"), (full, "full")):
+        store = RunStore(outcome.folder, create=False)
+        try:
+            assert store.study(outcome.study_id)["profile"] == profile
+        finally:
+            store.close()
+
+
 def test_the_study_runs_on_the_executor_it_is_given(tiny, fake_sections, tmp_path):
     from mnistlab.engine.executors import InProcess
 
@@ -678,6 +715,21 @@ def test_a_step_failing_in_its_own_process_names_itself_and_loses_nothing(
 
 def a_users_mistake_apart(data, *, meet_at):
     raise ConfigError("unsupervised.k: not a number")
+
+
+def test_a_step_here_is_measured_by_sampling_not_by_the_process_high_water_mark(
+        tiny, fake_sections, tmp_path):
+    from mnistlab.engine.measure import process_peak_mb
+
+    np.ones(300 * 2**20 // 8).sum()  # a high-water mark well above what this process holds
+    high_water = process_peak_mb()
+    outcome = run_study(tiny, build_config("full"), tmp_path / "run")
+    store = RunStore(tmp_path / "run", create=False)
+    try:
+        rows = store.step_rows([r.key for r in outcome.records])
+    finally:
+        store.close()
+    assert all(0 < r["peak_rss_mb"] < high_water - 200 for r in rows)
 
 
 def test_a_users_mistake_in_a_process_of_its_own_passes_through_unchanged(
