@@ -83,6 +83,15 @@ def fake_sections(monkeypatch):
     return section
 
 
+def _step_rows(outcome):
+    """The stored timing rows of a study's steps, in plan order."""
+    store = RunStore(outcome.folder, create=False)
+    try:
+        return store.step_rows([r.key for r in outcome.records])
+    finally:
+        store.close()
+
+
 class Recorder:
     def __init__(self):
         self.events = []
@@ -473,11 +482,7 @@ def test_one_core_steps_compute_side_by_side_and_others_alone(tiny, fake_section
     # each on one OpenMP thread, and told it has one core
     assert [c[5:] for c in CALLS[:2]] == [(1, 1), (1, 1)]
     assert CALLS[2] == ("alone", True, blas_before)  # here, once both ended, every BLAS thread
-    store = RunStore(tmp_path / "run", create=False)
-    try:
-        rows = store.step_rows([r.key for r in outcome.records])
-    finally:
-        store.close()
+    rows = _step_rows(outcome)
     assert {r["name"]: r["beside"] for r in rows} == {"left": ["right"], "right": ["left"],
                                                       "after": []}
     # each step's measured cost is stored and recorded, beside or alone
@@ -516,11 +521,7 @@ def test_a_core_a_step_beside_frees_goes_at_once_to_the_next_one_core_step(
     # "third" starts once "first" ends, while "waiting" (which waits for it) still computes
     outcome = run_study(tiny, build_config("full"), tmp_path / "run")
     assert [r.name for r in outcome.computed] == ["first", "waiting", "third"]
-    store = RunStore(tmp_path / "run", create=False)
-    try:  # two cores, never three steps at once
-        rows = store.step_rows([r.key for r in outcome.records])
-    finally:
-        store.close()
+    rows = _step_rows(outcome)  # two cores, never three steps at once
     assert {r["name"]: r["beside"] for r in rows} == {
         "first": ["waiting"], "waiting": ["first", "third"], "third": ["waiting"]}
 
@@ -724,11 +725,7 @@ def test_a_step_here_is_measured_by_sampling_not_by_the_process_high_water_mark(
     np.ones(300 * 2**20 // 8).sum()  # a high-water mark well above what this process holds
     high_water = process_peak_mb()
     outcome = run_study(tiny, build_config("full"), tmp_path / "run")
-    store = RunStore(tmp_path / "run", create=False)
-    try:
-        rows = store.step_rows([r.key for r in outcome.records])
-    finally:
-        store.close()
+    rows = _step_rows(outcome)
     assert all(0 < r["peak_rss_mb"] < high_water - 200 for r in rows)
 
 
@@ -842,11 +839,7 @@ def test_a_core_a_step_apart_holds_is_not_offered_to_a_one_core_step(
         *(bind(label, once_apart_runs, params, seed, one_core=True, meet_at=str(meet_at),
                label=label) for label in ("left", "right"))]
     outcome = run_study(tiny, build_config("full"), tmp_path / "run")
-    store = RunStore(tmp_path / "run", create=False)
-    try:
-        rows = store.step_rows([r.key for r in outcome.records])
-    finally:
-        store.close()
+    rows = _step_rows(outcome)
     # two cores: one for the step apart, one for the one-core steps here, one after the other
     assert {r["name"]: r["beside"] for r in rows} == {
         "apart": ["left", "right"], "left": ["apart"], "right": ["apart"]}
