@@ -946,7 +946,8 @@ def test_a_key_that_misses_an_argument_fails_the_plan(monkeypatch):
 
     monkeypatch.setattr(Step, "key", key_without_arguments)
     with pytest.raises(RuntimeError,
-                       match=r"kmeans_sweep:1 and \S+kmeans_sweep:2 have the same key"):
+                       match=r"kmeans_sweep:1 and \S+kmeans_sweep:2 have the same key \w+: "
+                             r"a step's key must follow every argument it receives$"):
         plan_study(load_dataset("digits"), build_config("quick"))
 
 
