@@ -491,6 +491,13 @@ def test_one_core_steps_compute_side_by_side_and_others_alone(tiny, fake_section
                for r, row in zip(outcome.records, rows, strict=True))
 
 
+def _two_cores_and_a_meeting_place(monkeypatch, tmp_path):
+    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
+    meet_at = tmp_path / "meet"
+    meet_at.mkdir()
+    return meet_at
+
+
 def waits_for(data, *, n_samples, meet_at, label, wait_for=None, pause=0.0):
     """Says it started (a file named ``label``); then, if ``wait_for``, waits until that step
     has started too."""
@@ -508,9 +515,7 @@ def waits_for(data, *, n_samples, meet_at, label, wait_for=None, pause=0.0):
 
 def test_a_core_a_step_beside_frees_goes_at_once_to_the_next_one_core_step(
         tiny, fake_sections, tmp_path, monkeypatch):
-    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
-    meet_at = tmp_path / "meet"
-    meet_at.mkdir()
+    meet_at = _two_cores_and_a_meeting_place(monkeypatch, tmp_path)
     fake_sections.plan = lambda data, params, seed, **_: [
         bind("first", waits_for, params, seed, one_core=True, meet_at=str(meet_at),
              label="first", pause=0.3),
@@ -831,9 +836,7 @@ def once_apart_runs(data, *, meet_at, label):
 
 def test_a_core_a_step_apart_holds_is_not_offered_to_a_one_core_step(
         tiny, fake_sections, tmp_path, monkeypatch):
-    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
-    meet_at = tmp_path / "meet"
-    meet_at.mkdir()
+    meet_at = _two_cores_and_a_meeting_place(monkeypatch, tmp_path)
     fake_sections.plan = lambda data, params, seed, **_: [
         bind("apart", holds_a_core, params, seed, own_process=True, meet_at=str(meet_at)),
         *(bind(label, once_apart_runs, params, seed, one_core=True, meet_at=str(meet_at),
@@ -898,9 +901,7 @@ def test_the_core_a_step_apart_frees_goes_to_the_next_one_core_step_at_once(
     """While the step apart computes, one-core steps compute one at a time; once it ends,
     the next starts beside the one still computing (it waited for that one to end before,
     which here never comes: the long step waits for the second)."""
-    monkeypatch.setattr("mnistlab.engine.executors.usable_cores", lambda: 2)
-    meet_at = tmp_path / "meet"
-    meet_at.mkdir()
+    meet_at = _two_cores_and_a_meeting_place(monkeypatch, tmp_path)
     fake_sections.plan = lambda data, params, seed, **_: [
         bind("apart", ends_once_the_long_step_runs, params, seed, own_process=True,
              meet_at=str(meet_at)),
