@@ -115,7 +115,7 @@ def run_section(store: RunStore, data: Any, items: list[PlannedStep], progress: 
 
 
 def _next_step(pending: list[PlannedStep], records: dict[str, StepRecord],
-               running: dict[str, PlannedStep], cores: int) -> PlannedStep | None:
+               running: dict[str, Any], cores: int) -> PlannedStep | None:
     """The first pending step whose inputs are ready and that may start now (a one-core
     step beside the one-core steps running, any step when none runs), or None: wait."""
     if len(running) >= cores:
@@ -139,19 +139,17 @@ class _Beside:
     def __init__(self, store: RunStore, progress: Any, records: dict[str, StepRecord]):
         self.store, self.progress, self.records = store, progress, records
         self.finished: queue.Queue = queue.Queue()
-        self.running: dict[str, PlannedStep] = {}
+        self.running: dict[str, tuple[PlannedStep, threading.Thread]] = {}  # key: item, thread
         self.failure: BaseException | None = None
-        self.threads: dict[str, threading.Thread] = {}
         self._one_blas_thread: threadpool_limits | None = None
 
     def start(self, item: PlannedStep, data: Any, inputs: dict) -> None:
         if self._one_blas_thread is None:  # OpenBLAS's thread count is the process's
             self._one_blas_thread = threadpool_limits(limits=1, user_api="blas")
-        self.running[item.key] = item
         thread = threading.Thread(target=_compute_beside,
                                   args=(item, data, inputs, self.finished),
                                   name=f"mnistlab {item.step.name}", daemon=True)
-        self.threads[item.key] = thread
+        self.running[item.key] = (item, thread)
         thread.start()
 
     def collect(self, block: bool, timeout: float | None = None) -> None:
@@ -162,8 +160,7 @@ class _Beside:
                 key, outcome, cost = self._next_finished(block, timeout)
             except queue.Empty:
                 return
-            item = self.running.pop(key)
-            del self.threads[key]
+            item, _ = self.running.pop(key)
             if isinstance(outcome, BaseException):
                 self.failure = self.failure or outcome
             else:
@@ -186,9 +183,9 @@ class _Beside:
             except queue.Empty:
                 if not block or timeout is not None:
                     raise
-            silent = [key for key, thread in self.threads.items() if not thread.is_alive()]
+            silent = [key for key, (_, thread) in self.running.items() if not thread.is_alive()]
             if silent and self.finished.empty():  # a thread hands its result back, then ends
-                item = self.running[silent[0]]
+                item, _ = self.running[silent[0]]
                 cause = RuntimeError("its thread ended without a result")
                 return silent[0], StepFailed(item.where, cause), None
 
