@@ -44,7 +44,27 @@ def test_a_shrinking_gap_is_not_called_overfitting():
 def test_a_flat_validation_curve_is_called_flat():
     text = tree_depth_answer(_tree([0.8, 0.9, 0.95], [0.80, 0.803, 0.801],
                                    [0.79, 0.80, 0.80]))
-    assert "stays within 0.005 of it up to depth 3" in text and "declines" not in text
+    assert "is still within 0.005 of it at depth 3 (0.801)" in text and "declines" not in text
+
+
+def test_a_fall_of_the_validation_curve_is_read_against_the_validation_set_size():
+    """On scikit-learn's digits the validation split holds 144 images: 0.833 at depth 8, then
+    0.819 (two images fewer) was read as a decline by a fixed 0.005 threshold."""
+    from mnistlab.report.classic import validation_size
+
+    tree = _tree([0.9, 0.97, 1.0], [0.80, 0.833, 0.819], [0.82, 0.858, 0.847], depths=[5, 8, 13],
+                 leaf_depth_max=13, best=8)
+    assert validation_size(1293, 0.1) == 144 and validation_size(48_000, 0.2) == 12_000
+    small = tree_depth_answer(tree, n_val=144, n_test=360)
+    assert ("peaks at depth <b>8</b> (0.833) and is still within 0.0893 (twice the noise of 144 "
+            "validation images) of it at depth 13 (0.819)") in small
+    assert "declines" not in small
+    # the same numbers measured on 6,000 validation and 10,000 test images are a decline, and
+    # the gap (0.112 -> 0.153) widens beyond the test set's noise
+    large = tree_depth_answer(tree, n_val=6000, n_test=10_000)
+    assert "and then declines to 0.819 at depth 13" in large
+    assert "the train-test gap widens from 0.112 at the chosen depth to 0.153" in large
+    assert "gap stays near 0.112" in small and "overfit" not in small
 
 
 def _inits(ari, accuracy, contingency, rand=0.9):
@@ -304,6 +324,23 @@ def test_svc_fit_time_and_gap_are_described_as_measured():
     assert "fit time stays about the same" in text  # 1.2x: within one timing's noise
 
 
+def test_the_svc_sweeps_peak_and_gap_are_read_against_the_test_set_size():
+    from mnistlab.report.classic import svc_pca_answer
+
+    # scikit-learn's digits, 360 test images: 0.989 at 20 and 30 components was "peaks at 20"
+    digits = _sweep_rows([0.54, 0.52, 0.59, 0.35, 0.62], [0.998, 1, 1, 1, 1],
+                         [0.964, 0.989, 0.989, 0.986, 0.986], ns=(10, 20, 30, 40, 50),
+                         support=(442, 530, 588, 605, 617))
+    text = svc_pca_answer(digits, n_test=360)
+    assert "peaks at 20 components (0.989; 30, 40, 50 within twice the noise of it)" in text
+    assert "does not widen beyond the noise of the test set" in text
+    # a gap growing by 0.02 is within the noise of 360 test images, beyond that of 10,000
+    rows = _sweep_rows([1, 1, 1], [0.95, 0.98, 0.98], [0.90, 0.92, 0.91])
+    assert "does not widen beyond the noise" in svc_pca_answer(rows, n_test=360)
+    assert "it widens" in svc_pca_answer(rows, n_test=10_000)
+    assert "peaks at 50 components (0.920)." in svc_pca_answer(rows, n_test=10_000)
+
+
 def test_pca_influence_is_measured_against_the_raw_pixels():
     from mnistlab.report.classic import pca_influence_answer
 
@@ -411,6 +448,12 @@ def test_cnn_and_mlp_are_compared_as_measured():
     text = compare(50_000, 2.1, 0.99)  # as fast, CNN more accurate
     assert "about as long per epoch" in text and "the CNN more accurate" in text
     assert "does not hold" in text
+    # the 8x8 digits again, under load: the CNN faster and as accurate; "the seed's "more
+    # efficient" does not hold" left the reader to guess which network the seed meant
+    text = compare(38_602, 0.32, 0.9361, m_params=301_066, m_s=0.97, m_acc=0.9639, n_test=360)
+    assert ("the CNN is faster per epoch and the two as accurate within twice the noise"
+            in text)
+    assert "the seed's verdict that its MLP is \"more efficient\" than its CNN does not hold" in text
 
 
 def test_the_overfit_demo_quotes_the_seed_on_mnist_only():
@@ -484,6 +527,10 @@ def test_the_balance_answer_follows_the_class_counts():
     close = _balance_answer(_summary_of([100] * 9 + [80]))
     assert "<b>close to balanced</b>" in close and "1.25 times its smallest" in close
     assert "is mild" in close
+    # a p-value of 0.99998 was printed "p = 1", as if the test had proven equal frequencies
+    nearly = _balance_answer(_summary_of([100] * 9 + [99]))
+    assert "does not reject exactly equal class frequencies in the training set (p > 0.99)" \
+        in nearly and "p = 1)" not in nearly
     skewed = _balance_answer(_summary_of([120] * 9 + [12]))
     assert "<b>imbalanced</b>" in skewed and "10 times its smallest (9, 12" in skewed
     assert "mild" not in skewed and "perfectly" not in skewed
@@ -678,6 +725,28 @@ def test_the_label_check_mentions_a_gallery_only_when_it_flags_labels(full_digit
         flagged = int(found.group(1).replace(",", "")) + int(found.group(2).replace(",", ""))
         said = found.group(3)
         assert said.startswith(": the gallery shows" if flagged else "; here its estimate is 0")
+
+
+def test_the_training_table_counts_the_images_each_network_was_fitted_on(full_digits_run):
+    """It gave 1,437 for every network, the training set before its validation split: mlp-1
+    holds out 20 % and is fitted on 1,149, cnn-seed 10 % and 1,293."""
+    import html
+    import re
+
+    from mnistlab.study.results import load_study
+
+    runs = {k.split(":", 1)[1]: v for k, v in load_study(full_digits_run).results["deep"].items()
+            if k.startswith("train:")}
+    page = html.unescape((full_digits_run / "report.html").read_text())
+    assert "trained on (images)" in page
+    for name, run in runs.items():
+        held_out = -(-run.n_train * run.spec["validation_fraction"] // 1)  # ceil
+        assert run.n_fit == run.n_train - held_out
+        table = page[page.index("trained on (images)"):]
+        row = re.search(rf"<td>{name}</td>(.*?)</tr>", table, re.S).group(1)
+        assert f"{run.n_fit:,} of {run.n_train:,}" in row, (name, row)
+    assert {runs["mlp-1"].n_fit, runs["cnn-seed"].n_fit} == {1149, 1293}
+    assert f"an epoch of {runs['mlp-1'].n_fit:,} images" in page
 
 
 def _label_check(oof_accuracy, n_train=2000):

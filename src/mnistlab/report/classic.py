@@ -169,7 +169,9 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
                text(tree_depth_answer(
                    tree, seed_comparable=study.digits,
                    whole_tree_train_acc=by_name["decision-tree"]["train_acc"]
-                   if tree.from_leaderboard and "decision-tree" in by_name else None))]
+                   if tree.from_leaderboard and "decision-tree" in by_name else None,
+                   n_val=validation_size(tree.n_fit, study.config.classic.validation_fraction),
+                   n_test=int(best.confusion.sum())))]
 
     # SVC ------------------------------------------------------------------------------
     blocks += [heading("SVC (RBF kernel) on PCA-reduced data"),
@@ -179,7 +181,7 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
                table(["PCA components", "train acc", "test acc", "support vectors", "fit (s)"],
                      [[r["n_components"], _f(r["train_acc"]), _f(r["test_acc"]),
                        r["n_support"], _f(r["fit_s"], 2)] for r in svc_pca.rows]),
-               text(svc_pca_answer(svc_pca.rows))]
+               text(svc_pca_answer(svc_pca.rows, int(best.confusion.sum())))]
     blocks += [heading("SVC kernels"),
                table(["kernel", "C", "train acc", "test acc", "support vectors", "fit (s)",
                       "predict (s / 10k)"],
@@ -432,17 +434,26 @@ def c_accuracy_answer(rows: list[CRow], n_test: int) -> str:
     return text_.rstrip()
 
 
-def svc_pca_answer(rows: list[SweepRow]) -> str:
-    """The RBF SVC against the number of PCA components: peak, fit time, train-test gap."""
+def svc_pca_answer(rows: list[SweepRow], n_test: int = 0) -> str:
+    """The RBF SVC against the number of PCA components: peak, fit time, train-test gap; a
+    gap widens when it grows by more than twice the binomial noise of its ``n_test`` test
+    images (ACCURACY_NOISE when the size is unknown)."""
+    def noise(*accuracies: float) -> float:
+        return gain_noise(list(accuracies), n_test) if n_test else ACCURACY_NOISE
+
     best = max(rows, key=lambda r: r["test_acc"])
     first, last = rows[0], rows[-1]
+    tied = [r["n_components"] for r in rows if r is not best
+            and best["test_acc"] - r["test_acc"] <= noise(best["test_acc"], r["test_acc"])]
     fit = ("grows" if last["fit_s"] > first["fit_s"] * SPEED_MARGIN else
            "falls" if last["fit_s"] * SPEED_MARGIN < first["fit_s"] else "stays about the same")
     gap0, gap1 = first["train_acc"] - first["test_acc"], last["train_acc"] - last["test_acc"]
     cost = (f", with {first['n_support']:,} then {last['n_support']:,} support vectors: the "
             "fit's cost is the number of support vectors times the cost of one kernel "
             "evaluation, which grows with the dimension")
-    text_ = (f"Test accuracy peaks at {best['n_components']} components ({best['test_acc']:.3f}). "
+    text_ = (f"Test accuracy peaks at {best['n_components']} components ({best['test_acc']:.3f}"
+             + (f"; {', '.join(map(str, tied))} within twice the noise of it" if tied else "")
+             + "). "
              f"The fit time {fit} with the dimension ({first['fit_s']:.2f} s at "
              f"{first['n_components']}, {last['fit_s']:.2f} s at {last['n_components']})"
              + (": each kernel evaluation is a distance in that space. " if fit == "grows" else
@@ -454,15 +465,17 @@ def svc_pca_answer(rows: list[SweepRow]) -> str:
              f"here goes from {gap0:.3f} to {gap1:.3f}")
     gaps = [r["train_acc"] - r["test_acc"] for r in rows]
     widest = max(range(len(rows)), key=gaps.__getitem__)
-    if gap1 > gap0 + ACCURACY_NOISE:
+    if gap1 > gap0 + noise(first["test_acc"], last["test_acc"]):
         return text_ + (": it widens, so extra components add detail that the RBF kernel fits "
                         "on the training images more than it helps on new ones.")
-    if gaps[widest] > max(gap0, gap1) + ACCURACY_NOISE:  # wider in between than at either end
+    narrower = first if gap0 >= gap1 else last
+    if gaps[widest] > max(gap0, gap1) + noise(rows[widest]["test_acc"], narrower["test_acc"]):
+        # wider in between than at either end
         return text_ + (f", but is widest at {rows[widest]['n_components']} components "
                         f"({gaps[widest]:.3f}): more components do not widen it steadily, and "
                         "the seed's rule does not hold as stated.")
-    return text_ + (": it does not widen at any size swept, so on this data more components "
-                    "do not overfit more.")
+    return text_ + (": it does not widen beyond the noise of the test set at any size swept, so "
+                    "on this data more components do not overfit more.")
 
 
 def pca_influence_answer(rows: list[SweepRow], raw_tree_acc: float,
@@ -518,16 +531,27 @@ def _confusion_answer(best: BestModel, names: list[str]) -> str:
                if absent else "."))
 
 
-# A change of accuracy smaller than this is "flat" (a few images of a thousand).
+# A change of accuracy smaller than this is "flat" where the number of images it was measured
+# on is not known (a few images of a thousand).
 ACCURACY_NOISE = 0.005
 
 
+def validation_size(n_fit: int, validation_fraction: float) -> int:
+    """The validation images of the classic section's split that left ``n_fit`` to fit on
+    (scikit-learn's train_test_split rounds the held-out share up)."""
+    return round(n_fit * validation_fraction / (1 - validation_fraction))
+
+
 def tree_depth_answer(tree: TreeDepth, seed_comparable: bool = False,
-                      whole_tree_train_acc: float | None = None) -> str:
+                      whole_tree_train_acc: float | None = None, n_val: int = 0,
+                      n_test: int = 0) -> str:
     """Seed 3.2-3.3 on tree depth, every claim computed from the sweep's numbers.
 
     ``whole_tree_train_acc``: the training accuracy of the grown tree itself (the
-    leaderboard's), which is what "memorises" is about when it grew deeper than the sweep."""
+    leaderboard's), which is what "memorises" is about when it grew deeper than the sweep.
+    A validation accuracy moves, and a train-test gap widens, when the change exceeds twice
+    the binomial noise of its ``n_val`` validation or ``n_test`` test images (ACCURACY_NOISE
+    where the sizes are not known)."""
     i_best = tree.depths.index(tree.best_depth)
     # Cuts at or beyond the grown tree's depth are that whole tree: report the first of them.
     last = next((i for i, d in enumerate(tree.depths) if d >= tree.leaf_depth_max),
@@ -548,20 +572,25 @@ def tree_depth_answer(tree: TreeDepth, seed_comparable: bool = False,
         memorised = (f", the deepest cut swept; the tree itself grew to depth "
                      f"{tree.leaf_depth_max}, which the sweep does not reach")
     val_best, val_last = tree.val_acc[i_best], tree.val_acc[last]
+    val_noise = gain_noise([val_best, val_last], n_val) if n_val else ACCURACY_NOISE
+    test_noise = (gain_noise([tree.test_acc[i_best], tree.test_acc[last]], n_test) if n_test
+                  else ACCURACY_NOISE)
+    of_val = f" (twice the noise of {n_val:,} validation images)" if n_val else ""
     if last == i_best:
         after = "at the deepest depth tried"
-    elif val_last < val_best - ACCURACY_NOISE:
+    elif val_last < val_best - val_noise:
         after = f"and then declines to {val_last:.3f} at depth {d_last}"
-    elif val_last > val_best + ACCURACY_NOISE:  # a peak chosen among ties, then a rise
+    elif val_last > val_best + val_noise:  # a peak chosen among ties, then a rise
         after = f"and then rises to {val_last:.3f} at depth {d_last}"
     else:
-        after = f"and then stays within {ACCURACY_NOISE} of it up to depth {d_last}"
+        after = (f"and is still within {val_noise:.3g}{of_val} of it at depth {d_last} "
+                 f"({val_last:.3f})")
     gap_best = tree.train_acc[i_best] - tree.test_acc[i_best]
     gap_last = train_last - tree.test_acc[last]
-    if gap_last > gap_best + ACCURACY_NOISE:
+    if gap_last > gap_best + test_noise:
         gap = (f"the train-test gap widens from {gap_best:.3f} at the chosen depth to "
                f"{gap_last:.3f} at depth {d_last}: deeper trees overfit")
-    elif gap_last < gap_best - ACCURACY_NOISE:
+    elif gap_last < gap_best - test_noise:
         gap = (f"the train-test gap shrinks from {gap_best:.3f} at the chosen depth to "
                f"{gap_last:.3f} at depth {d_last}")
     else:

@@ -89,15 +89,16 @@ def render(results: dict, sink: FigureSink, study: StudyContext) -> list[Block]:
     # 4.2-4.3 ---------------------------------------------------------------------------
     spec_rows = [[r.name, r.spec["epochs"], r.epochs_run, r.spec["batch_size"],
                   f"{r.spec['validation_fraction']:.0%}", r.spec["optimizer"],
-                  f"{r.spec['lr']:g}", r.spec["schedule"], r.n_train] for r in runs]
+                  f"{r.spec['lr']:g}", r.spec["schedule"], f"{r.n_fit:,} of {r.n_train:,}"]
+                 for r in runs]
     blocks += [
         heading("4.2-4.3 Epochs, batch size, validation split, compile and fit parameters"),
         table(["model", "epochs", "epochs run", "batch size", "validation split", "optimizer",
-               "learning rate", "schedule", "training images"], spec_rows),
+               "learning rate", "schedule", "trained on (images)"], spec_rows),
         text("An <b>epoch</b> is one pass over every training image. The <b>batch size</b> is "
              "the number of images whose average loss gives one gradient step: with "
              f"{runs[0].spec['batch_size'] if runs else 128} images per batch, an epoch of "
-             f"{int(runs[0].n_train * (1 - runs[0].spec['validation_fraction'])) if runs else 0:,} "
+             f"{runs[0].n_fit if runs else 0:,} "
              "images makes that many divided by the batch size weight updates. The "
              "<b>validation split</b> is held out of the training images and never trained on: "
              "its loss, measured after each epoch, shows when the network starts to fit the "
@@ -344,4 +345,5 @@ def cnn_vs_mlp(c: TrainResult, mlp: TrainResult) -> str:
     if {faster, better} == {"cnn", "mlp"}:
         return text_ + f"{said}: neither is simply \"more efficient\"."
     holds = "holds" if "mlp" in (faster, better) else "does not hold"
-    return text_ + f"{said}: the seed's \"more efficient\" {holds} on this data."
+    return text_ + (f"{said}: the seed's verdict that its MLP is \"more efficient\" than its "
+                    f"CNN {holds} on this data.")

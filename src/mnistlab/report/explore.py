@@ -8,6 +8,7 @@ from ..sections.explore import Gallery, HoldoutDemo, Summary
 from ..study.results import StudyContext
 from .blocks import Block, FigureSink, esc, heading, new_figure, table, text, the
 from .figures import image_grid, legend
+from .noise import p_value
 
 
 def _pct(count: int, total: int) -> str:
@@ -133,7 +134,7 @@ def _balance_answer(s: Summary) -> str:
     p_uniform = s.uniform_chi2_p["train"]
     if s.train_imbalance > 1.0:
         test = (f"A chi-square test {'rejects' if p_uniform < 0.05 else 'does not reject'} "
-                f"exactly equal class frequencies in the training set (p = {p_uniform:.2g}). ")
+                f"exactly equal class frequencies in the training set ({p_value(p_uniform)}). ")
         if s.train_imbalance < 1.5:
             answer += test + (f"A {s.train_imbalance:.2f} ratio is mild: accuracy stays a "
                               "meaningful score and no re-weighting is needed. ")
@@ -143,7 +144,7 @@ def _balance_answer(s: Summary) -> str:
                               "the confusion matrices too. ")
     answer += (f"Train and test class distributions differ by a total-variation distance of "
                f"{s.train_test_tv:.4f} (chi-square test of equal distributions: "
-               f"p = {s.train_test_chi2_p:.2g})")
+               f"{p_value(s.train_test_chi2_p)})")
     if s.train_test_chi2_p < 0.05:
         te = np.array(s.test_counts)
         share_tr, share_te = tr / tr.sum(), te / te.sum()

@@ -21,3 +21,9 @@ def within_chance(accuracy: float, chance: float, n: int) -> bool:
     """``accuracy`` on ``n`` images is no more than twice the binomial noise above the
     ``chance`` of a guess (a constant answer, or one class picked at random)."""
     return accuracy <= chance + 2 * (chance * (1 - chance) / n) ** 0.5
+
+
+def p_value(p: float) -> str:
+    """``p`` as the report writes it: two significant digits, never a rounded "p = 1" (a test
+    proves no equality; above 0.99 it only fails to find a difference)."""
+    return "p > 0.99" if p > 0.99 else f"p = {p:.2g}"
