@@ -239,9 +239,12 @@ def overfitting_answer(runs: list[TrainResult], arch: Architectures) -> str:
     if overfitting:
         text_ += f"Here {', '.join(overfitting)} overfit{'s' if len(overfitting) == 1 else ''}. "
     elif runs:
-        text_ += (f"None of them overfits within {max(r.epochs_run for r in runs)} epochs"
-                  + (f" ({', '.join(dropout)} with dropout, the others without)" if dropout
-                     else " (none uses dropout)") + ". ")
+        epochs = sorted({r.epochs_run for r in runs})
+        uses = (f"{', '.join(dropout)} with dropout, the others without" if dropout
+                else "none uses dropout")
+        text_ += ("None of them overfits within "
+                  + (f"{epochs[0]} epochs ({uses}). " if len(epochs) == 1 else
+                     f"the epochs each was trained for ({epochs[0]} to {epochs[-1]}; {uses}). "))
     return text_ + ("Remedies: early stopping on the validation loss, more dropout or weight "
                     "decay, data augmentation, more data.")
 
