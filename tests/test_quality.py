@@ -184,6 +184,9 @@ def test_a_change_in_accuracy_gets_a_verdict_only_beyond_twice_its_noise():
     assert "a gain beyond twice its noise" in _delta(0.910, 0.900, 0.003)
     assert "a loss beyond twice its noise" in _delta(0.890, 0.900, 0.003)
     assert _delta(0.91, 0.90, float("nan")) == "+0.0100"  # no noise measured: no verdict
+    # mnist-5k, quick: "+0.0000 (bootstrap standard error 0.0000; within twice its noise...)"
+    assert _delta(0.956, 0.956, 0.0) == "+0.0000 (each test image is right or wrong as before)"
+    assert "a gain beyond twice its noise" in _delta(0.957, 0.956, 0.0)
 
 
 def test_the_effect_sentences_follow_the_counts(planted_results):

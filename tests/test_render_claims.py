@@ -32,6 +32,11 @@ def test_a_tree_that_stopped_growing_is_reported_at_its_own_depth():
                                    [0.5, 0.8, 0.84, 0.84, 0.84], depths=[1, 5, 12, 15, 30],
                                    leaf_depth_max=13))
     assert "reaches 1.000 at depth 15 (the tree stopped growing at depth 13" in text
+    # mnist-5k, quick: grown to depth 17, swept up to 20: "reaches 1.000 at depth 20" alone
+    text = tree_depth_answer(_tree([0.5, 0.9, 1.0], [0.5, 0.8, 0.8], [0.5, 0.74, 0.74],
+                                   depths=[1, 10, 20], leaf_depth_max=17))
+    assert ("reaches 1.000 at depth 20 (the tree stopped growing at depth 17: deeper limits up "
+            "to 20 change nothing)") in text
 
 
 def test_a_shrinking_gap_is_not_called_overfitting():

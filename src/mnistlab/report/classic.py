@@ -559,7 +559,8 @@ def tree_depth_answer(tree: TreeDepth, seed_comparable: bool = False,
     d_last = tree.depths[last]
     train_last = tree.train_acc[last]
     stopped = (f" (the tree stopped growing at depth {tree.leaf_depth_max}: deeper limits up to "
-               f"{tree.depths[-1]} change nothing)" if d_last < tree.depths[-1] else "")
+               f"{tree.depths[-1]} change nothing)" if tree.leaf_depth_max < tree.depths[-1]
+               else "")
     if tree.leaf_depth_max <= tree.depths[-1]:  # the sweep reached the whole tree
         memorised = (": deep enough, the tree memorises the training set" if train_last >= 0.999
                      else ": the tree does not memorise the training set")

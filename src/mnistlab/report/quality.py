@@ -151,6 +151,8 @@ def _delta(value: float, base: float, se: float) -> str:
     d = value - base
     if math.isnan(se):
         return f"{d:+.4f}"
+    if se == 0 and d == 0:  # a paired bootstrap with no spread: no image changed its verdict
+        return f"{d:+.4f} (each test image is right or wrong as before)"
     verdict = ("within twice its noise: no change measurable" if abs(d) <= 2 * se
                else "a gain beyond twice its noise" if d > 0 else "a loss beyond twice its noise")
     return f"{d:+.4f} (bootstrap standard error {se:.4f}; {verdict})"
