@@ -813,3 +813,18 @@ def test_a_class_with_no_test_image_has_no_ratio_and_no_recall():
     said = _confusion_answer(best, ["a", "b", "c", "d"])
     assert "the class recognised least often is b (recall 0.889)" in said
     assert "the test set has no image of d, so its recall is not measured" in said
+
+
+def test_the_mixtures_criteria_are_whole_numbers_in_one_format():
+    """scikit-learn's digits printed BIC 23624 beside 20872.3 and AIC 491.432 (six significant
+    digits of numbers in the thousands): one format for every row."""
+    from mnistlab.report.unsupervised import _gmm_table
+    from mnistlab.sections.unsupervised import GmmResult
+
+    rows = [{"covariance": c, "n_parameters": p, "converged": True, "n_iter": 10, "fit_s": 0.02,
+             "bic": bic, "aic": aic, "ari": 0.6, "homogeneity": 0.7, "accuracy": 0.7}
+            for c, p, bic, aic in (("spherical", 229, 23624.04, 22417.12),
+                                   ("full", 2529, 13820.1, 491.432))]
+    block = _gmm_table(GmmResult("pca", 21, 10, rows, np.zeros((2, 3)), np.zeros((3, 2))))
+    criteria = [r[5:7] for r in block.rows]
+    assert criteria == [["23,624", "22,417"], ["13,820", "491"]]

@@ -473,7 +473,7 @@ def _gmm_table(gmm: GmmResult) -> Block:
     return table(["covariance", "parameters", "converged", "iterations", "fit (s)", "BIC", "AIC",
                   "adjusted Rand", "homogeneity", "accuracy"],
                  [[r["covariance"], r["n_parameters"], "yes" if r["converged"] else "no",
-                   r["n_iter"], _f(r["fit_s"], 2), f"{r['bic']:.6g}", f"{r['aic']:.6g}",
+                   r["n_iter"], _f(r["fit_s"], 2), f"{r['bic']:,.0f}", f"{r['aic']:,.0f}",
                    _f(r["ari"]), _f(r["homogeneity"]), _f(r["accuracy"])] for r in gmm.rows],
                  f"GaussianMixture, K = {gmm.n_clusters}, on the {gmm.space} space "
                  f"({gmm.n_dims} dimensions)")
