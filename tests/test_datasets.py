@@ -169,6 +169,20 @@ def test_npz_as_keras_saves_it(tmp_path):
     assert (data.name, data.source) == (f"npz:{tmp_path / 'd.npz'}", str(tmp_path / "d.npz"))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int16])
+def test_whole_pixel_values_of_another_dtype_load_as_the_same_uint8_images(tmp_path, dtype):
+    """Keras-style float or int arrays of 0..255, black pixels included, are accepted as they
+    are (the range check once went unseen by every test: none passed a non-uint8 image)."""
+    x_tr, y_tr = make_images(40, size=8)
+    x_te, y_te = make_images(10, size=8, seed=3)
+    x_tr[0, 0, 0], x_tr[1, 0, 0] = 0, 255  # both ends of the range
+    np.savez(tmp_path / "d.npz", x_train=x_tr.astype(dtype), y_train=y_tr,
+             x_test=x_te.astype(dtype), y_test=y_te)
+    data = load_dataset(f"npz:{tmp_path / 'd.npz'}")
+    assert data.x_train.dtype == np.uint8 and np.array_equal(data.x_train, x_tr)
+    assert np.array_equal(data.x_test, x_te)
+
+
 def test_labels_are_made_contiguous_and_keep_their_names(tmp_path):
     x, _ = make_images(30, size=6)
     y = np.array([1, 5, 26] * 10)
