@@ -288,7 +288,7 @@ def nb_vs_logistic(sizes: list[int], nb: list[float], lr: list[float],
                   "few examples does not show here, where its independence assumption costs "
                   "more than its fast convergence saves. ")
     gain_nb, gain_lr = nb[-1] - nb[0], lr[-1] - lr[0]
-    noise = (gain_noise([nb[0], nb[-1], lr[0], lr[-1]], n_test) if n_test else ACCURACY_NOISE)
+    noise = accuracy_noise(n_test, nb[0], nb[-1], lr[0], lr[-1])
     within = (f" (two standard errors of the difference on {n_test:,} test images: "
               f"{noise:.3f})" if n_test else "")
     return text_ + (f"From the smallest to the largest set naive Bayes gains {gain_nb:+.3f} and "
@@ -438,13 +438,11 @@ def svc_pca_answer(rows: list[SweepRow], n_test: int = 0) -> str:
     """The RBF SVC against the number of PCA components: peak, fit time, train-test gap; a
     gap widens when it grows by more than twice the binomial noise of its ``n_test`` test
     images (ACCURACY_NOISE when the size is unknown)."""
-    def noise(*accuracies: float) -> float:
-        return gain_noise(list(accuracies), n_test) if n_test else ACCURACY_NOISE
-
     best = max(rows, key=lambda r: r["test_acc"])
     first, last = rows[0], rows[-1]
     tied = [r["n_components"] for r in rows if r is not best
-            and best["test_acc"] - r["test_acc"] <= noise(best["test_acc"], r["test_acc"])]
+            and best["test_acc"] - r["test_acc"]
+            <= accuracy_noise(n_test, best["test_acc"], r["test_acc"])]
     fit = ("grows" if last["fit_s"] > first["fit_s"] * SPEED_MARGIN else
            "falls" if last["fit_s"] * SPEED_MARGIN < first["fit_s"] else "stays about the same")
     gap0, gap1 = first["train_acc"] - first["test_acc"], last["train_acc"] - last["test_acc"]
@@ -465,11 +463,12 @@ def svc_pca_answer(rows: list[SweepRow], n_test: int = 0) -> str:
              f"here goes from {gap0:.3f} to {gap1:.3f}")
     gaps = [r["train_acc"] - r["test_acc"] for r in rows]
     widest = max(range(len(rows)), key=gaps.__getitem__)
-    if gap1 > gap0 + noise(first["test_acc"], last["test_acc"]):
+    if gap1 > gap0 + accuracy_noise(n_test, first["test_acc"], last["test_acc"]):
         return text_ + (": it widens, so extra components add detail that the RBF kernel fits "
                         "on the training images more than it helps on new ones.")
     narrower = first if gap0 >= gap1 else last
-    if gaps[widest] > max(gap0, gap1) + noise(rows[widest]["test_acc"], narrower["test_acc"]):
+    in_between = accuracy_noise(n_test, rows[widest]["test_acc"], narrower["test_acc"])
+    if gaps[widest] > max(gap0, gap1) + in_between:
         # wider in between than at either end
         return text_ + (f", but is widest at {rows[widest]['n_components']} components "
                         f"({gaps[widest]:.3f}): more components do not widen it steadily, and "
@@ -483,12 +482,9 @@ def pca_influence_answer(rows: list[SweepRow], raw_tree_acc: float,
     """Seed 3.4: how the tree's accuracy moves with the number of PCA components, each
     difference read against twice the binomial noise of ``n_test`` test images (a stated
     ACCURACY_NOISE when the size is unknown)."""
-    def noise(a: float, b: float) -> float:
-        return gain_noise([a, b], n_test) if n_test else ACCURACY_NOISE
-
     top = max(rows, key=lambda r: r["test_acc"])
     low = min(rows, key=lambda r: r["test_acc"])
-    if top["test_acc"] - low["test_acc"] > noise(top["test_acc"], low["test_acc"]):
+    if top["test_acc"] - low["test_acc"] > accuracy_noise(n_test, top["test_acc"], low["test_acc"]):
         text_ = (f"Yes: the tree scores from {low['test_acc']:.3f} ({low['n_components']} "
                  f"{nouns(low['n_components'], 'component')}) to {top['test_acc']:.3f} "
                  f"({top['n_components']}), ")
@@ -496,7 +492,7 @@ def pca_influence_answer(rows: list[SweepRow], raw_tree_acc: float,
         text_ = (f"Not measurably: the tree scores between {low['test_acc']:.3f} and "
                  f"{top['test_acc']:.3f} whatever the number of components, within twice the "
                  "noise of the test set, ")
-    margin = noise(top["test_acc"], raw_tree_acc)
+    margin = accuracy_noise(n_test, top["test_acc"], raw_tree_acc)
     if top["test_acc"] > raw_tree_acc + margin:
         text_ += (f"above {raw_tree_acc:.3f} on the raw pixels: on this data the tree finds "
                   "better splits on the principal axes than on single pixels. ")
@@ -536,6 +532,12 @@ def _confusion_answer(best: BestModel, names: list[str]) -> str:
 ACCURACY_NOISE = 0.005
 
 
+def accuracy_noise(n_images: int, *accuracies: float) -> float:
+    """Twice the binomial noise of a difference of these accuracies on ``n_images`` images
+    (report.noise.gain_noise), or ACCURACY_NOISE when the number is not known (0)."""
+    return gain_noise(list(accuracies), n_images) if n_images else ACCURACY_NOISE
+
+
 def validation_size(n_fit: int, validation_fraction: float) -> int:
     """The validation images of the classic section's split that left ``n_fit`` to fit on
     (scikit-learn's train_test_split rounds the held-out share up)."""
@@ -573,9 +575,8 @@ def tree_depth_answer(tree: TreeDepth, seed_comparable: bool = False,
         memorised = (f", the deepest cut swept; the tree itself grew to depth "
                      f"{tree.leaf_depth_max}, which the sweep does not reach")
     val_best, val_last = tree.val_acc[i_best], tree.val_acc[last]
-    val_noise = gain_noise([val_best, val_last], n_val) if n_val else ACCURACY_NOISE
-    test_noise = (gain_noise([tree.test_acc[i_best], tree.test_acc[last]], n_test) if n_test
-                  else ACCURACY_NOISE)
+    val_noise = accuracy_noise(n_val, val_best, val_last)
+    test_noise = accuracy_noise(n_test, tree.test_acc[i_best], tree.test_acc[last])
     of_val = f" (twice the noise of {n_val:,} validation images)" if n_val else ""
     if last == i_best:
         after = "at the deepest depth tried"
