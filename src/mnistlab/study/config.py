@@ -52,6 +52,27 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
+AUTO_BRANCH = "literal['auto']"  # how pydantic names the "auto" choice of a union in a location
+
+
+def _describe_all(errors: list[dict]) -> str:
+    """One phrase per wrong setting: a setting that takes a value or "auto" fails once per
+    choice, and reads "epochs: Input should be greater than or equal to 1, or 'auto'" (an item
+    of a list that could have been "auto" reads as that item's error alone)."""
+    with_auto = {e["loc"][:-1] for e in errors if e["loc"] and e["loc"][-1] == AUTO_BRANCH}
+    phrases = []
+    for error in errors:
+        loc = error["loc"]
+        setting = next((p for p in with_auto if loc[:len(p)] == p and len(loc) > len(p)), None)
+        if setting is None:
+            phrases.append(_describe(error))
+        elif loc[len(setting)] != AUTO_BRANCH:  # the other choice: drop the union's tag
+            inner = loc[len(setting) + 1:]
+            phrases.append(_describe({**error, "loc": setting + inner,
+                                      "msg": error["msg"] + ("" if inner else ", or 'auto'")}))
+    return "; ".join(phrases)
+
+
 def _describe(error: dict) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
@@ -80,7 +101,7 @@ def build_config(profile: str = "full", overrides: dict | None = None,
     try:
         return StudyConfig.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+        raise ConfigError(f"{origin}: " + _describe_all(exc.errors())) from None
 
 
 def load_config(path: str | Path | None, profile: str = "full",
