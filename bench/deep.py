@@ -86,7 +86,7 @@ def cnn_fast(x, y, xt, yt, data_name: str) -> Clock:
 
     shaped = Dataset(data_name, x, y, xt, yt, [str(i) for i in range(10)],
                      digits=data_name == "mnist-proxy")  # as the study decides for MNIST
-    spec = build_config("full").deep.models["cnn-fast"].for_data(shaped)
+    spec = build_config("full").deep.models["cnn-fast"].for_data(shaped, "cnn-fast")
     clock = Clock()
 
     class Scored(TorchClassifier):

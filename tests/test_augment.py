@@ -81,7 +81,7 @@ def test_a_network_trains_with_every_augmentation_and_refuses_an_unknown_one():
 def test_the_configuration_takes_augmentations_per_network():
     config = build_config("full", {"deep": {"models": {"cnn-fast": {"augment": ["affine"]}}}})
     assert config.deep.models["cnn-fast"].augment == ["affine"]
-    spec = config.deep.models["cnn-fast"].for_data(load_dataset("digits"))
+    spec = config.deep.models["cnn-fast"].for_data(load_dataset("digits"), "cnn-fast")
     assert spec.estimator_params()["augment"] == ["affine"]
     with pytest.raises(ConfigError, match="augment"):
         build_config("full", {"deep": {"models": {"cnn-fast": {"augment": ["flip"]}}}})

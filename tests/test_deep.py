@@ -137,11 +137,22 @@ def test_a_training_process_reports_its_own_peak_not_its_parents(mnist5k, tmp_pa
     ({"models": {"resnet": {}}}, "unknown model 'resnet'"),
     ({"models": {"mlp-1": {"epochs": 0}}}, "deep.models.mlp-1.epochs: Input should be greater"),
     ({"models": {"mlp-1": {"optimizer": "lbfgs"}}}, "deep.models.mlp-1.optimizer"),
+    ({"models": {"cnn-fast": {"epochs": 0}}},
+     "deep.models.cnn-fast.epochs: Input should be greater than or equal to 1, or 'auto' "
+     "(got 0)"),
+    ({"models": {"cnn-fast": {"arch_params": 3}}},
+     "deep.models.cnn-fast.arch_params: Input should be a valid dictionary, or 'auto' (got 3)"),
+    ({"models": {"cnn-fast": {"augment": ["flip"]}}},
+     "deep.models.cnn-fast.augment.0: Input should be 'affine', 'stroke', 'blur', 'contrast' "
+     "or 'noise' (got 'flip')"),
 ])
 def test_bad_architecture_parameters_are_rejected(override, message):
+    """One phrase per wrong setting, a setting that may be "auto" included (pydantic fails it
+    once per choice of the union, under locations the user never wrote)."""
     with pytest.raises(ConfigError) as info:
         build_config("full", {"deep": override})
     assert message in str(info.value)
+    assert "literal[" not in str(info.value) and "constrained-int" not in str(info.value)
 
 
 @pytest.mark.parametrize("arch, arch_params", [
@@ -338,20 +349,34 @@ def test_cnn_fast_shifts_mnist_sized_digits_only_and_a_chosen_shift_is_kept(mnis
         build_config("full").deep.models["cnn-fast"].estimator_params()
 
 
-def test_cnn_fast_takes_smaller_batches_on_mnist_sized_digits_only(mnist5k):
-    """batch_size "auto" is 64 where the augmentations apply (their images need the steps),
-    256 elsewhere; the other networks keep their own, and a value the config sets is kept."""
+def test_cnn_fast_trains_longer_in_smaller_batches_on_mnist_sized_digits_only(mnist5k):
+    """batch_size, epochs and arch_params "auto": on 28x28 digits, where the augmentations
+    apply, batches of 32 for 7 epochs through a fourth block; elsewhere batches of 256 for 5
+    epochs through three. The other networks keep their own, a value the config sets is kept,
+    and "auto" is refused where the registry does not say what it means."""
     import dataclasses
 
-    def batches(data, cfg=None):
+    def chosen(data, cfg=None):
         steps = section.plan(data, (cfg or build_config("full")).deep, 0)
-        return {s.name[len("train:"):]: s.arguments["spec"].batch_size for s in steps
-                if s.name.startswith("train:")}
+        return {s.name[len("train:"):]: (s.arguments["spec"].batch_size,
+                                         s.arguments["spec"].epochs,
+                                         s.arguments["spec"].arch_params)
+                for s in steps if s.name.startswith("train:")}
 
-    assert batches(mnist5k) == {"cnn-fast": 64, "cnn-seed": 128, "mlp-2": 128, "mlp-1": 128}
-    assert batches(dataclasses.replace(mnist5k, digits=False))["cnn-fast"] == 256
-    assert batches(load_dataset("digits"))["cnn-fast"] == 256
-    chosen = build_config("full", {"deep": {"models": {"cnn-fast": {"batch_size": 32}}}})
-    assert batches(mnist5k, chosen)["cnn-fast"] == 32
+    assert chosen(mnist5k) == {"cnn-fast": (32, 7, {"channels": [24, 48, 96, 128]}),
+                               "cnn-seed": (128, 10, {}), "mlp-2": (128, 10, {}),
+                               "mlp-1": (128, 10, {})}
+    elsewhere = (256, 5, {"channels": [32, 64, 128]})
+    assert chosen(dataclasses.replace(mnist5k, digits=False))["cnn-fast"] == elsewhere
+    assert chosen(load_dataset("digits"))["cnn-fast"] == elsewhere
+    config = build_config("full", {"deep": {"models": {"cnn-fast": {
+        "batch_size": 48, "epochs": 2, "arch_params": {"channels": [8, 16]}}}}})
+    assert chosen(mnist5k, config)["cnn-fast"] == (48, 2, {"channels": [8, 16]})
+    decided = section.plan(mnist5k, build_config("full").deep, 0)[1].arguments["spec"]
+    decided.arch_params["channels"].append(1)  # a decided spec is a copy, not the registry's
+    assert chosen(mnist5k)["cnn-fast"][2] == {"channels": [24, 48, 96, 128]}
     with pytest.raises(ConfigError, match="batch_size"):
         build_config("full", {"deep": {"models": {"cnn-fast": {"batch_size": "big"}}}})
+    with pytest.raises(ConfigError, match=r"models\.mlp-1\.epochs: 'auto' is defined for "
+                       r"cnn-fast only"):
+        build_config("full", {"deep": {"models": {"mlp-1": {"epochs": "auto"}}}})

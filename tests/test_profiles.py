@@ -3,7 +3,7 @@ real quick run (mnist-5k) and a real full run (digits)."""
 
 import pytest
 
-from mnistlab import build_config, load_study
+from mnistlab import build_config, load_dataset, load_study
 from mnistlab.sections import SECTIONS, classic, deep, explore, unsupervised
 
 
@@ -83,7 +83,8 @@ def test_the_full_profile_uses_all_the_data_and_every_default(full_digits_run):
     assert abs(c["tree_depth"].n_fit - n_train * (1 - full.classic.validation_fraction)) <= 1
     for name, spec in full.deep.enabled().items():
         run = r["deep"][f"train:{name}"]
-        assert run.n_train == n_train and run.spec["epochs"] == spec.epochs
+        decided = spec.for_data(load_dataset("digits"), name)  # "auto" epochs, for 8x8 digits
+        assert run.n_train == n_train and run.spec["epochs"] == decided.epochs
         assert run.isolated  # the full profile trains each network in its own process
     assert r["deep"]["train:cnn-fast"].spec["augment_shift"] == 0  # "auto", on 8x8 digits
 

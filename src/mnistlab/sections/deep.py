@@ -9,6 +9,7 @@ trained them.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,45 +40,54 @@ TITLE = "4. Deep learning: MLP and CNN"
 ModelName = Literal[tuple(NETWORKS)]  # type: ignore[valid-type]  (pydantic validates the names)
 
 
+def _auto_means(field_name: str) -> str:
+    """What "auto" means for one field, from the registry of networks: the schema's words."""
+    return "; ".join(
+        f"{name}: {network.auto_on_digits[field_name]} on the named digit datasets of 28x28 "
+        f"images or larger, else {network.auto_elsewhere[field_name]}"
+        for name, network in NETWORKS.items() if field_name in network.auto_on_digits)
+
+
 class ModelSpec(TrainingParams):
     """How one network is trained: the TorchClassifier parameters (validated by the estimator's
-    own rules), in a form TOML can write (no None)."""
+    own rules), in a form TOML can write (no None). "auto" entries are decided for the data by
+    :meth:`for_data`, from the network's entry in :data:`mnistlab.models.architectures.NETWORKS`."""
 
     enabled: bool = True
-    arch_params: dict = Field(default_factory=dict)
+    epochs: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        10, description="passes over the training images; auto = " + _auto_means("epochs"))
+    arch_params: dict | Literal["auto"] = Field(
+        default_factory=dict, description="the network's own parameters (cnn-fast: channels, "
+        "dropout); auto = " + _auto_means("arch_params"))
     max_train_seconds: float = Field(0, ge=0, description="0 = no limit")
     bf16: bool | Literal["auto"] = Field(False, description="bfloat16 autocast; auto = where "
                                          "the hardware has it")
     augment_shift: Annotated[int, Field(ge=0, le=8)] | Literal["auto"] = Field(
-        0, description="train on images moved by up to this many pixels, at random; auto = 1 "
-        "on the named digit datasets of 28x28 images or larger, else 0")
-
+        0, description="train on images moved by up to this many pixels, at random; auto = "
+        + _auto_means("augment_shift"))
     batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        128, description="images per gradient step; auto = 64 on the named digit datasets of "
-        "28x28 images or larger (their augmented images need the steps), else 256")
+        128, description="images per gradient step; auto = " + _auto_means("batch_size"))
     augment: list[Augmentation] | Literal["auto"] = Field(
         default_factory=list, description="training augmentations, each drawn per image: "
         f"{', '.join(AUGMENTATION_NAMES)} (models.augment says what each does; section 5 "
-        "measures what they change); auto = all of them on the named digit datasets of 28x28 "
-        "images or larger, else none")
+        "measures what they change); auto = " + _auto_means("augment"))
 
-    def for_data(self, data: Dataset) -> ModelSpec:
-        """This spec with ``augment_shift``, ``augment`` and ``batch_size`` "auto" decided for
-        ``data``."""
-        mnist_sized = data.digits and min(data.image_shape) >= 28
-        update = {}
-        if self.batch_size == "auto":
-            update["batch_size"] = 64 if mnist_sized else 256
-        if self.augment_shift == "auto":
-            update["augment_shift"] = 1 if mnist_sized else 0
-        if self.augment == "auto":
-            update["augment"] = list(AUGMENTATION_NAMES) if mnist_sized else []
+    def for_data(self, data: Dataset, name: str) -> ModelSpec:
+        """This spec of network ``name`` with its "auto" entries decided for ``data``."""
+        chosen = NETWORKS[name].auto(data.digits and min(data.image_shape) >= 28)
+        update = {field_name: copy.deepcopy(chosen[field_name])  # not the registry's lists
+                  for field_name in self.auto_fields()}
         return self.model_copy(update=update) if update else self
 
+    def auto_fields(self) -> list[str]:
+        return [name for name in type(self).model_fields
+                if name != "bf16" and getattr(self, name) == "auto"]
+
     def estimator_params(self) -> dict:
-        if "auto" in (self.augment_shift, self.augment, self.batch_size):
-            raise ValueError("augment_shift, augment or batch_size 'auto': decide it for the "
-                             "data first (for_data)")
+        undecided = self.auto_fields()
+        if undecided:
+            raise ValueError(f"{', '.join(undecided)} 'auto': decide it for the data first "
+                             "(for_data)")
         params = self.model_dump(exclude={"enabled"})
         params["max_train_seconds"] = self.max_train_seconds or None
         params["arch_params"] = self.arch_params or None
@@ -127,8 +137,15 @@ class Params(BaseModel):
 
     @model_validator(mode="after")
     def _check_architectures(self) -> Params:
+        for name, spec in self.models.items():  # "auto" where the registry says what it means
+            for field_name in spec.auto_fields():
+                if field_name not in NETWORKS[name].auto_on_digits:
+                    defined = [n for n, network in NETWORKS.items()
+                               if field_name in network.auto_on_digits]
+                    raise ValueError(f"models.{name}.{field_name}: 'auto' is defined for "
+                                     f"{', '.join(defined) or 'no network'} only")
         changed = {name: spec for name, spec in self.models.items()
-                   if spec.arch_params != DEFAULT_MODELS[name].arch_params}
+                   if spec.arch_params not in ("auto", DEFAULT_MODELS[name].arch_params)}
         if not changed:  # the defaults are valid (tested); building them would import torch
             return self
         from ..models.nets import build_module
@@ -310,7 +327,7 @@ def overfit(data: Dataset, *, name: str, spec: ModelSpec, overfit_images: int,
 def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn",
          earlier: Mapping[str, Step] | None = None) -> list[Step]:
     params = params.model_copy(update={"models": {
-        name: spec.for_data(data) for name, spec in params.models.items()}})
+        name: spec.for_data(data, name) for name, spec in params.models.items()}})
     for name, spec in params.enabled().items():  # the config against this data's images
         problem = (image_shape_problem(name, data.image_shape, spec.arch_params)
                    or augment_shift_problem(spec.augment_shift, data.image_shape))
@@ -342,5 +359,5 @@ def plan(data: Dataset, params: Params, seed: int, engine: str = "sklearn",
                           spec=enabled[name]))
     for name in params.overfit_models:
         steps.append(step(f"overfit:{name}", overfit, name=name,
-                          spec=params.models.get(name) or DEFAULT_MODELS[name].for_data(data)))
+                          spec=params.models.get(name) or DEFAULT_MODELS[name].for_data(data, name)))
     return steps
