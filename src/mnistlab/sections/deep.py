@@ -136,14 +136,18 @@ class Params(BaseModel):
         return models
 
     @model_validator(mode="after")
-    def _check_architectures(self) -> Params:
-        for name, spec in self.models.items():  # "auto" where the registry says what it means
+    def _auto_where_the_registry_defines_it(self) -> Params:
+        for name, spec in self.models.items():
             for field_name in spec.auto_fields():
                 if field_name not in NETWORKS[name].auto_on_digits:
                     defined = [n for n, network in NETWORKS.items()
                                if field_name in network.auto_on_digits]
                     raise ValueError(f"models.{name}.{field_name}: 'auto' is defined for "
                                      f"{', '.join(defined) or 'no network'} only")
+        return self
+
+    @model_validator(mode="after")
+    def _check_architectures(self) -> Params:
         changed = {name: spec for name, spec in self.models.items()
                    if spec.arch_params not in ("auto", DEFAULT_MODELS[name].arch_params)}
         if not changed:  # the defaults are valid (tested); building them would import torch
