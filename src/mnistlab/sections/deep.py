@@ -43,9 +43,9 @@ ModelName = Literal[tuple(NETWORKS)]  # type: ignore[valid-type]  (pydantic vali
 def _auto_means(field_name: str) -> str:
     """What "auto" means for one field, from the registry of networks: the schema's words."""
     return "; ".join(
-        f"{name}: {network.auto_on_digits[field_name]} on the named digit datasets of 28x28 "
-        f"images or larger, else {network.auto_elsewhere[field_name]}"
-        for name, network in NETWORKS.items() if field_name in network.auto_on_digits)
+        f"{name}: {network.auto[field_name][0]} on the named digit datasets of 28x28 "
+        f"images or larger, else {network.auto[field_name][1]}"
+        for name, network in NETWORKS.items() if field_name in network.auto)
 
 
 class ModelSpec(TrainingParams):
@@ -74,9 +74,10 @@ class ModelSpec(TrainingParams):
 
     def for_data(self, data: Dataset, name: str) -> ModelSpec:
         """This spec of network ``name`` with its "auto" entries decided for ``data``."""
-        chosen = NETWORKS[name].auto(data.digits and min(data.image_shape) >= 28)
-        update = {field_name: copy.deepcopy(chosen[field_name])  # not the registry's lists
-                  for field_name in self.auto_fields()}
+        mnist_sized_digits = data.digits and min(data.image_shape) >= 28
+        update = {field_name: copy.deepcopy(  # not the registry's lists
+            NETWORKS[name].decide_auto(field_name, mnist_sized_digits))
+            for field_name in self.auto_fields()}
         return self.model_copy(update=update) if update else self
 
     def auto_fields(self) -> list[str]:
@@ -139,9 +140,8 @@ class Params(BaseModel):
     def _auto_where_the_registry_defines_it(self) -> Params:
         for name, spec in self.models.items():
             for field_name in spec.auto_fields():
-                if field_name not in NETWORKS[name].auto_on_digits:
-                    defined = [n for n, network in NETWORKS.items()
-                               if field_name in network.auto_on_digits]
+                if field_name not in NETWORKS[name].auto:
+                    defined = [n for n, network in NETWORKS.items() if field_name in network.auto]
                     raise ValueError(f"models.{name}.{field_name}: 'auto' is defined for "
                                      f"{', '.join(defined) or 'no network'} only")
         return self
