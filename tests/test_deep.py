@@ -351,7 +351,7 @@ def test_cnn_fast_shifts_mnist_sized_digits_only_and_a_chosen_shift_is_kept(mnis
 
 def test_cnn_fast_trains_longer_in_smaller_batches_on_mnist_sized_digits_only(mnist5k):
     """batch_size, epochs and arch_params "auto": on 28x28 digits, where the augmentations
-    apply, batches of 32 for 7 epochs through a fourth block; elsewhere batches of 256 for 5
+    apply, batches of 32 for 10 epochs through a fourth block; elsewhere batches of 256 for 5
     epochs through three. The other networks keep their own, a value the config sets is kept,
     and "auto" is refused where the registry does not say what it means."""
     import dataclasses
@@ -363,7 +363,7 @@ def test_cnn_fast_trains_longer_in_smaller_batches_on_mnist_sized_digits_only(mn
                                          s.arguments["spec"].arch_params)
                 for s in steps if s.name.startswith("train:")}
 
-    assert chosen(mnist5k) == {"cnn-fast": (32, 7, {"channels": [24, 48, 96, 128]}),
+    assert chosen(mnist5k) == {"cnn-fast": (32, 10, {"channels": [16, 32, 64, 128]}),
                                "cnn-seed": (128, 10, {}), "mlp-2": (128, 10, {}),
                                "mlp-1": (128, 10, {})}
     elsewhere = (256, 5, {"channels": [32, 64, 128]})
@@ -374,9 +374,27 @@ def test_cnn_fast_trains_longer_in_smaller_batches_on_mnist_sized_digits_only(mn
     assert chosen(mnist5k, config)["cnn-fast"] == (48, 2, {"channels": [8, 16]})
     decided = section.plan(mnist5k, build_config("full").deep, 0)[1].arguments["spec"]
     decided.arch_params["channels"].append(1)  # a decided spec is a copy, not the registry's
-    assert chosen(mnist5k)["cnn-fast"][2] == {"channels": [24, 48, 96, 128]}
+    assert chosen(mnist5k)["cnn-fast"][2] == {"channels": [16, 32, 64, 128]}
     with pytest.raises(ConfigError, match="batch_size"):
         build_config("full", {"deep": {"models": {"cnn-fast": {"batch_size": "big"}}}})
     with pytest.raises(ConfigError, match=r"models\.mlp-1\.epochs: 'auto' is defined for "
                        r"cnn-fast only"):
         build_config("full", {"deep": {"models": {"mlp-1": {"epochs": "auto"}}}})
+
+
+def test_augmenting_a_chunk_at_a_time_keeps_the_batches_of_the_permutation(mnist5k, monkeypatch):
+    """Images are drawn (and augmented) ~1,024 at a time, then cut into batches: without
+    augmentations the model is the one trained batch by batch, bit for bit."""
+    x, y = mnist5k.x_train[:700], mnist5k.y_train[:700]
+    params = dict(epochs=2, batch_size=32, validation_fraction=0.1,
+                  arch_params={"channels": [8, 16]})
+    assert TorchClassifier("cnn-fast", **params)._chunk == 1024
+    assert TorchClassifier("cnn-fast", batch_size=300)._chunk == 900
+    assert TorchClassifier("cnn-fast", batch_size=2000)._chunk == 2000
+    chunked = TorchClassifier("cnn-fast", **params).fit(x, y)
+    monkeypatch.setattr(TorchClassifier, "_chunk", property(lambda self: self.batch_size))
+    batch_by_batch = TorchClassifier("cnn-fast", **params).fit(x, y)
+    assert chunked.history_["train_loss"] == batch_by_batch.history_["train_loss"]
+    for a, b in zip(chunked.module_.state_dict().values(),
+                    batch_by_batch.module_.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -271,25 +271,40 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         self.module_.train()
         order = torch.randperm(len(xt), generator=generator).to(xt.device)
         loss_sum, correct = 0.0, 0
-        for i in range(0, len(xt), self.batch_size):
-            idx = order[i:i + self.batch_size]
-            xb, yb = xt[idx].to(device), yt[idx].to(device)
-            if self.augment_shift:
-                xb = self._shifted(xb, generator)
-            if self.augment:  # in grey levels, where the augmentations are stated
-                xb = (augment(xb * self.std_ + self.mean_, self.augment, generator)
-                      - self.mean_) / self.std_
-            with self._autocast(device):
-                logits = self.module_(xb)
-            loss = F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if scheduler is not None:
-                scheduler.step()
-            loss_sum += loss.item() * len(idx)
-            correct += (logits.argmax(1) == yb).sum().item()
+        for start in range(0, len(xt), self._chunk):
+            chunk = order[start:start + self._chunk]
+            x_chunk = self._augmented(xt[chunk].to(device), generator)
+            y_chunk = yt[chunk].to(device)
+            for i in range(0, len(chunk), self.batch_size):
+                xb, yb = x_chunk[i:i + self.batch_size], y_chunk[i:i + self.batch_size]
+                with self._autocast(device):
+                    logits = self.module_(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=self.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if scheduler is not None:
+                    scheduler.step()
+                loss_sum += loss.item() * len(yb)
+                correct += (logits.argmax(1) == yb).sum().item()
         return loss_sum / len(xt), correct / len(xt)
+
+    @property
+    def _chunk(self) -> int:
+        """Images drawn and augmented together: whole batches, about 1,024 images. Each
+        augmentation costs about as much per call as per image at batches of 32 (1.5 ms a
+        batch, 0.5 ms a batch in chunks of 1,024: bench/robustness.py's 2 cores); the batches
+        are the same slices of the epoch's permutation either way."""
+        return max(1, 1024 // self.batch_size) * self.batch_size
+
+    def _augmented(self, xb: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Training images as the network sees them: shifted, then augmented."""
+        if self.augment_shift:
+            xb = self._shifted(xb, generator)
+        if self.augment:  # in grey levels, where the augmentations are stated
+            xb = (augment(xb * self.std_ + self.mean_, self.augment, generator)
+                  - self.mean_) / self.std_
+        return xb
 
     def _shifted(self, xb: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Each image of the batch moved by its own random offset (one gather for the batch):
