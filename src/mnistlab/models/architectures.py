@@ -92,7 +92,7 @@ NETWORKS = {
     # the first blocks' 28x28 and 14x14 maps, and on drawing augmentations batch by batch.
     # With [16, 32, 64, 128] and the images augmented 1,024 at a time, 10 epochs take less
     # time than 7 did (seeds 0-4, MNIST proxy: clean 0.9908, the corruptions 0.972, the 8x8
-    # digits 0.91, the typed digits 0.90, training 1.22x that without augmentations; 9
+    # digits 0.91, the typed digits 0.90, training 1.22-1.25x that without augmentations; 9
     # epochs: 0.9897, [16, 32, 96, 128] for 9: 0.9900, 1.08x).
     "cnn-fast": Network("cnn_fast", {"channels": CNN_FAST_CHANNELS, "dropout": 0.0}, 0,
                         spec={"epochs": "auto", "batch_size": "auto", "lr": 4e-3,
