@@ -72,8 +72,8 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         uncovered border takes the background value, that of a 0 pixel). 0 turns it off.
     augment : list of str, default=[]
         Data augmentations of :data:`mnistlab.models.augment.AUGMENTATIONS` (``affine``,
-        ``stroke``, ``blur``, ``contrast``, ``noise``), each drawn per image, per batch, after
-        ``augment_shift``.
+        ``stroke``, ``blur``, ``contrast``, ``noise``), drawn anew for each image each time
+        it is drawn, after ``augment_shift``.
     arch_params : dict, optional
         Passed to :func:`build_module`.
     max_train_seconds : float, optional
