@@ -385,7 +385,7 @@ def test_cnn_fast_trains_longer_in_smaller_batches_on_mnist_sized_digits_only(mn
 def test_augmenting_a_chunk_at_a_time_keeps_the_batches_of_the_permutation(mnist5k, monkeypatch):
     """Images are drawn (and augmented) ~1,024 at a time, then cut into batches: without
     augmentations the model is the one trained batch by batch, bit for bit."""
-    x, y = mnist5k.x_train[:700], mnist5k.y_train[:700]
+    x, y = mnist5k.x_train[:1200], mnist5k.y_train[:1200]  # 1,080 to train: two chunks
     params = dict(epochs=2, batch_size=32, validation_fraction=0.1,
                   arch_params={"channels": [8, 16]})
     assert TorchClassifier("cnn-fast", **params)._chunk == 1024
