@@ -12,14 +12,13 @@ then optionally @ and a batch size, then optionally :epochs=N and :channels=A-B-
 blocks); the study's full-profile settings of cnn-fast for the data otherwise. The default
 races the training before the augmentations (none@256, 5 epochs, three blocks), the first
 augmented one (batches of 64, same network), the second (a fourth block, batches of 32, 7
-epochs) and today's. Each trains once per seed; the table
-gives the mean over seeds and, for the 8x8 digits (the noisiest), the range. Times are wall
-times, same data, same threads, seed by seed each training in turn; a ratio is the median over
-seeds of the time over the first entry's. Goals
-(issue 35, MNIST proxy: the 5,000 bundled digits to train, the official 10,000 test digits):
-mean accuracy over the corruptions at least 0.95, on the 8x8 digits at least 0.80, clean at
-least 0.99, training at most 1.5x the time of the training before the augmentations. Run
-nothing else beside it.
+epochs) and today's. Each trains once per seed; the table gives the mean over seeds and, for
+the 8x8 digits (the noisiest), the range. Times are wall times, same data, same threads, seed
+by seed each training in turn; a ratio is the median over seeds of the time over the first
+entry's. Goals (issue 35, MNIST proxy: the 5,000 bundled digits to train, the official 10,000
+test digits): mean accuracy over the corruptions at least 0.95, on the 8x8 digits at least
+0.80, clean at least 0.99, training at most 1.5x the time of the training before the
+augmentations. Run nothing else beside it.
 """
 
 from __future__ import annotations

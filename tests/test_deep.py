@@ -372,7 +372,8 @@ def test_cnn_fast_trains_longer_in_smaller_batches_on_mnist_sized_digits_only(mn
     config = build_config("full", {"deep": {"models": {"cnn-fast": {
         "batch_size": 48, "epochs": 2, "arch_params": {"channels": [8, 16]}}}}})
     assert chosen(mnist5k, config)["cnn-fast"] == (48, 2, {"channels": [8, 16]})
-    decided = section.plan(mnist5k, build_config("full").deep, 0)[1].arguments["spec"]
+    decided = next(s.arguments["spec"] for s in section.plan(mnist5k, build_config("full").deep, 0)
+                   if s.name == "train:cnn-fast")
     decided.arch_params["channels"].append(1)  # a decided spec is a copy, not the registry's
     assert chosen(mnist5k)["cnn-fast"][2] == {"channels": [16, 32, 64, 128]}
     with pytest.raises(ConfigError, match="batch_size"):

@@ -81,6 +81,8 @@ class ModelSpec(TrainingParams):
         return self.model_copy(update=update) if update else self
 
     def auto_fields(self) -> list[str]:
+        """The settings still "auto" that :meth:`for_data` decides (bf16's "auto" is the
+        hardware's, decided by the estimator when it trains)."""
         return [name for name in type(self).model_fields
                 if name != "bf16" and getattr(self, name) == "auto"]
 
