@@ -82,18 +82,24 @@ def test_keras_numbers_of_the_seed_models():
     assert rows[0]["output_shape"] == [None, 32, 26, 26] and rows[0]["params"] == 320
 
 
-def test_the_seed_cnn_pools_before_its_relu_with_the_seeds_values_and_gradients():
-    """Same weights, same batch, same dropout draws: the seed's order (ReLU, then pooling)
+@pytest.mark.parametrize("arch", ["cnn-seed", "cnn-fast"])
+def test_the_cnns_pool_before_their_relu_with_the_textbook_values_and_gradients(arch):
+    """Same weights, same batch, same dropout draws: the textbook order (ReLU, then pooling)
     and ours give bit-identical outputs and gradients, in float32 and under bf16 autocast."""
     from torch import nn
 
-    ours = build_module("cnn-seed", (28, 28), 10)
-    seeds = nn.Sequential(ours[0], nn.ReLU(), nn.MaxPool2d(2), *ours[3:])
-    assert isinstance(ours[1], nn.MaxPool2d) and isinstance(ours[2], nn.ReLU)
-    x = torch.randn(64, 1, 28, 28)
+    ours = build_module(arch, (28, 28), 10).to(memory_format=torch.channels_last)
+    layers, swapped = list(ours), 0
+    for i in range(len(layers) - 1):
+        if isinstance(layers[i], nn.MaxPool2d) and isinstance(layers[i + 1], nn.ReLU):
+            layers[i], layers[i + 1] = nn.ReLU(), layers[i]
+            swapped += 1
+    assert swapped == (1 if arch == "cnn-seed" else 2)
+    textbook = nn.Sequential(*layers)
+    x = torch.randn(64, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     for bf16 in (False, True):
         outputs, grads = [], []
-        for module in (ours, seeds):
+        for module in (ours, textbook):
             module.zero_grad()
             torch.manual_seed(3)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

@@ -92,11 +92,15 @@ def cnn_fast(shape: tuple[int, int], n_classes: int, channels: list[int],
     layers: list[nn.Module] = []
     c_in, h, w = 1, shape[0], shape[1]
     for i, c_out in enumerate(channels):
-        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                   nn.ReLU(inplace=True)]
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)]
         if i < len(channels) - 1:
+            # Pooling before ReLU, as in cnn_seed: the same values and gradients, ReLU and
+            # its backward on a quarter of the elements. A training step of the digits'
+            # network in batches of 32 takes 0.92-0.94x the time (2 cores, interleaved);
+            # in batches of 64 or 256 no change shows through the machine's noise.
             layers.append(nn.MaxPool2d(2))
             h, w = h // 2, w // 2
+        layers.append(nn.ReLU(inplace=True))
         c_in = c_out
     layers += [nn.Flatten()]
     if dropout:
