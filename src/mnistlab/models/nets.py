@@ -87,8 +87,9 @@ def cnn_seed(shape: tuple[int, int], n_classes: int) -> nn.Sequential:
 
 def cnn_fast(shape: tuple[int, int], n_classes: int, channels: list[int],
              dropout: float) -> nn.Sequential:
-    """Conv-BN-ReLU blocks, each followed by 2x2 max-pooling but the last; then a linear head
-    on the flattened map. BatchNorm lets a one-cycle schedule use large learning rates."""
+    """Conv-BN-ReLU blocks, each but the last with 2x2 max-pooling (taken before its ReLU: the
+    same values); then a linear head on the flattened map. BatchNorm lets a one-cycle schedule
+    use large learning rates."""
     layers: list[nn.Module] = []
     c_in, h, w = 1, shape[0], shape[1]
     for i, c_out in enumerate(channels):
